@@ -1,0 +1,203 @@
+//! Building and running the application: database, migrations, session store, the Hub and its
+//! log reader, background tasks, the listener, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum_login::AuthManagerLayerBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::auth::Backend;
+use crate::auth::password::Hasher;
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::live::{self, hub::Hub};
+use crate::sessions::Store;
+use crate::state::{AppState, RateLimits};
+use crate::web;
+
+/// A built, not yet running, application.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    store: Store,
+    start_cursor: i64,
+}
+
+/// Connects to the database and applies all migrations (ours and the session store's).
+pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<(Db, Store)> {
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await.context("applying migrations")?;
+    let store = Store::new(&db);
+    store.migrate().await.context("creating the session table")?;
+    Ok((db, store))
+}
+
+impl App {
+    /// Builds the app: connects, migrates, binds the listener (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let (db, store) = connect_and_migrate(&config).await?;
+        let start_cursor = {
+            let mut rc = db.read().await?;
+            db::events::last_id(&mut rc.conn()).await?
+        };
+        let hasher = Hasher::new(2).await?;
+        let config = Arc::new(config);
+        let state = AppState {
+            db: db.clone(),
+            hub: Hub::new(Duration::from_secs(config.presence_grace_secs)),
+            limits: Arc::new(RateLimits::new(config.rate_limit_ip, config.rate_limit_account)),
+            hasher: hasher.clone(),
+            config: config.clone(),
+            shutdown: CancellationToken::new(),
+        };
+        let https = config.is_https();
+        let session_layer = SessionManagerLayer::new(store.clone())
+            .with_name(if https { "__Host-parley" } else { "parley" })
+            .with_secure(https)
+            .with_same_site(SameSite::Lax)
+            .with_http_only(true)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
+                config.session_idle_days,
+            ))));
+        let auth_layer = AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
+        let router = web::router(state.clone()).layer(auth_layer);
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        Ok(App {
+            listener,
+            router,
+            state,
+            store,
+            start_cursor,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.addr)
+    }
+
+    /// The shared state (tests look at the Hub through it).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `stop` is cancelled; then open streams end and in-flight requests finish.
+    pub async fn run_until(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let App {
+            listener,
+            router,
+            state,
+            store,
+            start_cursor,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(live::run_log_reader(
+            state.hub.clone(),
+            state.db.clone(),
+            start_cursor,
+            shutdown.clone(),
+        ));
+        if let Db::Postgres(pool) = &state.db {
+            tasks.spawn(live::run_pg_listener(state.hub.clone(), pool.clone(), shutdown.clone()));
+        }
+        tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+
+        tracing::info!(addr = %listener.local_addr()?, url = %state.config.public_url(), "Parley is listening");
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                stop.cancelled().await;
+                tracing::info!("shutting down");
+                // Streams end now, so the server's graceful wait is for real requests only.
+                shutdown.cancel();
+            }
+        };
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await
+        .context("serving")?;
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        state.db.close().await;
+        Ok(())
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            trigger.cancel();
+        });
+        self.run_until(stop).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Periodic cleanup: expired sessions, old events, idle rate-limit keys. Stops at shutdown.
+async fn housekeeping(state: AppState, store: Store, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "deleting expired sessions failed");
+        }
+        let cutoff = db::now_ms() - i64::from(state.config.event_retention_hours) * 3_600_000;
+        match prune(&state.db, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "pruned old events"),
+            Err(e) => tracing::warn!(error = %e, "pruning events failed"),
+        }
+        state.limits.sweep();
+    }
+}
+
+/// Deletes events older than `cutoff_ms` (clients asking for them get `reload`).
+pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
+    let mut tx = db.begin().await?;
+    let n = db::events::prune(&mut tx.conn(), cutoff_ms).await?;
+    tx.commit().await?;
+    Ok(n)
+}

@@ -1,0 +1,268 @@
+//! Conversations: direct ones (made by friendship) and groups.
+
+use crate::auth::CurrentUser;
+use crate::db::conversations::Membership;
+use crate::db::users::UserRef;
+use crate::db::{self, Tx};
+use crate::domain::{GroupTitle, Username};
+use crate::error::{AppError, AppResult};
+use crate::events::{ConversationData, Event};
+use crate::state::AppState;
+
+use super::{commit, record};
+
+/// The most members a group may have.
+pub const MAX_GROUP_MEMBERS: usize = 500;
+
+/// The conversation if I am a member; 404 otherwise, whether or not it exists.
+pub async fn member_of(tx: &mut Tx, conversation: i64, me: i64) -> AppResult<Membership> {
+    db::conversations::membership(&mut tx.conn(), conversation, me)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn group_of(tx: &mut Tx, conversation: i64, me: i64, what: &str) -> AppResult<Membership> {
+    let m = member_of(tx, conversation, me).await?;
+    if m.is_direct() {
+        return Err(AppError::invalid(
+            "conversation",
+            format!("A direct conversation cannot be {what}; make a group instead."),
+        ));
+    }
+    Ok(m)
+}
+
+/// The conversation as events carry it.
+pub async fn data_of(tx: &mut Tx, conversation: i64) -> AppResult<ConversationData> {
+    let m = db::conversations::by_id_unchecked(&mut tx.conn(), conversation)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let members = db::conversations::members(&mut tx.conn(), conversation)
+        .await?
+        .iter()
+        .map(|r| r.user_ref())
+        .collect();
+    Ok(ConversationData {
+        id: conversation,
+        title: m.title,
+        owner_id: m.owner_id,
+        last_activity_at: m.last_activity_at,
+        members,
+    })
+}
+
+/// Reaction to a new friendship: the pair's direct conversation is created, or, if they were
+/// friends before, reopened with its history.
+pub async fn open_direct(tx: &mut Tx, a: &UserRef, b: &UserRef) -> AppResult<Option<(Event, Vec<i64>)>> {
+    let audience = vec![a.id, b.id];
+    if let Some(id) = db::conversations::find_direct(&mut tx.conn(), a.id, b.id).await? {
+        return Ok(Some((Event::ConversationReopened { conversation_id: id }, audience)));
+    }
+    let now = db::now_ms();
+    let key = db::conversations::direct_key(a.id, b.id);
+    let id = db::conversations::insert(&mut tx.conn(), "direct", None, None, Some(&key), now).await?;
+    for u in [a, b] {
+        db::conversations::add_member(&mut tx.conn(), id, u.id, 0, now).await?;
+    }
+    let conversation = data_of(tx, id).await?;
+    Ok(Some((Event::ConversationCreated { conversation }, audience)))
+}
+
+/// Creates a group owned by me with some of my friends.
+#[tracing::instrument(skip_all, fields(user_id = me.id()))]
+pub async fn create_group(
+    state: &AppState,
+    me: &CurrentUser,
+    title: &GroupTitle,
+    members: &[Username],
+) -> AppResult<i64> {
+    if members.len() >= MAX_GROUP_MEMBERS {
+        return Err(AppError::invalid(
+            "member",
+            format!("A group may have at most {MAX_GROUP_MEMBERS} members."),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let mut ids = vec![me.id()];
+    for name in members {
+        let user = friend_by_name(&mut tx, me.id(), name, "member").await?;
+        if !ids.contains(&user.id) {
+            ids.push(user.id);
+        }
+    }
+    let now = db::now_ms();
+    let id = db::conversations::insert(
+        &mut tx.conn(),
+        "group",
+        Some(title.as_str()),
+        Some(me.id()),
+        None,
+        now,
+    )
+    .await?;
+    for (i, user) in ids.iter().enumerate() {
+        // Join times keep the creator first: "longest-standing" decides the next owner.
+        db::conversations::add_member(&mut tx.conn(), id, *user, 0, now + i as i64).await?;
+    }
+    let conversation = data_of(&mut tx, id).await?;
+    record(&mut tx, Event::ConversationCreated { conversation }, ids).await?;
+    commit(state, tx).await?;
+    Ok(id)
+}
+
+async fn friend_by_name(tx: &mut Tx, me: i64, name: &Username, field: &'static str) -> AppResult<UserRef> {
+    let user = db::users::by_username(&mut tx.conn(), name.as_str()).await?;
+    match user {
+        Some(u) if u.id == me => Ok(UserRef {
+            id: u.id,
+            username: u.username,
+            display_name: u.display_name,
+        }),
+        Some(u) if db::friends::are_friends(&mut tx.conn(), me, u.id).await? => Ok(UserRef {
+            id: u.id,
+            username: u.username,
+            display_name: u.display_name,
+        }),
+        Some(u) => Err(AppError::invalid(
+            field,
+            format!("{} is not your friend yet: you can only add friends.", u.username),
+        )),
+        None => Err(AppError::invalid(
+            field,
+            format!("Nobody here is called “{}”.", name.as_str()),
+        )),
+    }
+}
+
+/// Adds one of my friends to a group I am in.
+#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+pub async fn add_member(
+    state: &AppState,
+    me: &CurrentUser,
+    conversation_id: i64,
+    username: &Username,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id(), "grown").await?;
+    let user = friend_by_name(&mut tx, me.id(), username, "username").await?;
+    let count = db::conversations::members(&mut tx.conn(), conversation_id).await?.len();
+    if count >= MAX_GROUP_MEMBERS {
+        return Err(AppError::invalid("username", "This group is full."));
+    }
+    let now = db::now_ms();
+    let last = m.last_message_id.unwrap_or(0);
+    if !db::conversations::add_member(&mut tx.conn(), conversation_id, user.id, last, now).await? {
+        return Err(AppError::invalid(
+            "username",
+            format!("{} is already in this group.", user.username),
+        ));
+    }
+    let conversation = data_of(&mut tx, conversation_id).await?;
+    let audience = conversation.members.iter().map(|u| u.id).collect();
+    record(
+        &mut tx,
+        Event::MembersChanged {
+            conversation,
+            added: vec![user],
+            removed: vec![],
+            left: false,
+        },
+        audience,
+    )
+    .await?;
+    commit(state, tx).await
+}
+
+/// The owner removes a member.
+#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+pub async fn remove_member(
+    state: &AppState,
+    me: &CurrentUser,
+    conversation_id: i64,
+    user_id: i64,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id(), "changed").await?;
+    if m.owner_id != Some(me.id()) {
+        return Err(AppError::Forbidden);
+    }
+    if user_id == me.id() {
+        return Err(AppError::invalid(
+            "member",
+            "You cannot remove yourself; leave the group instead.",
+        ));
+    }
+    let removed = db::users::user_ref(&mut tx.conn(), user_id).await?;
+    let Some(removed) = removed else {
+        return Err(AppError::NotFound);
+    };
+    if !db::conversations::remove_member(&mut tx.conn(), conversation_id, user_id).await? {
+        return Err(AppError::NotFound);
+    }
+    let conversation = data_of(&mut tx, conversation_id).await?;
+    let mut audience: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
+    audience.push(user_id);
+    record(
+        &mut tx,
+        Event::MembersChanged {
+            conversation,
+            added: vec![],
+            removed: vec![removed],
+            left: false,
+        },
+        audience,
+    )
+    .await?;
+    commit(state, tx).await
+}
+
+/// I leave a group. The longest-standing member becomes owner if I owned it; the last one out
+/// deletes it.
+#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+pub async fn leave(state: &AppState, me: &CurrentUser, conversation_id: i64) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id(), "left").await?;
+    db::conversations::remove_member(&mut tx.conn(), conversation_id, me.id()).await?;
+    let remaining = db::conversations::members(&mut tx.conn(), conversation_id).await?;
+    if remaining.is_empty() {
+        db::conversations::delete(&mut tx.conn(), conversation_id).await?;
+        record(&mut tx, Event::ConversationDeleted { conversation_id }, vec![me.id()]).await?;
+        return commit(state, tx).await;
+    }
+    if m.owner_id == Some(me.id()) {
+        db::conversations::set_owner(&mut tx.conn(), conversation_id, remaining[0].id).await?;
+    }
+    let conversation = data_of(&mut tx, conversation_id).await?;
+    let mut audience: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
+    audience.push(me.id());
+    record(
+        &mut tx,
+        Event::MembersChanged {
+            conversation,
+            added: vec![],
+            removed: vec![me.user.clone()],
+            left: true,
+        },
+        audience,
+    )
+    .await?;
+    commit(state, tx).await
+}
+
+/// The owner deletes a group, for everyone.
+#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+pub async fn delete(state: &AppState, me: &CurrentUser, conversation_id: i64) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id(), "deleted").await?;
+    if m.owner_id != Some(me.id()) {
+        return Err(AppError::Forbidden);
+    }
+    let audience = db::conversations::members(&mut tx.conn(), conversation_id)
+        .await?
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    db::conversations::delete(&mut tx.conn(), conversation_id).await?;
+    record(&mut tx, Event::ConversationDeleted { conversation_id }, audience).await?;
+    commit(state, tx).await
+}

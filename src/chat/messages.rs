@@ -1,0 +1,123 @@
+//! Messages and read markers.
+
+use crate::auth::CurrentUser;
+use crate::db::messages::MessageRow;
+use crate::db::{self};
+use crate::domain::{ClientId, MessageBody};
+use crate::error::{AppError, AppResult};
+use crate::events::{Event, MessageData};
+use crate::state::AppState;
+
+use super::conversations::member_of;
+use super::{commit, record};
+
+/// The message as events carry it.
+pub fn data_of(m: &MessageRow) -> MessageData {
+    MessageData {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        author: crate::db::users::UserRef {
+            id: m.author_id,
+            username: m.author_username.clone(),
+            display_name: m.author_display_name.clone(),
+        },
+        body: m.body.clone(),
+        created_at: m.created_at,
+    }
+}
+
+/// Posts a message. A retry with the same client id returns the message stored the first time
+/// and records nothing new.
+#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+pub async fn post(
+    state: &AppState,
+    me: &CurrentUser,
+    conversation_id: i64,
+    body: &MessageBody,
+    client_id: Option<&ClientId>,
+) -> AppResult<MessageRow> {
+    let mut tx = state.db.begin().await?;
+    let m = member_of(&mut tx, conversation_id, me.id()).await?;
+    if let Some(cid) = client_id {
+        if let Some(existing) = db::messages::by_client_id(&mut tx.conn(), me.id(), cid.as_str()).await? {
+            if existing.conversation_id != conversation_id {
+                return Err(AppError::invalid("client_id", "That client id was used elsewhere."));
+            }
+            return Ok(existing);
+        }
+    }
+    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    if m.is_direct() {
+        let other = members.iter().copied().find(|u| *u != me.id()).unwrap_or(0);
+        if !db::friends::are_friends(&mut tx.conn(), me.id(), other).await? {
+            return Err(AppError::invalid(
+                "body",
+                "You are no longer friends, so this conversation is read-only.",
+            ));
+        }
+    }
+    let now = db::now_ms();
+    let id = db::messages::insert(
+        &mut tx.conn(),
+        conversation_id,
+        me.id(),
+        body.as_str(),
+        client_id.map(ClientId::as_str),
+        now,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("client id conflict after the check"))?;
+    db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
+    // The author has read what they wrote.
+    db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id(), id).await?;
+    let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("inserted message vanished"))?;
+    record(
+        &mut tx,
+        Event::MessageAdded {
+            message: data_of(&row),
+        },
+        members,
+    )
+    .await?;
+    commit(state, tx).await?;
+    Ok(row)
+}
+
+/// Moves my read marker forward to `message_id` (never back). Returns whether it moved.
+#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+pub async fn mark_read(
+    state: &AppState,
+    me: &CurrentUser,
+    conversation_id: i64,
+    message_id: i64,
+) -> AppResult<bool> {
+    let mut tx = state.db.begin().await?;
+    member_of(&mut tx, conversation_id, me.id()).await?;
+    if db::messages::in_conversation(&mut tx.conn(), conversation_id, message_id)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::invalid(
+            "message_id",
+            "There is no such message in this conversation.",
+        ));
+    }
+    if !db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id(), message_id).await? {
+        return Ok(false);
+    }
+    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    record(
+        &mut tx,
+        Event::MessagesRead {
+            conversation_id,
+            reader: me.user.clone(),
+            message_id,
+        },
+        members,
+    )
+    .await?;
+    commit(state, tx).await?;
+    Ok(true)
+}

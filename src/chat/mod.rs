@@ -1,0 +1,45 @@
+//! Use cases: the only code that changes state. Each opens ONE transaction, makes its change,
+//! records what happened in the event log (reactions to those events run in the same transaction),
+//! commits, and then wakes the Hub.
+
+pub mod accounts;
+pub mod conversations;
+pub mod friends;
+pub mod messages;
+pub mod reactions;
+
+use std::collections::VecDeque;
+
+use crate::db::{self, Tx};
+use crate::error::AppResult;
+use crate::events::Event;
+use crate::state::AppState;
+
+/// Appends `event` for `audience` to the log, then runs the reactions to it (and to what they
+/// record), all inside `tx`: a consequence can never exist without its cause, or the reverse.
+pub async fn record(tx: &mut Tx, event: Event, audience: Vec<i64>) -> AppResult<()> {
+    let mut queue = VecDeque::from([(event, audience)]);
+    let now = db::now_ms();
+    let mut notified = false;
+    while let Some((event, mut audience)) = queue.pop_front() {
+        audience.sort_unstable();
+        audience.dedup();
+        let payload = serde_json::to_string(&event).map_err(anyhow::Error::from)?;
+        let mut c = tx.conn();
+        let id = db::events::next_id(&mut c).await?;
+        db::events::append(&mut c, id, event.kind(), &payload, &audience, now).await?;
+        if !notified {
+            db::events::notify(&mut c).await?;
+            notified = true;
+        }
+        queue.extend(reactions::react(tx, &event).await?);
+    }
+    Ok(())
+}
+
+/// Commits and tells the Hub there is news.
+pub async fn commit(state: &AppState, tx: Tx) -> AppResult<()> {
+    tx.commit().await?;
+    state.hub.wake();
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! All SQL lives under this module. [`Db`] is the one handle over the two backends; every query is
+//! written once, in SQL both accept, and run through [`run!`] on whichever arm is live.
+//!
+//! SQLite: every write (the session store's too) goes through ONE writer connection, reads through a
+//! read-only pool, so a read-then-write transaction never fails with "database is locked".
+//! PostgreSQL: one pool; the event log's counter row orders commits (see `events.rs`).
+
+pub mod conversations;
+pub mod events;
+pub mod friends;
+pub mod messages;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+/// Runs `$body` with `$e` bound to the live backend's connection (`&mut SqliteConnection` or
+/// `&mut PgConnection`); the body is compiled once per backend.
+macro_rules! run {
+    ($conn:expr, $e:ident => $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite(c) => {
+                let $e = &mut **c;
+                $body
+            }
+            $crate::db::Conn::Pg(c) => {
+                let $e = &mut **c;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use run;
+
+/// Like [`run!`] for statements run with `execute`: yields the number of rows affected, so both
+/// arms have one type.
+macro_rules! exec {
+    ($conn:expr, $e:ident => $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite(c) => {
+                let $e = &mut **c;
+                $body.map(|r| r.rows_affected())
+            }
+            $crate::db::Conn::Pg(c) => {
+                let $e = &mut **c;
+                $body.map(|r| r.rows_affected())
+            }
+        }
+    };
+}
+pub(crate) use exec;
+
+/// The database: SQLite (one writer, a read pool) or PostgreSQL.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// SQLite: `write` has exactly one connection.
+    Sqlite {
+        /// The single writer.
+        write: SqlitePool,
+        /// Read-only connections.
+        read: SqlitePool,
+    },
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// A borrowed connection of either backend; what every `db::*` function takes.
+pub enum Conn<'a> {
+    /// SQLite connection.
+    Sqlite(&'a mut SqliteConnection),
+    /// PostgreSQL connection.
+    Pg(&'a mut PgConnection),
+}
+
+/// An open write transaction.
+pub enum Tx {
+    /// On the SQLite writer.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// On PostgreSQL.
+    Pg(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// The transaction's connection, for `db::*` calls.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(t) => Conn::Sqlite(&mut *t),
+            Tx::Pg(t) => Conn::Pg(&mut *t),
+        }
+    }
+
+    /// Commits; on PostgreSQL this also delivers the `NOTIFY` raised inside.
+    pub async fn commit(self) -> sqlx::Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Pg(t) => t.commit().await,
+        }
+    }
+}
+
+/// A pooled read connection.
+pub enum ReadConn {
+    /// From the SQLite read pool.
+    Sqlite(PoolConnection<Sqlite>),
+    /// From the PostgreSQL pool.
+    Pg(PoolConnection<Postgres>),
+}
+
+impl ReadConn {
+    /// The connection, for `db::*` calls.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            ReadConn::Sqlite(c) => Conn::Sqlite(&mut *c),
+            ReadConn::Pg(c) => Conn::Pg(&mut *c),
+        }
+    }
+}
+
+/// Which backend a URL selects.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`), creating a SQLite file if missing, and
+    /// checks the SQLite pragmas took effect.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        if is_postgres_url(url) {
+            let opts = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                // A message acknowledged to a user must survive a crash.
+                .after_connect(|c, _| {
+                    Box::pin(async move {
+                        sqlx::query("SET synchronous_commit = on").execute(c).await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(opts)
+                .await
+                .context("connecting to PostgreSQL")?;
+            return Ok(Db::Postgres(pool));
+        }
+        let base = SqliteConnectOptions::from_str(url)
+            .context("parsing DATABASE_URL")?
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a message acknowledged to a user survives a power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .context("opening the SQLite database")?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true))
+            .await
+            .context("opening the SQLite read pool")?;
+        let db = Db::Sqlite { write, read };
+        db.check_pragmas().await?;
+        Ok(db)
+    }
+
+    /// Reads the pragmas back: a silently ignored pragma would weaken durability or integrity.
+    async fn check_pragmas(&self) -> anyhow::Result<()> {
+        let Db::Sqlite { write, .. } = self else {
+            return Ok(());
+        };
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(write).await?;
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(write).await?;
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(write).await?;
+        if !journal.eq_ignore_ascii_case("wal") || sync != 2 || fk != 1 {
+            bail!("SQLite pragmas not in effect: journal_mode={journal} synchronous={sync} foreign_keys={fk}");
+        }
+        Ok(())
+    }
+
+    /// Applies the embedded migrations of the live backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?),
+        })
+    }
+
+    /// A connection for reads.
+    pub async fn read(&self) -> sqlx::Result<ReadConn> {
+        Ok(match self {
+            Db::Sqlite { read, .. } => ReadConn::Sqlite(read.acquire().await?),
+            Db::Postgres(pool) => ReadConn::Pg(pool.acquire().await?),
+        })
+    }
+
+    /// True when the database answers (for `/healthz`).
+    pub async fn ping(&self) -> bool {
+        match self {
+            Db::Sqlite { write, read } => {
+                sqlx::query("SELECT 1").execute(read).await.is_ok()
+                    && !write.is_closed()
+            }
+            Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+        }
+    }
+
+    /// Closes the pools (at shutdown, after the last request).
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}

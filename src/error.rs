@@ -1,0 +1,160 @@
+//! One error type for the request path: each variant knows its status and renders a page.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::domain::FieldErrors;
+use crate::views::ErrorPage;
+
+/// What can go wrong while handling a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 404: missing, or not yours to see (the two look the same on purpose).
+    #[error("not found")]
+    NotFound,
+    /// 403: a cross-site request, refused.
+    #[error("forbidden")]
+    Forbidden,
+    /// 303 to `/login?next=…` (pages) or 401 (the stream).
+    #[error("not logged in")]
+    Unauthenticated {
+        /// Local path to come back to.
+        next: Option<String>,
+    },
+    /// 422: the input broke a rule; forms re-render with these messages.
+    #[error("invalid input: {0}")]
+    Invalid(FieldErrors),
+    /// 409: the thing changed under you (a request that is no longer pending).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// 429: too many attempts.
+    #[error("too many requests")]
+    TooManyRequests,
+    /// 500: the database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// 500: anything else.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Result of the request path.
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    /// One field's error.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+        AppError::Invalid(FieldErrors::one(field, message))
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the person is told.
+    fn public_message(&self) -> (&'static str, String) {
+        match self {
+            AppError::NotFound => (
+                "Not found",
+                "There is nothing here, or it is not yours to see.".into(),
+            ),
+            AppError::Forbidden => (
+                "Refused",
+                "This request came from another site and was refused. Go back, reload the page and try again.".into(),
+            ),
+            AppError::Unauthenticated { .. } => ("Log in", "Please log in first.".into()),
+            AppError::Invalid(errs) => ("That did not work", errs.to_string()),
+            AppError::Conflict(msg) => ("Already changed", msg.clone()),
+            AppError::TooManyRequests => (
+                "Slow down",
+                "Too many attempts. Wait a minute and try again.".into(),
+            ),
+            AppError::Db(_) | AppError::Internal(_) => (
+                "Something went wrong",
+                "Something went wrong on our side. Try again in a moment.".into(),
+            ),
+        }
+    }
+}
+
+/// Map a unique violation to a field error (the realworld `on_unique` idiom). It keys on
+/// `is_unique_violation()` because SQLite reports no constraint names.
+pub trait ResultExt<T> {
+    /// Turns a unique violation into `Invalid(field: message)`.
+    fn on_unique(self, field: &'static str, message: &str) -> AppResult<T>;
+}
+
+impl<T, E: Into<AppError>> ResultExt<T> for Result<T, E> {
+    fn on_unique(self, field: &'static str, message: &str) -> AppResult<T> {
+        self.map_err(|e| match e.into() {
+            AppError::Db(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                AppError::invalid(field, message)
+            }
+            other => other,
+        })
+    }
+}
+
+/// True when `next` is a local path we may redirect to (no scheme, no `//host`, no backslash).
+pub fn is_local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control())
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Unauthenticated { next } = &self {
+            let to = match next.as_deref().filter(|n| is_local_path(n) && *n != "/") {
+                Some(n) => format!("/login?next={}", urlencode(n)),
+                None => "/login".to_owned(),
+            };
+            return Redirect::to(&to).into_response();
+        }
+        let status = self.status();
+        if status.is_server_error() {
+            // Logged once, here; the client sees a generic message.
+            tracing::error!(error = ?self, "request failed");
+        }
+        let (title, message) = self.public_message();
+        ErrorPage::new(title, message).into_response_with(status)
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert!(is_local_path("/conversations/3"));
+        assert!(!is_local_path("//evil.example"));
+        assert!(!is_local_path("https://evil.example"));
+        assert!(!is_local_path("/\\evil.example"));
+        assert!(!is_local_path("evil"));
+    }
+}

@@ -1,0 +1,211 @@
+//! What happened, as data: the [`Event`] enum stored in the `events` log and carried between nodes.
+//! HTML for an event is made in `live::fragments`; the reactions to events live in `chat::reactions`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::users::UserRef;
+
+/// A message as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageData {
+    /// Id.
+    pub id: i64,
+    /// Conversation.
+    pub conversation_id: i64,
+    /// Author.
+    pub author: UserRef,
+    /// Text.
+    pub body: String,
+    /// Stored at (ms).
+    pub created_at: i64,
+}
+
+/// A conversation as a list row needs it, independent of the viewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationData {
+    /// Id.
+    pub id: i64,
+    /// Group title; None for a direct conversation.
+    pub title: Option<String>,
+    /// Owner of a group.
+    pub owner_id: Option<i64>,
+    /// Newest activity (ms).
+    pub last_activity_at: i64,
+    /// Members, longest-standing first.
+    pub members: Vec<UserRef>,
+}
+
+impl ConversationData {
+    /// True for a direct conversation.
+    pub fn is_direct(&self) -> bool {
+        self.title.is_none()
+    }
+}
+
+/// How a friend request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    /// The recipient said yes.
+    Accepted,
+    /// The recipient said no.
+    Rejected,
+    /// The requester withdrew it.
+    Cancelled,
+}
+
+impl RequestStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Accepted => "accepted",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Everything a user may be told about, live or on replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Event {
+    /// A user changed their display name (audience: that user's tabs).
+    ProfileUpdated {
+        /// The user, renamed.
+        user: UserRef,
+    },
+    /// A login session ended (logout): its streams close.
+    SessionEnded {
+        /// Whose.
+        user_id: i64,
+        /// Which login (a random id kept in the session, never the session id itself).
+        login_id: u64,
+    },
+    /// A password changed: every other login of the user ends, their streams close.
+    PasswordChanged {
+        /// Whose.
+        user_id: i64,
+        /// The login that changed it, which stays.
+        keep_login_id: u64,
+    },
+    /// A friend request was sent.
+    FriendRequestCreated {
+        /// Request id.
+        request_id: i64,
+        /// Who asked.
+        requester: UserRef,
+        /// Who was asked.
+        recipient: UserRef,
+        /// When (ms).
+        created_at: i64,
+    },
+    /// A friend request was accepted, rejected or cancelled.
+    FriendRequestUpdated {
+        /// Request id.
+        request_id: i64,
+        /// Who asked.
+        requester: UserRef,
+        /// Who was asked.
+        recipient: UserRef,
+        /// The outcome.
+        status: RequestStatus,
+    },
+    /// Two users became friends.
+    FriendAdded {
+        /// One.
+        a: UserRef,
+        /// The other.
+        b: UserRef,
+    },
+    /// Two users stopped being friends.
+    FriendRemoved {
+        /// One.
+        a: UserRef,
+        /// The other.
+        b: UserRef,
+        /// Their direct conversation, now read-only.
+        conversation_id: Option<i64>,
+    },
+    /// A conversation came to be (a group, or the direct conversation of new friends).
+    ConversationCreated {
+        /// It.
+        conversation: ConversationData,
+    },
+    /// A direct conversation accepts messages again (its two people are friends again).
+    ConversationReopened {
+        /// Conversation id.
+        conversation_id: i64,
+    },
+    /// A group was deleted (by its owner, or when its last member left).
+    ConversationDeleted {
+        /// Conversation id.
+        conversation_id: i64,
+    },
+    /// Who is in a group changed: someone added, removed, left, or the owner changed.
+    MembersChanged {
+        /// The group as it is now.
+        conversation: ConversationData,
+        /// Who joined.
+        added: Vec<UserRef>,
+        /// Who is gone (removed or left).
+        removed: Vec<UserRef>,
+        /// True when the removed left by themselves.
+        left: bool,
+    },
+    /// A message was posted.
+    MessageAdded {
+        /// It.
+        message: MessageData,
+    },
+    /// A member's read marker moved.
+    MessagesRead {
+        /// Conversation id.
+        conversation_id: i64,
+        /// Who read.
+        reader: UserRef,
+        /// The newest message they have read.
+        message_id: i64,
+    },
+}
+
+impl Event {
+    /// The kind, as stored in the log's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ProfileUpdated { .. } => "ProfileUpdated",
+            Event::SessionEnded { .. } => "SessionEnded",
+            Event::PasswordChanged { .. } => "PasswordChanged",
+            Event::FriendRequestCreated { .. } => "FriendRequestCreated",
+            Event::FriendRequestUpdated { .. } => "FriendRequestUpdated",
+            Event::FriendAdded { .. } => "FriendAdded",
+            Event::FriendRemoved { .. } => "FriendRemoved",
+            Event::ConversationCreated { .. } => "ConversationCreated",
+            Event::ConversationReopened { .. } => "ConversationReopened",
+            Event::ConversationDeleted { .. } => "ConversationDeleted",
+            Event::MembersChanged { .. } => "MembersChanged",
+            Event::MessageAdded { .. } => "MessageAdded",
+            Event::MessagesRead { .. } => "MessagesRead",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let e = Event::MessagesRead {
+            conversation_id: 3,
+            reader: UserRef {
+                id: 1,
+                username: "ann".into(),
+                display_name: String::new(),
+            },
+            message_id: 9,
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(s.contains("\"kind\":\"MessagesRead\""));
+        assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
+    }
+}

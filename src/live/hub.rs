@@ -1,0 +1,301 @@
+//! The Hub: routes deliveries by user id to that user's open streams (tabs, devices), each through a
+//! bounded queue, and keeps presence (who has at least one stream open).
+//!
+//! The map sits behind a std `Mutex` that is never held across `.await`; delivering is `try_send`
+//! into each recipient's queue, so one slow reader never slows anyone else.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::fragments::presence_frame;
+
+/// Deliveries a connection may have queued. A full queue means the reader fell this far behind:
+/// the connection gets `reload` and is closed instead of growing memory or slowing the others.
+pub const CONNECTION_QUEUE: usize = 256;
+
+/// Rendered deliveries kept for replay, so a reconnect after a short blip renders nothing again.
+const RECENT_CACHE: usize = 2048;
+
+/// One SSE message: an action (`append`, `replace`, …) and its HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The SSE `event:` name.
+    pub action: &'static str,
+    /// The fragment, its root carrying `data-target`.
+    pub html: Arc<str>,
+}
+
+/// What one event becomes on the wire, rendered once and shared by every recipient.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event id (`None` for ephemeral signals such as presence).
+    pub id: Option<i64>,
+    /// Its frames, in order.
+    pub frames: Vec<Frame>,
+}
+
+struct Connection {
+    id: u64,
+    login_id: u64,
+    tx: mpsc::Sender<Arc<Delivery>>,
+    kill: CancellationToken,
+    overflowed: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct UserEntry {
+    conns: Vec<Connection>,
+    friends: HashSet<i64>,
+    online: bool,
+    /// Bumped at every connect: a pending "offline" from an earlier disconnect is then stale.
+    generation: u64,
+}
+
+/// The in-process fan-out.
+pub struct Hub {
+    users: Mutex<HashMap<i64, UserEntry>>,
+    recent: Mutex<VecDeque<(i64, Arc<Delivery>)>>,
+    next_conn: AtomicU64,
+    grace: Duration,
+    /// Wakes the log reader: an event was committed.
+    pub(crate) wake: Notify,
+}
+
+/// A registered stream: its queue and how it ends. Dropping it unregisters the connection.
+pub struct Subscription {
+    /// The queue.
+    pub rx: mpsc::Receiver<Arc<Delivery>>,
+    /// Cancelled when the Hub closes this connection (logout, overflow).
+    pub kill: CancellationToken,
+    /// Set when the close was an overflow (then the client must reload).
+    pub overflowed: Arc<AtomicBool>,
+    hub: Arc<Hub>,
+    user: i64,
+    conn: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.clone().unregister(self.user, self.conn);
+    }
+}
+
+impl Hub {
+    /// A hub whose users stay online `grace` after their last stream closes.
+    pub fn new(grace: Duration) -> Arc<Hub> {
+        Arc::new(Hub {
+            users: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_CACHE)),
+            next_conn: AtomicU64::new(1),
+            grace,
+            wake: Notify::new(),
+        })
+    }
+
+    fn users(&self) -> MutexGuard<'_, HashMap<i64, UserEntry>> {
+        // A panic while holding the lock leaves the map consistent (every update is one step).
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the log reader that events were committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Registers a stream of `user`; `friends` are who sees their presence.
+    pub fn register(self: &Arc<Self>, user: i64, login_id: u64, friends: &[i64]) -> Subscription {
+        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+        let kill = CancellationToken::new();
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut users = self.users();
+        let entry = users.entry(user).or_default();
+        entry.conns.push(Connection {
+            id: conn,
+            login_id,
+            tx,
+            kill: kill.clone(),
+            overflowed: overflowed.clone(),
+        });
+        entry.friends = friends.iter().copied().collect();
+        entry.generation += 1;
+        if !entry.online {
+            entry.online = true;
+            let to: Vec<i64> = entry.friends.iter().copied().collect();
+            Self::send_presence(&mut users, user, true, &to);
+        }
+        drop(users);
+        Subscription {
+            rx,
+            kill,
+            overflowed,
+            hub: self.clone(),
+            user,
+            conn,
+        }
+    }
+
+    fn unregister(self: Arc<Self>, user: i64, conn: u64) {
+        let generation = {
+            let mut users = self.users();
+            let Some(entry) = users.get_mut(&user) else {
+                return;
+            };
+            entry.conns.retain(|c| c.id != conn);
+            if !entry.conns.is_empty() {
+                return;
+            }
+            entry.generation
+        };
+        // Offline only if no stream came back within the grace period (a reload is not a goodbye).
+        let grace = self.grace;
+        let hub = self;
+        let go_offline = move || {
+            let mut users = hub.users();
+            let Some(entry) = users.get(&user) else {
+                return;
+            };
+            if !entry.conns.is_empty() || entry.generation != generation {
+                return;
+            }
+            let to: Vec<i64> = entry.friends.iter().copied().collect();
+            users.remove(&user);
+            Self::send_presence(&mut users, user, false, &to);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    go_offline();
+                });
+            }
+            Err(_) => go_offline(),
+        }
+    }
+
+    fn send_presence(
+        users: &mut HashMap<i64, UserEntry>,
+        user: i64,
+        online: bool,
+        to: &[i64],
+    ) {
+        let delivery = Arc::new(Delivery {
+            id: None,
+            frames: vec![presence_frame(user, online)],
+        });
+        for friend in to {
+            if let Some(entry) = users.get_mut(friend) {
+                Self::push(entry, &delivery);
+            }
+        }
+    }
+
+    fn push(entry: &mut UserEntry, delivery: &Arc<Delivery>) {
+        for c in &entry.conns {
+            if let Err(mpsc::error::TrySendError::Full(_)) = c.tx.try_send(delivery.clone()) {
+                c.overflowed.store(true, Ordering::Relaxed);
+                c.kill.cancel();
+            }
+        }
+    }
+
+    /// Delivers to every open stream of every user in `audience`.
+    pub fn deliver(&self, audience: &[i64], delivery: Arc<Delivery>) {
+        if let Some(id) = delivery.id {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() == RECENT_CACHE {
+                recent.pop_front();
+            }
+            recent.push_back((id, delivery.clone()));
+        }
+        if delivery.frames.is_empty() {
+            return;
+        }
+        let mut users = self.users();
+        for user in audience {
+            if let Some(entry) = users.get_mut(user) {
+                Self::push(entry, &delivery);
+            }
+        }
+    }
+
+    /// A delivery rendered earlier, if still cached.
+    pub fn cached(&self, id: i64) -> Option<Arc<Delivery>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let i = recent.binary_search_by_key(&id, |(k, _)| *k).ok()?;
+        Some(recent[i].1.clone())
+    }
+
+    /// Closes the streams of one login (logout).
+    pub fn close_login(&self, user: i64, login_id: u64) {
+        if let Some(entry) = self.users().get(&user) {
+            for c in entry.conns.iter().filter(|c| c.login_id == login_id) {
+                c.kill.cancel();
+            }
+        }
+    }
+
+    /// Closes every stream of `user` but those of `keep` (password change).
+    pub fn close_other_logins(&self, user: i64, keep: u64) {
+        if let Some(entry) = self.users().get(&user) {
+            for c in entry.conns.iter().filter(|c| c.login_id != keep) {
+                c.kill.cancel();
+            }
+        }
+    }
+
+    /// Two users became friends: each now sees the other's presence, starting now.
+    pub fn friends_added(&self, a: i64, b: i64) {
+        let mut users = self.users();
+        let a_online = users.get(&a).is_some_and(|e| e.online);
+        let b_online = users.get(&b).is_some_and(|e| e.online);
+        if let Some(e) = users.get_mut(&a) {
+            e.friends.insert(b);
+        }
+        if let Some(e) = users.get_mut(&b) {
+            e.friends.insert(a);
+        }
+        if a_online {
+            Self::send_presence(&mut users, a, true, &[b]);
+        }
+        if b_online {
+            Self::send_presence(&mut users, b, true, &[a]);
+        }
+    }
+
+    /// Two users stopped being friends.
+    pub fn friends_removed(&self, a: i64, b: i64) {
+        let mut users = self.users();
+        if let Some(e) = users.get_mut(&a) {
+            e.friends.remove(&b);
+        }
+        if let Some(e) = users.get_mut(&b) {
+            e.friends.remove(&a);
+        }
+    }
+
+    /// True when `user` has a stream open (or closed it within the grace period).
+    pub fn is_online(&self, user: i64) -> bool {
+        self.users().get(&user).is_some_and(|e| e.online)
+    }
+
+    /// Which of `users` are online.
+    pub fn online_among(&self, users: &[i64]) -> Vec<i64> {
+        let map = self.users();
+        users
+            .iter()
+            .copied()
+            .filter(|u| map.get(u).is_some_and(|e| e.online))
+            .collect()
+    }
+
+    /// How many streams are open (for logs and tests).
+    pub fn connection_count(&self) -> usize {
+        self.users().values().map(|e| e.conns.len()).sum()
+    }
+}

@@ -1,0 +1,150 @@
+//! Whole pages. Each extends `base.html` and carries a [`Layout`].
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::partials::*;
+use super::{Layout, render};
+use crate::domain::FieldErrors;
+
+/// `errors/error.html`.
+#[derive(Template)]
+#[template(path = "errors/error.html")]
+pub struct ErrorPage {
+    /// Layout (anonymous: error pages do not look the user up).
+    pub layout: Layout,
+    /// Heading.
+    pub title: String,
+    /// What to tell.
+    pub message: String,
+}
+
+impl ErrorPage {
+    /// An error page.
+    pub fn new(title: &str, message: String) -> ErrorPage {
+        ErrorPage {
+            layout: Layout::default(),
+            title: title.to_owned(),
+            message,
+        }
+    }
+
+    /// Renders with `status`.
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        render(status, &self)
+    }
+}
+
+/// `sessions/login.html`.
+#[derive(Template)]
+#[template(path = "sessions/login.html")]
+pub struct LoginPage {
+    /// Layout.
+    pub layout: Layout,
+    /// Username as typed.
+    pub username: String,
+    /// Where to go after.
+    pub next: String,
+    /// Errors.
+    pub errors: FieldErrors,
+}
+
+/// `sessions/register.html`.
+#[derive(Template)]
+#[template(path = "sessions/register.html")]
+pub struct RegisterPage {
+    /// Layout.
+    pub layout: Layout,
+    /// Username as typed.
+    pub username: String,
+    /// Errors.
+    pub errors: FieldErrors,
+}
+
+/// `settings/edit.html`.
+#[derive(Template)]
+#[template(path = "settings/edit.html")]
+pub struct SettingsPage {
+    /// Layout.
+    pub layout: Layout,
+    /// Display name as typed or stored.
+    pub display_name: String,
+    /// Errors of either form.
+    pub errors: FieldErrors,
+    /// A confirmation to show.
+    pub notice: Option<String>,
+}
+
+/// `friends/index.html`.
+#[derive(Template)]
+#[template(path = "friends/index.html")]
+pub struct FriendsPage {
+    /// Layout.
+    pub layout: Layout,
+    /// My friends.
+    pub friends: Vec<UserView>,
+    /// Requests waiting for me.
+    pub incoming: Vec<RequestView>,
+    /// Requests I sent.
+    pub outgoing: Vec<RequestView>,
+    /// Username as typed.
+    pub username: String,
+    /// Errors.
+    pub errors: FieldErrors,
+    /// A confirmation to show.
+    pub notice: Option<String>,
+}
+
+/// `conversations/index.html`.
+#[derive(Template)]
+#[template(path = "conversations/index.html")]
+pub struct ConversationsPage {
+    /// Layout.
+    pub layout: Layout,
+    /// My conversations.
+    pub rows: Vec<ConversationRowView>,
+    /// Friends I can put in a new group.
+    pub friends: Vec<UserView>,
+    /// Title as typed.
+    pub title: String,
+    /// Usernames ticked.
+    pub chosen: Vec<String>,
+    /// Errors.
+    pub errors: FieldErrors,
+}
+
+impl ConversationsPage {
+    /// Whether a friend is ticked in the new-group form.
+    pub fn is_chosen(&self, username: &str) -> bool {
+        self.chosen.iter().any(|c| c == username)
+    }
+}
+
+/// `conversations/show.html`.
+#[derive(Template)]
+#[template(path = "conversations/show.html")]
+pub struct ConversationPage {
+    /// Layout.
+    pub layout: Layout,
+    /// The sidebar list.
+    pub rows: Vec<ConversationRowView>,
+    /// Conversation id.
+    pub id: i64,
+    /// Title (group title, or the other person).
+    pub title: String,
+    /// The other person of a direct conversation.
+    pub other: Option<UserView>,
+    /// Messages, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Id to page back from, when there are older messages.
+    pub older: Option<i64>,
+    /// True when this is an older page (`?before=`): no composer jump, a link back to the newest.
+    pub paged: bool,
+    /// Group members (None for a direct conversation).
+    pub members: Option<MembersView>,
+    /// The composer.
+    pub composer: ComposerView,
+    /// Errors of the member forms.
+    pub errors: FieldErrors,
+}

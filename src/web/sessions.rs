@@ -1,0 +1,247 @@
+//! Register, log in, log out.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::anonymous_layout;
+use super::extract::Form;
+use crate::auth::{AuthSession, Credentials, User, keys};
+use crate::chat;
+use crate::db;
+use crate::domain::{FieldErrors, Password, Username};
+use crate::error::{AppError, AppResult, is_local_path};
+use crate::state::AppState;
+use crate::views::{LoginPage, RegisterPage, render};
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(new_login).post(create_login))
+        .route("/register", get(new_registration).post(create_registration))
+        .route("/logout", post(destroy))
+}
+
+/// The client's IP for rate limits: the socket peer, or the last `X-Forwarded-For` hop when
+/// configured to trust a reverse proxy.
+fn client_ip(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
+    if state.config.trust_proxy {
+        if let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            return ip.to_owned();
+        }
+    }
+    peer.map(|p| p.ip().to_string()).unwrap_or_default()
+}
+
+fn too_many_login(username: String, next: String) -> Response {
+    render(
+        StatusCode::TOO_MANY_REQUESTS,
+        &LoginPage {
+            layout: anonymous_layout(),
+            username,
+            next,
+            errors: FieldErrors::one(
+                "form",
+                "Too many attempts. Wait a minute, then try again.",
+            ),
+        },
+    )
+}
+
+/// Logs `user` into this browser with a fresh session id, and records the login.
+async fn start_login(auth: &mut AuthSession, user: &User) -> AppResult<()> {
+    // A new session id at every login, also when someone was logged in here already.
+    auth.session
+        .cycle_id()
+        .await
+        .map_err(|e| anyhow::anyhow!("session: {e}"))?;
+    auth.login(user)
+        .await
+        .map_err(|e| anyhow::anyhow!("login: {e}"))?;
+    let now = db::now_ms();
+    let login_id: u64 = rand::random();
+    for (k, v) in [
+        (keys::LOGIN_AT, serde_json::json!(now)),
+        (keys::TOUCHED_AT, serde_json::json!(now)),
+        (keys::LOGIN_ID, serde_json::json!(login_id)),
+    ] {
+        auth.session
+            .insert(k, v)
+            .await
+            .map_err(|e| anyhow::anyhow!("session: {e}"))?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+// GET /login
+async fn new_login(auth: AuthSession, Query(q): Query<NextQuery>) -> Response {
+    if auth.user.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            layout: anonymous_layout(),
+            username: String::new(),
+            next: q.next.filter(|n| is_local_path(n)).unwrap_or_default(),
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+// POST /login
+#[tracing::instrument(skip_all)]
+async fn create_login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    mut auth: AuthSession,
+    Form(form): Form<LoginForm>,
+) -> AppResult<Response> {
+    let next = if is_local_path(&form.next) {
+        form.next.clone()
+    } else {
+        String::new()
+    };
+    let typed = form.username.trim().to_owned();
+    if !state.limits.allow_ip(&client_ip(&state, Some(peer), &headers)) {
+        return Ok(too_many_login(typed, next));
+    }
+    let username = Username::parse("username", &form.username);
+    let password = Password::parse_existing("password", form.password);
+    let user = match (username, password) {
+        (Ok(username), Ok(password)) => {
+            if !state.limits.allow_account(username.as_str()) {
+                return Ok(too_many_login(typed, next));
+            }
+            auth.authenticate(Credentials { username, password })
+                .await
+                .map_err(|e| anyhow::anyhow!("authenticate: {e}"))?
+        }
+        (_, Ok(password)) => {
+            // A malformed username costs a verification too: no timing difference.
+            state.hasher.verify(&password, None).await?;
+            None
+        }
+        _ => None,
+    };
+    let Some(user) = user else {
+        return Ok(render(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                layout: anonymous_layout(),
+                username: typed,
+                next,
+                errors: FieldErrors::one("form", "Wrong username or password."),
+            },
+        ));
+    };
+    start_login(&mut auth, &user).await?;
+    let to = if next.is_empty() { "/" } else { next.as_str() };
+    Ok(Redirect::to(to).into_response())
+}
+
+// GET /register
+async fn new_registration(auth: AuthSession) -> Response {
+    if auth.user.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    render(
+        StatusCode::OK,
+        &RegisterPage {
+            layout: anonymous_layout(),
+            username: String::new(),
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+// POST /register
+#[tracing::instrument(skip_all)]
+async fn create_registration(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    mut auth: AuthSession,
+    Form(form): Form<RegisterForm>,
+) -> AppResult<Response> {
+    let typed = form.username.trim().to_owned();
+    let form_again = |status, errors| {
+        render(
+            status,
+            &RegisterPage {
+                layout: anonymous_layout(),
+                username: typed.clone(),
+                errors,
+            },
+        )
+    };
+    if !state.limits.allow_ip(&client_ip(&state, Some(peer), &headers)) {
+        return Ok(form_again(
+            StatusCode::TOO_MANY_REQUESTS,
+            FieldErrors::one("form", "Too many attempts. Wait a minute, then try again."),
+        ));
+    }
+    let mut errors = FieldErrors::default();
+    let username = errors.check(Username::parse("username", &form.username));
+    let password = errors.check(Password::parse_new("password", form.password));
+    let (Some(username), Some(password)) = (username, password) else {
+        return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
+    };
+    let row = match chat::accounts::register(&state, &username, &password).await {
+        Ok(row) => row,
+        Err(AppError::Invalid(errors)) => {
+            return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
+        }
+        Err(e) => return Err(e),
+    };
+    start_login(&mut auth, &User::from(row)).await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+// POST /logout
+async fn destroy(State(state): State<AppState>, mut auth: AuthSession) -> AppResult<Redirect> {
+    let login_id: Option<u64> = auth.session.get(keys::LOGIN_ID).await.ok().flatten();
+    let user = auth
+        .logout()
+        .await
+        .map_err(|e| anyhow::anyhow!("logout: {e}"))?;
+    if let (Some(user), Some(login_id)) = (user, login_id) {
+        chat::accounts::logged_out(&state, user.user.id, login_id).await?;
+    }
+    Ok(Redirect::to("/login"))
+}
