@@ -1,0 +1,552 @@
+//! The test harness: the real app on a random port with a fresh database (a temp SQLite file, or a
+//! fresh PostgreSQL database when `PARLEY_TEST_DATABASE_URL` is set), and cookie-keeping clients.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parley::state::AppState;
+use parley::{App, Config};
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use scraper::{Html, Selector};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a live update may take to arrive.
+pub const LIVE: Duration = Duration::from_secs(1);
+
+/// A database for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn fresh() -> TestDb {
+        match std::env::var("PARLEY_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+            Some(server) => {
+                use sqlx::Connection;
+                let name = format!("parley_test_{}", rand_suffix());
+                let mut c = sqlx::PgConnection::connect(&server)
+                    .await
+                    .expect("PARLEY_TEST_DATABASE_URL must point at a PostgreSQL server");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .expect("create test database");
+                let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+                mark_backend("postgres");
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("parley.db").display());
+                mark_backend("sqlite");
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{}_{}", std::process::id(), t % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// CI checks these markers to prove each backend's run really happened.
+fn mark_backend(name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("test-backend-{name}.marker")), b"ran\n");
+}
+
+/// A running app.
+pub struct TestApp {
+    #[allow(dead_code)]
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub db: TestDb,
+    stop: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Test defaults: generous rate limits, a short presence grace.
+pub fn test_config(db_url: &str) -> Config {
+    let mut c = Config::for_database(db_url);
+    c.addr = "127.0.0.1:0".parse().unwrap();
+    c.rate_limit_ip = 100_000;
+    c.rate_limit_account = 100_000;
+    c.presence_grace_secs = 1;
+    c
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(f: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::fresh().await;
+        Self::start(db, f).await
+    }
+
+    async fn start(db: TestDb, f: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config(&db.url);
+        f(&mut config);
+        // Listen first on a random port, then tell the app its public URL.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        config.addr = addr;
+        if config.public_url.is_none() {
+            config.public_url = Some(format!("http://{addr}"));
+        }
+        let app = App::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let state = app.state();
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until(stop.clone()));
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            db,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the app (gracefully) and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown().await;
+        let db = std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                _dir: None,
+            },
+        );
+        Self::start(db, |_| {}).await
+    }
+
+    /// Graceful shutdown; panics if it takes more than 5 s.
+    pub async fn shutdown(&mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(5), h)
+                .await
+                .expect("shutdown is prompt")
+                .expect("app task")
+                .expect("app ran cleanly");
+        }
+    }
+
+    /// A fresh browser-like client (keeps cookies, does not follow redirects).
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+
+    /// Registers `name` (password `password-<name>`) and returns their logged-in client.
+    pub async fn user(&self, name: &str) -> Client {
+        let c = self.client();
+        let r = c
+            .post("/register", &[("username", name), ("password", &format!("password-{name}"))])
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "register {name}: {}", r.body);
+        let id = c.me().await;
+        Client {
+            id,
+            name: name.to_owned(),
+            ..c
+        }
+    }
+
+    /// Two users who are friends (with their direct conversation).
+    pub async fn friends(&self, a: &str, b: &str) -> (Client, Client) {
+        let a = self.user(a).await;
+        let b = self.user(b).await;
+        befriend(&a, &b).await;
+        (a, b)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// `a` asks, `b` accepts.
+pub async fn befriend(a: &Client, b: &Client) {
+    let r = a.post("/friends/requests", &[("username", &b.name)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id = b.incoming_request_from(&a.name).await.expect("request arrived");
+    let r = b.post(&format!("/friends/requests/{id}/accept"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+}
+
+/// A response, read whole.
+pub struct Resp {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn html(&self) -> Html {
+        Html::parse_document(&self.body)
+    }
+
+    /// Elements matching a CSS selector.
+    pub fn count(&self, selector: &str) -> usize {
+        let sel = Selector::parse(selector).expect("selector");
+        self.html().select(&sel).count()
+    }
+
+    /// The text of the first element matching `selector`.
+    pub fn text(&self, selector: &str) -> Option<String> {
+        let sel = Selector::parse(selector).expect("selector");
+        self.html()
+            .select(&sel)
+            .next()
+            .map(|e| e.text().collect::<String>())
+    }
+
+    /// An attribute of the first element matching `selector`.
+    pub fn attr(&self, selector: &str, attr: &str) -> Option<String> {
+        let sel = Selector::parse(selector).expect("selector");
+        self.html()
+            .select(&sel)
+            .next()
+            .and_then(|e| e.value().attr(attr).map(str::to_owned))
+    }
+
+    pub fn has(&self, selector: &str) -> bool {
+        self.count(selector) > 0
+    }
+}
+
+/// A browser-like client.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub id: i64,
+    pub name: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            id: 0,
+            name: String::new(),
+        }
+    }
+
+    async fn read(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let location = headers
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let body = r.text().await.unwrap_or_default();
+        Resp {
+            status,
+            location,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        Self::read(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+        Self::read(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .form(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A POST as live.js sends it (`fetch`).
+    pub async fn post_fetch(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+        Self::read(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("X-Parley-Fetch", "1")
+                .form(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post_with(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+        let mut rb = self.http.post(format!("{}{path}", self.base)).form(form);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        Self::read(rb.send().await.unwrap()).await
+    }
+
+    /// My user id, from `<body data-me>`.
+    pub async fn me(&self) -> i64 {
+        let r = self.get("/settings").await;
+        r.attr("body", "data-me")
+            .and_then(|s| s.parse().ok())
+            .filter(|id| *id > 0)
+            .expect("logged in")
+    }
+
+    /// The id of a pending request from `username` on my friends page.
+    pub async fn incoming_request_from(&self, username: &str) -> Option<i64> {
+        let r = self.get("/friends").await;
+        let sel = Selector::parse("#incoming-requests li.request").unwrap();
+        let html = r.html();
+        html.select(&sel)
+            .find(|e| e.text().collect::<String>().contains(&format!("@{username}")))
+            .and_then(|e| e.value().id())
+            .and_then(|id| id.strip_prefix("request-"))
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// The id of my direct conversation with `other`.
+    pub async fn direct_with(&self, other: &Client) -> i64 {
+        let r = self.get(&format!("/friends/{}/conversation", other.id)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "direct conversation exists");
+        r.location
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Creates a group with `members` (usernames); returns its id.
+    pub async fn group(&self, title: &str, members: &[&Client]) -> i64 {
+        let mut form = vec![("title", title.to_owned())];
+        for m in members {
+            form.push(("member", m.name.clone()));
+        }
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = self.post("/conversations", &form).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        r.location.unwrap().rsplit('/').next().unwrap().parse().unwrap()
+    }
+
+    /// Posts a message (as a plain form); returns its id.
+    pub async fn say(&self, conversation: i64, body: &str) -> i64 {
+        let r = self
+            .post_fetch(&format!("/conversations/{conversation}/messages"), &[("body", body)])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.attr("article.message", "id")
+            .and_then(|id| id.strip_prefix("message-").map(str::to_owned))
+            .and_then(|n| n.parse().ok())
+            .expect("message fragment")
+    }
+
+    /// Opens my live stream.
+    pub async fn stream(&self) -> Stream {
+        self.stream_at("/events").await
+    }
+
+    pub async fn stream_at(&self, path: &str) -> Stream {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "stream opens");
+        let mut s = Stream {
+            inner: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+            pending: std::collections::VecDeque::new(),
+            ended: false,
+        };
+        // The hello comment proves the stream is registered with the Hub.
+        s.fill(Duration::from_secs(5)).await;
+        s
+    }
+}
+
+/// One SSE frame.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub event: String,
+    pub data: String,
+    pub id: Option<i64>,
+    pub comment: bool,
+}
+
+impl Frame {
+    pub fn target(&self) -> Option<String> {
+        attr_of_root(&self.data, "data-target")
+    }
+    pub fn for_user(&self) -> Option<i64> {
+        attr_of_root(&self.data, "data-for").and_then(|s| s.parse().ok())
+    }
+    /// Would a viewer `me` apply this frame?
+    pub fn applies_to(&self, me: i64) -> bool {
+        self.for_user().is_none_or(|u| u == me)
+    }
+}
+
+fn attr_of_root(html: &str, name: &str) -> Option<String> {
+    let frag = Html::parse_fragment(html);
+    let root = frag.root_element().children().find_map(scraper::ElementRef::wrap)?;
+    root.value().attr(name).map(str::to_owned)
+}
+
+type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// A live stream being read.
+pub struct Stream {
+    inner: ByteStream,
+    buf: String,
+    pending: std::collections::VecDeque<Frame>,
+    pub ended: bool,
+}
+
+impl Stream {
+    /// Reads until at least one frame (or comment) is parsed, or `wait` passes.
+    async fn fill(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let mut f = Frame::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        let _ = c;
+                        f.comment = true;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        f.event = v.trim_start().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        f.id = v.trim().parse().ok();
+                    }
+                }
+                f.data = data.join("\n");
+                self.pending.push_back(f);
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline || self.ended {
+                return;
+            }
+            match tokio::time::timeout(deadline - now, self.inner.next()).await {
+                Ok(Some(Ok(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(_) => {
+                    self.ended = true;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The next frame (not a comment) within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(f) = self.pending.pop_front() {
+                if !f.comment || !f.event.is_empty() {
+                    return Some(f);
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline || self.ended {
+                return None;
+            }
+            self.fill(deadline - now).await;
+        }
+    }
+
+    /// Waits for a frame matching `pred`, skipping others; panics after `wait`.
+    pub async fn expect(&mut self, wait: Duration, what: &str, pred: impl Fn(&Frame) -> bool) -> Frame {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            match self.next(left).await {
+                Some(f) if pred(&f) => return f,
+                Some(_) => continue,
+                None => panic!("expected {what} within {wait:?}"),
+            }
+        }
+    }
+
+    /// Waits for a frame acting on `target`.
+    pub async fn expect_target(&mut self, action: &str, target: &str) -> Frame {
+        let what = format!("{action} {target}");
+        self.expect(LIVE, &what, |f| {
+            f.event == action && f.target().as_deref() == Some(target)
+        })
+        .await
+    }
+
+    /// Asserts that no frame matching `pred` arrives within `wait`.
+    pub async fn assert_none(&mut self, wait: Duration, what: &str, pred: impl Fn(&Frame) -> bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            if let Some(f) = self.next(deadline - now).await {
+                assert!(!pred(&f), "unexpected {what}: {f:?}");
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Collects every frame arriving within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return out;
+            }
+            match self.next(deadline - now).await {
+                Some(f) => out.push(f),
+                None => return out,
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `GET /events`: who may open it, delivery to every tab, resume, reload, shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parley::live::hub::{CONNECTION_QUEUE, Delivery, Frame as HubFrame};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_stream_refuses_anonymous_users() {
+    let app = TestApp::spawn().await;
+    let r = app.client().get("/events").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_stream_is_sse_with_retry_and_no_buffering() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let r = ann.http.get(format!("{}/events", app.base)).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert_eq!(r.headers()["x-accel-buffering"], "no");
+    let mut body = r.bytes_stream();
+    let first = tokio::time::timeout(LIVE, body.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("retry:"));
+}
+
+#[tokio::test]
+async fn an_event_reaches_every_tab_of_its_users_and_nobody_else() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    let carl = app.user("carl").await;
+    let mut ann1 = ann.stream().await;
+    let mut ann2 = ann.stream().await;
+    let mut bob1 = bob.stream().await;
+    let mut carl1 = carl.stream().await;
+    ann.post("/friends/requests", &[("username", "bob")]).await;
+    for s in [&mut ann1, &mut ann2] {
+        let f = s.expect_target("prepend", "outgoing-requests").await;
+        assert!(f.applies_to(ann.id) && !f.applies_to(bob.id));
+    }
+    let f = bob1.expect_target("prepend", "incoming-requests").await;
+    assert!(f.applies_to(bob.id));
+    assert!(f.data.contains("@ann"));
+    carl1
+        .assert_none(Duration::from_millis(300), "anything", |_| true)
+        .await;
+}
+
+#[tokio::test]
+async fn a_reconnect_with_last_event_id_gets_what_it_missed_exactly_once_in_order() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    let mut s = bob.stream().await;
+    ann.say(conversation, "one").await;
+    let first = s.expect_target("append", &format!("messages-{conversation}")).await;
+    let seen = first.id.unwrap();
+    drop(s);
+    // Away: three more messages.
+    for text in ["two", "three", "four"] {
+        ann.say(conversation, text).await;
+    }
+    let r = bob
+        .http
+        .get(format!("{}/events", app.base))
+        .header("Last-Event-ID", seen.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+    let mut s = bob.stream_at(&format!("/events?after={seen}")).await;
+    let frames = s.drain(Duration::from_millis(500)).await;
+    let messages: Vec<&str> = frames
+        .iter()
+        .filter(|f| f.event == "append" && f.target().as_deref() == Some(&format!("messages-{conversation}")))
+        .map(|f| f.data.as_str())
+        .collect();
+    assert_eq!(messages.len(), 3, "{frames:?}");
+    for (m, text) in messages.iter().zip(["two", "three", "four"]) {
+        assert!(m.contains(text));
+    }
+    let ids: Vec<i64> = frames.iter().filter_map(|f| f.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "in order");
+    assert!(ids.iter().all(|id| *id > seen));
+    // Then live again, once.
+    ann.say(conversation, "five").await;
+    let f = s.expect_target("append", &format!("messages-{conversation}")).await;
+    assert!(f.data.contains("five"));
+    s.assert_none(Duration::from_millis(300), "a duplicate", |f| {
+        f.event == "append" && f.data.contains("five")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_last_event_id_header_wins_and_resumes() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    let after: i64 = bob.get("/conversations").await.attr("body", "data-after").unwrap().parse().unwrap();
+    ann.say(conversation, "while away").await;
+    let r = bob
+        .http
+        .get(format!("{}/events", app.base))
+        .header("Last-Event-ID", after.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + LIVE;
+    while !text.contains("while away") && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_millis(200), body.next()).await {
+            text.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    assert!(text.contains("while away"));
+}
+
+#[tokio::test]
+async fn a_too_old_or_unknown_position_gets_reload() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    ann.say(conversation, "old news").await;
+    // Prune everything (as the retention task does for old rows).
+    parley::app::prune(&app.state.db, i64::MAX).await.unwrap();
+    let mut s = bob.stream_at("/events?after=1").await;
+    let f = s.expect(LIVE, "reload", |f| f.event == "reload").await;
+    assert!(f.id.is_none());
+    let mut s = bob.stream_at("/events?after=999999").await;
+    s.expect(LIVE, "reload", |f| f.event == "reload").await;
+    // A current position is fine.
+    let after = bob.get("/conversations").await.attr("body", "data-after").unwrap();
+    let mut s = bob.stream_at(&format!("/events?after={after}")).await;
+    s.assert_none(Duration::from_millis(300), "reload", |f| f.event == "reload").await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
+    let app = TestApp::spawn().await;
+    let hub = app.state.hub.clone();
+    let sub = hub.register(42, 1, &[]);
+    let other = hub.register(43, 1, &[]);
+    let d = Arc::new(Delivery {
+        id: Some(1),
+        frames: vec![HubFrame {
+            action: "append",
+            html: Arc::from("<p data-target=\"x\"></p>"),
+        }],
+    });
+    for _ in 0..CONNECTION_QUEUE {
+        hub.deliver(&[42], d.clone());
+    }
+    assert!(!sub.kill.is_cancelled());
+    hub.deliver(&[42, 43], d.clone());
+    assert!(sub.kill.is_cancelled(), "overflow closes the slow connection");
+    assert!(sub.overflowed.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(!other.kill.is_cancelled(), "others are not slowed or dropped");
+}
+
+#[tokio::test]
+async fn streams_end_promptly_at_shutdown() {
+    let mut app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let mut s = ann.stream().await;
+    let started = std::time::Instant::now();
+    app.shutdown().await;
+    s.next(Duration::from_secs(2)).await;
+    assert!(s.ended);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn logout_closes_that_sessions_streams() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let mut s = ann.stream().await;
+    ann.post("/logout", &[]).await;
+    s.next(LIVE).await;
+    assert!(s.ended);
+}
