@@ -37,7 +37,10 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<(Db, Store)>
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await.context("applying migrations")?;
     let store = Store::new(&db);
-    store.migrate().await.context("creating the session table")?;
+    store
+        .migrate()
+        .await
+        .context("creating the session table")?;
     Ok((db, store))
 }
 
@@ -54,7 +57,10 @@ impl App {
         let state = AppState {
             db: db.clone(),
             hub: Hub::new(Duration::from_secs(config.presence_grace_secs)),
-            limits: Arc::new(RateLimits::new(config.rate_limit_ip, config.rate_limit_account)),
+            limits: Arc::new(RateLimits::new(
+                config.rate_limit_ip,
+                config.rate_limit_account,
+            )),
             hasher: hasher.clone(),
             config: config.clone(),
             shutdown: CancellationToken::new(),
@@ -69,7 +75,8 @@ impl App {
             .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
                 config.session_idle_days,
             ))));
-        let auth_layer = AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
+        let auth_layer =
+            AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
         let router = web::router(state.clone()).layer(auth_layer);
         let listener = TcpListener::bind(config.addr)
             .await
@@ -113,7 +120,11 @@ impl App {
             shutdown.clone(),
         ));
         if let Db::Postgres(pool) = &state.db {
-            tasks.spawn(live::run_pg_listener(state.hub.clone(), pool.clone(), shutdown.clone()));
+            tasks.spawn(live::run_pg_listener(
+                state.hub.clone(),
+                pool.clone(),
+                shutdown.clone(),
+            ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
 

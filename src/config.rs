@@ -39,11 +39,21 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, env = "PARLEY_ADDR", default_value = "127.0.0.1:3000", global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_ADDR",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
     pub addr: SocketAddr,
 
     /// Database: `sqlite://FILE` (created on first start) or `postgres://USER:PASS@HOST/DB`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://parley.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://parley.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// The URL people open, e.g. `https://chat.example.org`. Its origin is what cross-site checks
@@ -57,35 +67,75 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Directory with the static assets (CSS, JS).
-    #[arg(long, env = "PARLEY_STATIC_DIR", default_value = "static", global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_STATIC_DIR",
+        default_value = "static",
+        global = true
+    )]
     pub static_dir: PathBuf,
 
     /// Login and register attempts allowed per client IP per minute.
-    #[arg(long, env = "PARLEY_RATE_LIMIT_IP", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_RATE_LIMIT_IP",
+        default_value_t = 30,
+        global = true
+    )]
     pub rate_limit_ip: u32,
 
     /// Login attempts allowed per account (username) per minute.
-    #[arg(long, env = "PARLEY_RATE_LIMIT_ACCOUNT", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_RATE_LIMIT_ACCOUNT",
+        default_value_t = 10,
+        global = true
+    )]
     pub rate_limit_account: u32,
 
     /// Take the client IP from the last `X-Forwarded-For` hop (only behind your own reverse proxy).
-    #[arg(long, env = "PARLEY_TRUST_PROXY", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_TRUST_PROXY",
+        default_value_t = false,
+        global = true
+    )]
     pub trust_proxy: bool,
 
     /// A session unused for this many days ends.
-    #[arg(long, env = "PARLEY_SESSION_IDLE_DAYS", default_value_t = 14, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_SESSION_IDLE_DAYS",
+        default_value_t = 14,
+        global = true
+    )]
     pub session_idle_days: u32,
 
     /// A session ends this many days after login, used or not.
-    #[arg(long, env = "PARLEY_SESSION_MAX_DAYS", default_value_t = 90, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_SESSION_MAX_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
     pub session_max_days: u32,
 
     /// How long the event log keeps events for clients that reconnect (hours).
-    #[arg(long, env = "PARLEY_EVENT_RETENTION_HOURS", default_value_t = 72, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_EVENT_RETENTION_HOURS",
+        default_value_t = 72,
+        global = true
+    )]
     pub event_retention_hours: u32,
 
     /// Seconds a user stays "online" after their last stream closes (so a reload does not flicker).
-    #[arg(long, env = "PARLEY_PRESENCE_GRACE_SECS", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "PARLEY_PRESENCE_GRACE_SECS",
+        default_value_t = 5,
+        global = true
+    )]
     pub presence_grace_secs: u64,
 }
 
@@ -103,12 +153,18 @@ impl Config {
         let url = self.public_url();
         let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
         let host = rest.split('/').next().unwrap_or(rest);
-        format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+        format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        )
     }
 
     /// True when served over https (Secure cookies, HSTS).
     pub fn is_https(&self) -> bool {
-        self.public_url().to_ascii_lowercase().starts_with("https://")
+        self.public_url()
+            .to_ascii_lowercase()
+            .starts_with("https://")
     }
 
     /// A config for tests and embedding: defaults, with the given database.

@@ -209,7 +209,9 @@ impl MessageBody {
         if n > MESSAGE_MAX_CHARS {
             return Err(FieldErrors::one(
                 field,
-                format!("A message may be at most {MESSAGE_MAX_CHARS} characters (this one has {n})."),
+                format!(
+                    "A message may be at most {MESSAGE_MAX_CHARS} characters (this one has {n})."
+                ),
             ));
         }
         Ok(MessageBody(s))
@@ -227,7 +229,10 @@ pub struct ClientId(String);
 
 impl ClientId {
     /// Parses an optional form field; empty means "none".
-    pub fn parse_opt(field: &'static str, raw: Option<&str>) -> Result<Option<ClientId>, FieldErrors> {
+    pub fn parse_opt(
+        field: &'static str,
+        raw: Option<&str>,
+    ) -> Result<Option<ClientId>, FieldErrors> {
         let Some(s) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
@@ -280,7 +285,9 @@ mod tests {
     #[test]
     fn message_bodies_trim_keep_newlines_and_cap_length() {
         assert_eq!(
-            MessageBody::parse("b", "  hi\r\nthere \n").unwrap().as_str(),
+            MessageBody::parse("b", "  hi\r\nthere \n")
+                .unwrap()
+                .as_str(),
             "hi\nthere"
         );
         assert!(MessageBody::parse("b", "   \n ").is_err());
@@ -295,6 +302,10 @@ mod tests {
         assert_eq!(GroupTitle::parse("t", " Team ").unwrap().as_str(), "Team");
         assert_eq!(ClientId::parse_opt("c", Some("")).unwrap(), None);
         assert!(ClientId::parse_opt("c", Some("a b")).is_err());
-        assert!(ClientId::parse_opt("c", Some("abc-123_X")).unwrap().is_some());
+        assert!(
+            ClientId::parse_opt("c", Some("abc-123_X"))
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -24,7 +24,9 @@ pub struct User {
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("id", &self.user.id).finish_non_exhaustive()
+        f.debug_struct("User")
+            .field("id", &self.user.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +102,10 @@ impl AuthnBackend for Backend {
         // An unknown username still costs one verification: no timing oracle.
         let ok = self
             .hasher
-            .verify(&creds.password, row.as_ref().map(|r| r.password_hash.as_str()))
+            .verify(
+                &creds.password,
+                row.as_ref().map(|r| r.password_hash.as_str()),
+            )
             .await?;
         Ok(if ok { row.map(User::from) } else { None })
     }
@@ -170,11 +175,21 @@ impl FromRequestParts<AppState> for CurrentUser {
             return Err(unauth());
         }
         // Push the idle expiry forward at most once an hour: the store is written only then.
-        let touched: i64 = session.get(keys::TOUCHED_AT).await.ok().flatten().unwrap_or(0);
+        let touched: i64 = session
+            .get(keys::TOUCHED_AT)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
         if now - touched > 3_600_000 {
             let _ = session.insert(keys::TOUCHED_AT, now).await;
         }
-        let login_id: u64 = session.get(keys::LOGIN_ID).await.ok().flatten().unwrap_or(0);
+        let login_id: u64 = session
+            .get(keys::LOGIN_ID)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
         Ok(CurrentUser {
             user: user.user,
             login_id,

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
@@ -64,7 +66,9 @@ impl Hasher {
     pub async fn verify(&self, password: &Password, phc: Option<&str>) -> anyhow::Result<bool> {
         let _permit = self.permits.acquire().await.context("hasher closed")?;
         let known = phc.is_some();
-        let phc = phc.map(str::to_owned).unwrap_or_else(|| self.dummy.to_string());
+        let phc = phc
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.dummy.to_string());
         let pw = password.expose().to_owned();
         let ok = tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("bad hash: {e}"))?;

@@ -12,7 +12,11 @@ use super::{commit, record};
 
 /// Creates an account.
 #[tracing::instrument(skip_all, fields(username = username.as_str()))]
-pub async fn register(state: &AppState, username: &Username, password: &Password) -> AppResult<UserRow> {
+pub async fn register(
+    state: &AppState,
+    username: &Username,
+    password: &Password,
+) -> AppResult<UserRow> {
     // Hash before the transaction: the writer is never held across a slow hash.
     let hash = state.hasher.hash(password).await?;
     let mut tx = state.db.begin().await?;
@@ -28,7 +32,11 @@ pub async fn register(state: &AppState, username: &Username, password: &Password
 
 /// Sets my display name; my other tabs update live.
 #[tracing::instrument(skip_all, fields(user_id = me.id()))]
-pub async fn set_display_name(state: &AppState, me: &CurrentUser, name: &DisplayName) -> AppResult<()> {
+pub async fn set_display_name(
+    state: &AppState,
+    me: &CurrentUser,
+    name: &DisplayName,
+) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
     db::users::set_display_name(&mut tx.conn(), me.id(), name.as_str()).await?;
     let user = db::users::user_ref(&mut tx.conn(), me.id())
@@ -53,7 +61,11 @@ pub async fn change_password(
         db::users::by_id(&mut rc.conn(), me.id()).await?
     }
     .ok_or(AppError::NotFound)?;
-    if !state.hasher.verify(current, Some(&row.password_hash)).await? {
+    if !state
+        .hasher
+        .verify(current, Some(&row.password_hash))
+        .await?
+    {
         return Err(AppError::Invalid(FieldErrors::one(
             "current_password",
             "That is not your current password.",
@@ -81,6 +93,11 @@ pub async fn change_password(
 /// Records that a login ended, so its open streams close (on every node).
 pub async fn logged_out(state: &AppState, user_id: i64, login_id: u64) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    record(&mut tx, Event::SessionEnded { user_id, login_id }, vec![user_id]).await?;
+    record(
+        &mut tx,
+        Event::SessionEnded { user_id, login_id },
+        vec![user_id],
+    )
+    .await?;
     commit(state, tx).await
 }

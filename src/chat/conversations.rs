@@ -53,19 +53,32 @@ pub async fn data_of(tx: &mut Tx, conversation: i64) -> AppResult<ConversationDa
 
 /// Reaction to a new friendship: the pair's direct conversation is created, or, if they were
 /// friends before, reopened with its history.
-pub async fn open_direct(tx: &mut Tx, a: &UserRef, b: &UserRef) -> AppResult<Option<(Event, Vec<i64>)>> {
+pub async fn open_direct(
+    tx: &mut Tx,
+    a: &UserRef,
+    b: &UserRef,
+) -> AppResult<Option<(Event, Vec<i64>)>> {
     let audience = vec![a.id, b.id];
     if let Some(id) = db::conversations::find_direct(&mut tx.conn(), a.id, b.id).await? {
-        return Ok(Some((Event::ConversationReopened { conversation_id: id }, audience)));
+        return Ok(Some((
+            Event::ConversationReopened {
+                conversation_id: id,
+            },
+            audience,
+        )));
     }
     let now = db::now_ms();
     let key = db::conversations::direct_key(a.id, b.id);
-    let id = db::conversations::insert(&mut tx.conn(), "direct", None, None, Some(&key), now).await?;
+    let id =
+        db::conversations::insert(&mut tx.conn(), "direct", None, None, Some(&key), now).await?;
     for u in [a, b] {
         db::conversations::add_member(&mut tx.conn(), id, u.id, 0, now).await?;
     }
     let conversation = data_of(tx, id).await?;
-    Ok(Some((Event::ConversationCreated { conversation }, audience)))
+    Ok(Some((
+        Event::ConversationCreated { conversation },
+        audience,
+    )))
 }
 
 /// Creates a group owned by me with some of my friends.
@@ -110,7 +123,12 @@ pub async fn create_group(
     Ok(id)
 }
 
-async fn friend_by_name(tx: &mut Tx, me: i64, name: &Username, field: &'static str) -> AppResult<UserRef> {
+async fn friend_by_name(
+    tx: &mut Tx,
+    me: i64,
+    name: &Username,
+    field: &'static str,
+) -> AppResult<UserRef> {
     let user = db::users::by_username(&mut tx.conn(), name.as_str()).await?;
     match user {
         Some(u) if u.id == me => Ok(UserRef {
@@ -125,7 +143,10 @@ async fn friend_by_name(tx: &mut Tx, me: i64, name: &Username, field: &'static s
         }),
         Some(u) => Err(AppError::invalid(
             field,
-            format!("{} is not your friend yet: you can only add friends.", u.username),
+            format!(
+                "{} is not your friend yet: you can only add friends.",
+                u.username
+            ),
         )),
         None => Err(AppError::invalid(
             field,
@@ -145,7 +166,9 @@ pub async fn add_member(
     let mut tx = state.db.begin().await?;
     let m = group_of(&mut tx, conversation_id, me.id(), "grown").await?;
     let user = friend_by_name(&mut tx, me.id(), username, "username").await?;
-    let count = db::conversations::members(&mut tx.conn(), conversation_id).await?.len();
+    let count = db::conversations::members(&mut tx.conn(), conversation_id)
+        .await?
+        .len();
     if count >= MAX_GROUP_MEMBERS {
         return Err(AppError::invalid("username", "This group is full."));
     }
@@ -226,7 +249,12 @@ pub async fn leave(state: &AppState, me: &CurrentUser, conversation_id: i64) -> 
     let remaining = db::conversations::members(&mut tx.conn(), conversation_id).await?;
     if remaining.is_empty() {
         db::conversations::delete(&mut tx.conn(), conversation_id).await?;
-        record(&mut tx, Event::ConversationDeleted { conversation_id }, vec![me.id()]).await?;
+        record(
+            &mut tx,
+            Event::ConversationDeleted { conversation_id },
+            vec![me.id()],
+        )
+        .await?;
         return commit(state, tx).await;
     }
     if m.owner_id == Some(me.id()) {
@@ -263,6 +291,11 @@ pub async fn delete(state: &AppState, me: &CurrentUser, conversation_id: i64) ->
         .map(|u| u.id)
         .collect();
     db::conversations::delete(&mut tx.conn(), conversation_id).await?;
-    record(&mut tx, Event::ConversationDeleted { conversation_id }, audience).await?;
+    record(
+        &mut tx,
+        Event::ConversationDeleted { conversation_id },
+        audience,
+    )
+    .await?;
     commit(state, tx).await
 }

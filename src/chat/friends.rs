@@ -12,12 +12,19 @@ use super::{commit, record};
 
 /// Sends a friend request to `username`.
 #[tracing::instrument(skip_all, fields(user_id = me.id()))]
-pub async fn send_request(state: &AppState, me: &CurrentUser, username: &Username) -> AppResult<i64> {
+pub async fn send_request(
+    state: &AppState,
+    me: &CurrentUser,
+    username: &Username,
+) -> AppResult<i64> {
     let mut tx = state.db.begin().await?;
     let Some(target) = db::users::by_username(&mut tx.conn(), username.as_str()).await? else {
         return Err(AppError::invalid(
             "username",
-            format!("Nobody here is called “{}”. Check the spelling.", username.as_str()),
+            format!(
+                "Nobody here is called “{}”. Check the spelling.",
+                username.as_str()
+            ),
         ));
     };
     if target.id == me.id() {
@@ -34,7 +41,10 @@ pub async fn send_request(state: &AppState, me: &CurrentUser, username: &Usernam
     }
     if let Some(pending) = db::friends::pending_between(&mut tx.conn(), me.id(), target.id).await? {
         let msg = if pending.requester_id == me.id() {
-            format!("You already sent {} a request. Wait for an answer.", target.username)
+            format!(
+                "You already sent {} a request. Wait for an answer.",
+                target.username
+            )
         } else {
             format!(
                 "{} already sent you a request: accept it under “Requests for you”.",
@@ -46,7 +56,10 @@ pub async fn send_request(state: &AppState, me: &CurrentUser, username: &Usernam
     let now = db::now_ms();
     let id = db::friends::insert_request(&mut tx.conn(), me.id(), target.id, now)
         .await
-        .on_unique("username", "There is already a pending request between you two.")?;
+        .on_unique(
+            "username",
+            "There is already a pending request between you two.",
+        )?;
     let audience = vec![me.id(), target.id];
     let recipient = UserRef {
         id: target.id,
@@ -75,7 +88,8 @@ pub async fn answer_request(
     status: RequestStatus,
 ) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    let Some(req) = db::friends::request_for_party(&mut tx.conn(), request_id, me.id()).await? else {
+    let Some(req) = db::friends::request_for_party(&mut tx.conn(), request_id, me.id()).await?
+    else {
         return Err(AppError::NotFound);
     };
     let allowed = match status {
@@ -115,7 +129,11 @@ pub async fn answer_request(
 }
 
 /// Reaction to an accepted request: the two become friends.
-pub async fn add_friend(tx: &mut Tx, a: &UserRef, b: &UserRef) -> AppResult<Option<(Event, Vec<i64>)>> {
+pub async fn add_friend(
+    tx: &mut Tx,
+    a: &UserRef,
+    b: &UserRef,
+) -> AppResult<Option<(Event, Vec<i64>)>> {
     db::friends::add_friendship(&mut tx.conn(), a.id, b.id, db::now_ms()).await?;
     Ok(Some((
         Event::FriendAdded {
@@ -136,7 +154,8 @@ pub async fn unfriend(state: &AppState, me: &CurrentUser, friend_id: i64) -> App
     let other = db::users::user_ref(&mut tx.conn(), friend_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let conversation_id = db::conversations::find_direct(&mut tx.conn(), me.id(), friend_id).await?;
+    let conversation_id =
+        db::conversations::find_direct(&mut tx.conn(), me.id(), friend_id).await?;
     record(
         &mut tx,
         Event::FriendRemoved {

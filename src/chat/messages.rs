@@ -38,14 +38,6 @@ pub async fn post(
 ) -> AppResult<MessageRow> {
     let mut tx = state.db.begin().await?;
     let m = member_of(&mut tx, conversation_id, me.id()).await?;
-    if let Some(cid) = client_id {
-        if let Some(existing) = db::messages::by_client_id(&mut tx.conn(), me.id(), cid.as_str()).await? {
-            if existing.conversation_id != conversation_id {
-                return Err(AppError::invalid("client_id", "That client id was used elsewhere."));
-            }
-            return Ok(existing);
-        }
-    }
     let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
     if m.is_direct() {
         let other = members.iter().copied().find(|u| *u != me.id()).unwrap_or(0);
@@ -57,7 +49,7 @@ pub async fn post(
         }
     }
     let now = db::now_ms();
-    let id = db::messages::insert(
+    let inserted = db::messages::insert(
         &mut tx.conn(),
         conversation_id,
         me.id(),
@@ -65,8 +57,15 @@ pub async fn post(
         client_id.map(ClientId::as_str),
         now,
     )
-    .await?
-    .ok_or_else(|| anyhow::anyhow!("client id conflict after the check"))?;
+    .await?;
+    let Some(id) = inserted else {
+        // The same send raced us and committed first: answer with its message.
+        let cid = client_id.map(ClientId::as_str).unwrap_or_default();
+        return db::messages::by_client_id(&mut tx.conn(), me.id(), cid)
+            .await?
+            .filter(|m| m.conversation_id == conversation_id)
+            .ok_or_else(|| AppError::invalid("client_id", "That client id was used elsewhere."));
+    };
     db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
     // The author has read what they wrote.
     db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id(), id).await?;

@@ -18,9 +18,10 @@ pub async fn react(tx: &mut Tx, event: &Event) -> AppResult<Vec<(Event, Vec<i64>
             .await?
             .into_iter()
             .collect()),
-        Event::FriendAdded { a, b } => {
-            Ok(super::conversations::open_direct(tx, a, b).await?.into_iter().collect())
-        }
+        Event::FriendAdded { a, b } => Ok(super::conversations::open_direct(tx, a, b)
+            .await?
+            .into_iter()
+            .collect()),
         _ => Ok(Vec::new()),
     }
 }

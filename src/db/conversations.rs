@@ -198,7 +198,12 @@ pub async fn delete(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<bool> {
 }
 
 /// Records a new newest message.
-pub async fn touch(c: &mut Conn<'_>, conversation: i64, message: i64, now: i64) -> sqlx::Result<()> {
+pub async fn touch(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    message: i64,
+    now: i64,
+) -> sqlx::Result<()> {
     exec!(c, e => sqlx::query(
         "UPDATE conversations SET last_message_id = $1, last_activity_at = $2 WHERE id = $3",
     )
@@ -266,7 +271,10 @@ pub struct ConversationRow {
 }
 
 /// A conversation by id (no membership check: callers have done it).
-pub async fn by_id_unchecked(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<Option<ConversationRow>> {
+pub async fn by_id_unchecked(
+    c: &mut Conn<'_>,
+    conversation: i64,
+) -> sqlx::Result<Option<ConversationRow>> {
     run!(c, e => sqlx::query_as(
         "SELECT id, title, owner_id, last_activity_at FROM conversations WHERE id = $1",
     )

@@ -83,9 +83,8 @@ pub async fn page(
     before: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
-    let sql = format!(
-        "{SELECT} WHERE m.conversation_id = $1 AND m.id < $2 ORDER BY m.id DESC LIMIT $3"
-    );
+    let sql =
+        format!("{SELECT} WHERE m.conversation_id = $1 AND m.id < $2 ORDER BY m.id DESC LIMIT $3");
     let mut rows: Vec<MessageRow> = run!(c, e => sqlx::query_as(&sql)
         .bind(conversation)
         .bind(before.unwrap_or(i64::MAX))

@@ -17,9 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 /// Runs `$body` with `$e` bound to the live backend's connection (`&mut SqliteConnection` or
@@ -141,7 +139,9 @@ impl Db {
                 // A message acknowledged to a user must survive a crash.
                 .after_connect(|c, _| {
                     Box::pin(async move {
-                        sqlx::query("SET synchronous_commit = on").execute(c).await?;
+                        sqlx::query("SET synchronous_commit = on")
+                            .execute(c)
+                            .await?;
                         Ok(())
                     })
                 })
@@ -182,11 +182,19 @@ impl Db {
         let Db::Sqlite { write, .. } = self else {
             return Ok(());
         };
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(write).await?;
-        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(write).await?;
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(write).await?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(write)
+            .await?;
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(write)
+            .await?;
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(write)
+            .await?;
         if !journal.eq_ignore_ascii_case("wal") || sync != 2 || fk != 1 {
-            bail!("SQLite pragmas not in effect: journal_mode={journal} synchronous={sync} foreign_keys={fk}");
+            bail!(
+                "SQLite pragmas not in effect: journal_mode={journal} synchronous={sync} foreign_keys={fk}"
+            );
         }
         Ok(())
     }
@@ -220,8 +228,7 @@ impl Db {
     pub async fn ping(&self) -> bool {
         match self {
             Db::Sqlite { write, read } => {
-                sqlx::query("SELECT 1").execute(read).await.is_ok()
-                    && !write.is_closed()
+                sqlx::query("SELECT 1").execute(read).await.is_ok() && !write.is_closed()
             }
             Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
         }

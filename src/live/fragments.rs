@@ -11,8 +11,8 @@ use super::hub::Frame;
 use crate::db::users::UserRef;
 use crate::events::{ConversationData, Event};
 use crate::views::{
-    ComposerPartial, ComposerView, ConversationRowPartial, ConversationRowView, FriendPartial,
-    CurrentUserPartial, GonePartial, MembersPartial, MembersView, MessagePartial, MessageView,
+    ComposerPartial, ComposerView, ConversationRowPartial, ConversationRowView, CurrentUserPartial,
+    FriendPartial, GonePartial, MembersPartial, MembersView, MessagePartial, MessageView,
     PresencePartial, PreviewPartial, PreviewView, ReaderPartial, ReaderView, RequestPartial,
     RequestView, Stamp, UserView, hue, initials, render_fragment,
 };
@@ -66,7 +66,12 @@ fn frame(action: &'static str, html: String, target: &str, for_user: Option<i64>
 
 /// A `remove` frame: the root names the element to remove.
 fn remove(target: &str, for_user: Option<i64>) -> Frame {
-    frame("remove", "<template></template>".to_owned(), target, for_user)
+    frame(
+        "remove",
+        "<template></template>".to_owned(),
+        target,
+        for_user,
+    )
 }
 
 /// The ephemeral presence frame of `user`.
@@ -170,10 +175,19 @@ fn request_frame(id: i64, incoming: bool, other: &UserRef, at: i64, to: i64) -> 
         containers::OUTGOING
     };
     // The recipient's header badge counts requests waiting for them.
-    let badge = if incoming { " data-badge-requests=\"1\"" } else { "" };
+    let badge = if incoming {
+        " data-badge-requests=\"1\""
+    } else {
+        ""
+    };
     Frame {
         action: "prepend",
-        html: rooted_with(render_fragment(&RequestPartial { request }), target, Some(to), badge),
+        html: rooted_with(
+            render_fragment(&RequestPartial { request }),
+            target,
+            Some(to),
+            badge,
+        ),
     }
 }
 
@@ -303,7 +317,11 @@ pub fn frames_for(event: &Event) -> Vec<Frame> {
                     frames.push(remove(&format!("conversation-{cid}"), Some(r.id)));
                     frames.push(Frame {
                         action: "replace",
-                        html: rooted(gone.clone(), &format!("conversation-view-{cid}"), Some(r.id)),
+                        html: rooted(
+                            gone.clone(),
+                            &format!("conversation-view-{cid}"),
+                            Some(r.id),
+                        ),
                     });
                 }
             }
@@ -380,7 +398,10 @@ mod tests {
     #[test]
     fn roots_get_their_target() {
         let f = rooted("<li id=\"x\">a</li>".into(), "list", Some(3));
-        assert_eq!(&*f, "<li data-target=\"list\" data-for=\"3\" id=\"x\">a</li>");
+        assert_eq!(
+            &*f,
+            "<li data-target=\"list\" data-for=\"3\" id=\"x\">a</li>"
+        );
     }
 
     #[test]
@@ -410,9 +431,17 @@ mod tests {
             recipient: user(2, "bob"),
             created_at: 0,
         });
-        assert!(frames[0].html.contains("data-target=\"incoming-requests\" data-for=\"2\""));
+        assert!(
+            frames[0]
+                .html
+                .contains("data-target=\"incoming-requests\" data-for=\"2\"")
+        );
         assert!(frames[0].html.contains("/accept"));
-        assert!(frames[1].html.contains("data-target=\"outgoing-requests\" data-for=\"1\""));
+        assert!(
+            frames[1]
+                .html
+                .contains("data-target=\"outgoing-requests\" data-for=\"1\"")
+        );
         assert!(frames[1].html.contains("/cancel"));
     }
 }

@@ -178,12 +178,7 @@ impl Hub {
         }
     }
 
-    fn send_presence(
-        users: &mut HashMap<i64, UserEntry>,
-        user: i64,
-        online: bool,
-        to: &[i64],
-    ) {
+    fn send_presence(users: &mut HashMap<i64, UserEntry>, user: i64, online: bool, to: &[i64]) {
         let delivery = Arc::new(Delivery {
             id: None,
             frames: vec![presence_frame(user, online)],

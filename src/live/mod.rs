@@ -46,7 +46,10 @@ pub fn prepare(hub: &Hub, row: &db::events::EventRow, apply: bool) -> (Arc<Deliv
         Some(d) => d,
         None => Arc::new(Delivery {
             id: Some(row.id),
-            frames: event.as_ref().map(fragments::frames_for).unwrap_or_default(),
+            frames: event
+                .as_ref()
+                .map(fragments::frames_for)
+                .unwrap_or_default(),
         }),
     };
     (delivery, audience)

@@ -117,7 +117,9 @@ impl Stamp {
                 "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
             )),
             short: f(format_description!("[hour]:[minute]")),
-            exact: f(format_description!("[year]-[month]-[day] [hour]:[minute] UTC")),
+            exact: f(format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            )),
             day: f(format_description!("[year]-[month]-[day]")),
             day_label: f(format_description!(
                 "[weekday], [day padding:none] [month repr:long] [year]"

@@ -138,7 +138,11 @@ impl PreviewView {
             (Some(a), Some(b)) => {
                 let one_line = b.split_whitespace().collect::<Vec<_>>().join(" ");
                 let short: String = one_line.chars().take(80).collect();
-                let ellipsis = if one_line.chars().count() > 80 { "…" } else { "" };
+                let ellipsis = if one_line.chars().count() > 80 {
+                    "…"
+                } else {
+                    ""
+                };
                 format!("{a}: {short}{ellipsis}")
             }
             _ => String::new(),

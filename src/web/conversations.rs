@@ -34,7 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations", get(index).post(create))
         .route("/conversations/{id}", get(show))
         .route("/conversations/{id}/members", post(add_member))
-        .route("/conversations/{id}/members/{user_id}/remove", post(remove_member))
+        .route(
+            "/conversations/{id}/members/{user_id}/remove",
+            post(remove_member),
+        )
         .route("/conversations/{id}/leave", post(leave))
         .route("/conversations/{id}/delete", post(destroy))
         .route("/conversations/{id}/messages", post(create_message))
@@ -59,7 +62,12 @@ fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
         .name()
         .to_owned()
     });
-    let preview = PreviewView::of(r.id, author.as_deref(), r.last_body.as_deref(), r.last_activity_at);
+    let preview = PreviewView::of(
+        r.id,
+        author.as_deref(),
+        r.last_body.as_deref(),
+        r.last_activity_at,
+    );
     let (title, avatar_initials, avatar_hue) = match (&r.title, &other) {
         (Some(t), _) => (t.clone(), initials(t), hue(r.id)),
         (None, Some(o)) => (o.name().to_owned(), initials(o.name()), hue(o.id)),
@@ -105,7 +113,15 @@ async fn index_page(
 
 // GET /conversations
 async fn index(State(state): State<AppState>, me: CurrentUser) -> AppResult<Response> {
-    index_page(&state, &me, StatusCode::OK, String::new(), Vec::new(), FieldErrors::default()).await
+    index_page(
+        &state,
+        &me,
+        StatusCode::OK,
+        String::new(),
+        Vec::new(),
+        FieldErrors::default(),
+    )
+    .await
 }
 
 /// The new-group form: `member` repeats, so it is read as pairs.
@@ -138,13 +154,23 @@ async fn create(
         }
     }
     let result = match title {
-        Some(title) if errors.is_empty() => chat::conversations::create_group(&state, &me, &title, &members).await,
+        Some(title) if errors.is_empty() => {
+            chat::conversations::create_group(&state, &me, &title, &members).await
+        }
         _ => Err(AppError::Invalid(errors)),
     };
     match result {
         Ok(id) => Ok(Redirect::to(&format!("/conversations/{id}")).into_response()),
         Err(AppError::Invalid(errors)) => {
-            index_page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, title_raw, members_raw, errors).await
+            index_page(
+                &state,
+                &me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                title_raw,
+                members_raw,
+                errors,
+            )
+            .await
         }
         Err(e) => Err(e),
     }
@@ -174,7 +200,10 @@ async fn show_page(
     let rows = db::conversations::list_for(&mut rc.conn(), me.id()).await?;
     let mut messages = db::messages::page(&mut rc.conn(), id, before, PAGE_SIZE + 1).await?;
     let members = db::conversations::members(&mut rc.conn(), id).await?;
-    let other = members.iter().find(|u| u.id != me.id() && m.is_direct()).map(|u| u.user_ref());
+    let other = members
+        .iter()
+        .find(|u| u.id != me.id() && m.is_direct())
+        .map(|u| u.user_ref());
     let open = match &other {
         Some(o) => db::friends::are_friends(&mut rc.conn(), me.id(), o.id).await?,
         None => !m.is_direct(),
@@ -190,10 +219,13 @@ async fn show_page(
     // Read markers: each other member's chip sits under the newest message they have read.
     let mut readers: HashMap<i64, Vec<ReaderView>> = HashMap::new();
     for u in members.iter().filter(|u| u.id != me.id()) {
-        readers.entry(u.last_read_message_id).or_default().push(ReaderView {
-            conversation_id: id,
-            user: UserView::new(&u.user_ref(), false),
-        });
+        readers
+            .entry(u.last_read_message_id)
+            .or_default()
+            .push(ReaderView {
+                conversation_id: id,
+                user: UserView::new(&u.user_ref(), false),
+            });
     }
     let mut views: Vec<MessageView> = Vec::with_capacity(messages.len());
     for row in &messages {
@@ -270,19 +302,46 @@ async fn show(
                 .await?
                 .ok_or(AppError::NotFound)?
         };
-        if let Some(last) = latest.last_message_id.filter(|l| *l > latest.last_read_message_id) {
+        if let Some(last) = latest
+            .last_message_id
+            .filter(|l| *l > latest.last_read_message_id)
+        {
             chat::messages::mark_read(&state, &me, id, last).await?;
         }
     }
-    show_page(&state, &me, id, before, StatusCode::OK, None, FieldErrors::default()).await
+    show_page(
+        &state,
+        &me,
+        id,
+        before,
+        StatusCode::OK,
+        None,
+        FieldErrors::default(),
+    )
+    .await
 }
 
 /// Answers a failed member action: the form's errors on the page, 422.
-async fn member_result(state: &AppState, me: &CurrentUser, id: i64, r: AppResult<()>, ok_to: String) -> AppResult<Response> {
+async fn member_result(
+    state: &AppState,
+    me: &CurrentUser,
+    id: i64,
+    r: AppResult<()>,
+    ok_to: String,
+) -> AppResult<Response> {
     match r {
         Ok(()) => Ok(Redirect::to(&ok_to).into_response()),
         Err(AppError::Invalid(errors)) => {
-            show_page(state, me, id, None, StatusCode::UNPROCESSABLE_ENTITY, None, errors).await
+            show_page(
+                state,
+                me,
+                id,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                errors,
+            )
+            .await
         }
         Err(e) => Err(e),
     }
@@ -325,13 +384,21 @@ async fn remove_member(
 }
 
 // POST /conversations/{id}/leave
-async fn leave(State(state): State<AppState>, me: CurrentUser, Path(id): Path<i64>) -> AppResult<Response> {
+async fn leave(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
     let r = chat::conversations::leave(&state, &me, id).await;
     member_result(&state, &me, id, r, "/conversations".into()).await
 }
 
 // POST /conversations/{id}/delete
-async fn destroy(State(state): State<AppState>, me: CurrentUser, Path(id): Path<i64>) -> AppResult<Response> {
+async fn destroy(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
     let r = chat::conversations::delete(&state, &me, id).await;
     member_result(&state, &me, id, r, "/conversations".into()).await
 }
@@ -352,11 +419,12 @@ async fn create_message(
     Form(form): Form<MessageForm>,
 ) -> AppResult<Response> {
     let fetch = is_fetch(&headers);
-    let parsed = MessageBody::parse("body", &form.body).and_then(|b| {
-        ClientId::parse_opt("client_id", form.client_id.as_deref()).map(|c| (b, c))
-    });
+    let parsed = MessageBody::parse("body", &form.body)
+        .and_then(|b| ClientId::parse_opt("client_id", form.client_id.as_deref()).map(|c| (b, c)));
     let result = match parsed {
-        Ok((body, client_id)) => chat::messages::post(&state, &me, id, &body, client_id.as_ref()).await,
+        Ok((body, client_id)) => {
+            chat::messages::post(&state, &me, id, &body, client_id.as_ref()).await
+        }
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.
             let mut tx = state.db.begin().await?;
@@ -388,11 +456,24 @@ async fn create_message(
             let composer = ComposerView {
                 conversation_id: id,
                 open: true,
-                client_id: form.client_id.clone().filter(|c| !c.is_empty()).unwrap_or_else(crate::views::new_client_id),
+                client_id: form
+                    .client_id
+                    .clone()
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(crate::views::new_client_id),
                 draft: form.body.clone(),
                 error: Some(errors.to_string()),
             };
-            show_page(&state, &me, id, None, StatusCode::UNPROCESSABLE_ENTITY, Some(composer), FieldErrors::default()).await
+            show_page(
+                &state,
+                &me,
+                id,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(composer),
+                FieldErrors::default(),
+            )
+            .await
         }
         Err(e) => Err(e),
     }
@@ -413,7 +494,9 @@ async fn read(
     Form(form): Form<ReadForm>,
 ) -> AppResult<Response> {
     let r = match parse_id("message_id", &form.message_id) {
-        Ok(mid) => chat::messages::mark_read(&state, &me, id, mid).await.map(|_| ()),
+        Ok(mid) => chat::messages::mark_read(&state, &me, id, mid)
+            .await
+            .map(|_| ()),
         Err(e) => {
             let mut tx = state.db.begin().await?;
             chat::conversations::member_of(&mut tx, id, me.id()).await?;

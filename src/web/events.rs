@@ -74,7 +74,12 @@ async fn stream(
     };
     let me = user.user.id;
     let session = auth.session.clone();
-    let login_id: u64 = session.get(keys::LOGIN_ID).await.ok().flatten().unwrap_or(0);
+    let login_id: u64 = session
+        .get(keys::LOGIN_ID)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -98,11 +103,16 @@ async fn stream(
             if after < pruned || after > last {
                 Start::Reload
             } else {
-                let rows = db::events::for_user_after(&mut rc.conn(), me, after, MAX_REPLAY + 1).await?;
+                let rows =
+                    db::events::for_user_after(&mut rc.conn(), me, after, MAX_REPLAY + 1).await?;
                 if rows.len() as i64 > MAX_REPLAY {
                     Start::Reload
                 } else {
-                    Start::Replay(rows.iter().map(|r| prepare(&state.hub, r, false).0).collect())
+                    Start::Replay(
+                        rows.iter()
+                            .map(|r| prepare(&state.hub, r, false).0)
+                            .collect(),
+                    )
                 }
             }
         }

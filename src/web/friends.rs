@@ -75,12 +75,24 @@ struct Notice {
 }
 
 // GET /friends
-async fn index(State(state): State<AppState>, me: CurrentUser, Query(q): Query<Notice>) -> AppResult<Response> {
+async fn index(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Query(q): Query<Notice>,
+) -> AppResult<Response> {
     let notice = q
         .sent
         .and_then(|s| Username::parse("u", &s).ok())
         .map(|u| format!("Request sent to {}.", u.as_str()));
-    page(&state, &me, StatusCode::OK, String::new(), FieldErrors::default(), notice).await
+    page(
+        &state,
+        &me,
+        StatusCode::OK,
+        String::new(),
+        FieldErrors::default(),
+        notice,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -102,36 +114,67 @@ async fn create_request(
         Err(errors) => Err(AppError::Invalid(errors)),
     };
     match result {
-        Ok(username) => Ok(Redirect::to(&format!("/friends?sent={}", username.as_str())).into_response()),
+        Ok(username) => {
+            Ok(Redirect::to(&format!("/friends?sent={}", username.as_str())).into_response())
+        }
         Err(AppError::Invalid(errors)) => {
-            page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, form.username, errors, None).await
+            page(
+                &state,
+                &me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form.username,
+                errors,
+                None,
+            )
+            .await
         }
         Err(e) => Err(e),
     }
 }
 
-async fn answer(state: AppState, me: CurrentUser, id: i64, status: RequestStatus) -> AppResult<Redirect> {
+async fn answer(
+    state: AppState,
+    me: CurrentUser,
+    id: i64,
+    status: RequestStatus,
+) -> AppResult<Redirect> {
     chat::friends::answer_request(&state, &me, id, status).await?;
     Ok(Redirect::to("/friends"))
 }
 
 // POST /friends/requests/{id}/accept
-async fn accept(State(state): State<AppState>, me: CurrentUser, Path(id): Path<i64>) -> AppResult<Redirect> {
+async fn accept(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> AppResult<Redirect> {
     answer(state, me, id, RequestStatus::Accepted).await
 }
 
 // POST /friends/requests/{id}/reject
-async fn reject(State(state): State<AppState>, me: CurrentUser, Path(id): Path<i64>) -> AppResult<Redirect> {
+async fn reject(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> AppResult<Redirect> {
     answer(state, me, id, RequestStatus::Rejected).await
 }
 
 // POST /friends/requests/{id}/cancel
-async fn cancel(State(state): State<AppState>, me: CurrentUser, Path(id): Path<i64>) -> AppResult<Redirect> {
+async fn cancel(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> AppResult<Redirect> {
     answer(state, me, id, RequestStatus::Cancelled).await
 }
 
 // POST /friends/{user_id}/remove
-async fn destroy(State(state): State<AppState>, me: CurrentUser, Path(user_id): Path<i64>) -> AppResult<Redirect> {
+async fn destroy(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(user_id): Path<i64>,
+) -> AppResult<Redirect> {
     chat::friends::unfriend(&state, &me, user_id).await?;
     Ok(Redirect::to("/friends"))
 }

@@ -9,7 +9,7 @@ pub mod security;
 pub mod sessions;
 pub mod settings;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -75,15 +75,15 @@ async fn not_found() -> Response {
 
 /// The static directory: as configured, else the one in the source tree (for `cargo run` from
 /// elsewhere).
-fn static_dir(configured: &PathBuf) -> PathBuf {
+fn static_dir(configured: &Path) -> PathBuf {
     if configured.is_dir() {
-        return configured.clone();
+        return configured.to_path_buf();
     }
     let built_in = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
     if built_in.is_dir() {
         built_in
     } else {
-        configured.clone()
+        configured.to_path_buf()
     }
 }
 

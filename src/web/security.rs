@@ -57,13 +57,37 @@ mod tests {
     fn the_cross_origin_rule() {
         let o = "https://chat.example";
         let post = Method::POST;
-        assert!(!is_cross_site(&post, &h(&[("sec-fetch-site", "same-origin")]), o));
+        assert!(!is_cross_site(
+            &post,
+            &h(&[("sec-fetch-site", "same-origin")]),
+            o
+        ));
         assert!(!is_cross_site(&post, &h(&[("sec-fetch-site", "none")]), o));
-        assert!(is_cross_site(&post, &h(&[("sec-fetch-site", "cross-site")]), o));
-        assert!(is_cross_site(&post, &h(&[("sec-fetch-site", "same-site")]), o));
-        assert!(is_cross_site(&post, &h(&[("origin", "https://evil.example")]), o));
-        assert!(!is_cross_site(&post, &h(&[("origin", "https://chat.example")]), o));
+        assert!(is_cross_site(
+            &post,
+            &h(&[("sec-fetch-site", "cross-site")]),
+            o
+        ));
+        assert!(is_cross_site(
+            &post,
+            &h(&[("sec-fetch-site", "same-site")]),
+            o
+        ));
+        assert!(is_cross_site(
+            &post,
+            &h(&[("origin", "https://evil.example")]),
+            o
+        ));
+        assert!(!is_cross_site(
+            &post,
+            &h(&[("origin", "https://chat.example")]),
+            o
+        ));
         assert!(!is_cross_site(&post, &h(&[]), o));
-        assert!(!is_cross_site(&Method::GET, &h(&[("sec-fetch-site", "cross-site")]), o));
+        assert!(!is_cross_site(
+            &Method::GET,
+            &h(&[("sec-fetch-site", "cross-site")]),
+            o
+        ));
     }
 }

@@ -30,16 +30,14 @@ pub fn routes() -> Router<AppState> {
 /// The client's IP for rate limits: the socket peer, or the last `X-Forwarded-For` hop when
 /// configured to trust a reverse proxy.
 fn client_ip(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
-    if state.config.trust_proxy {
-        if let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            return ip.to_owned();
-        }
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if let (true, Some(ip)) = (state.config.trust_proxy, forwarded) {
+        return ip.to_owned();
     }
     peer.map(|p| p.ip().to_string()).unwrap_or_default()
 }
@@ -51,10 +49,7 @@ fn too_many_login(username: String, next: String) -> Response {
             layout: anonymous_layout(),
             username,
             next,
-            errors: FieldErrors::one(
-                "form",
-                "Too many attempts. Wait a minute, then try again.",
-            ),
+            errors: FieldErrors::one("form", "Too many attempts. Wait a minute, then try again."),
         },
     )
 }
@@ -130,7 +125,10 @@ async fn create_login(
         String::new()
     };
     let typed = form.username.trim().to_owned();
-    if !state.limits.allow_ip(&client_ip(&state, Some(peer), &headers)) {
+    if !state
+        .limits
+        .allow_ip(&client_ip(&state, Some(peer), &headers))
+    {
         return Ok(too_many_login(typed, next));
     }
     let username = Username::parse("username", &form.username);
@@ -210,7 +208,10 @@ async fn create_registration(
             },
         )
     };
-    if !state.limits.allow_ip(&client_ip(&state, Some(peer), &headers)) {
+    if !state
+        .limits
+        .allow_ip(&client_ip(&state, Some(peer), &headers))
+    {
         return Ok(form_again(
             StatusCode::TOO_MANY_REQUESTS,
             FieldErrors::one("form", "Too many attempts. Wait a minute, then try again."),

@@ -49,14 +49,28 @@ async fn page(
 }
 
 // GET /settings
-async fn edit(State(state): State<AppState>, me: CurrentUser, Query(q): Query<Saved>) -> AppResult<Response> {
+async fn edit(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Query(q): Query<Saved>,
+) -> AppResult<Response> {
     let notice = match q.saved.as_deref() {
         Some("profile") => Some("Saved.".to_owned()),
-        Some("password") => Some("Password changed. You were logged out everywhere else.".to_owned()),
+        Some("password") => {
+            Some("Password changed. You were logged out everywhere else.".to_owned())
+        }
         _ => None,
     };
     let name = me.user.display_name.clone();
-    page(&state, &me, StatusCode::OK, name, FieldErrors::default(), notice).await
+    page(
+        &state,
+        &me,
+        StatusCode::OK,
+        name,
+        FieldErrors::default(),
+        notice,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -74,7 +88,15 @@ async fn update(
     let name = match DisplayName::parse("display_name", &form.display_name) {
         Ok(n) => n,
         Err(errors) => {
-            return page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, form.display_name, errors, None).await;
+            return page(
+                &state,
+                &me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form.display_name,
+                errors,
+                None,
+            )
+            .await;
         }
     };
     chat::accounts::set_display_name(&state, &me, &name).await?;
@@ -97,16 +119,35 @@ async fn update_password(
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
     let mut errors = FieldErrors::default();
-    let current = errors.check(Password::parse_existing("current_password", form.current_password));
+    let current = errors.check(Password::parse_existing(
+        "current_password",
+        form.current_password,
+    ));
     let new = errors.check(Password::parse_new("new_password", form.new_password));
     let name = me.user.display_name.clone();
     let (Some(current), Some(new)) = (current, new) else {
-        return page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, name, errors, None).await;
+        return page(
+            &state,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            name,
+            errors,
+            None,
+        )
+        .await;
     };
     let row = match chat::accounts::change_password(&state, &me, &current, &new).await {
         Ok(row) => row,
         Err(AppError::Invalid(errors)) => {
-            return page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, name, errors, None).await;
+            return page(
+                &state,
+                &me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                name,
+                errors,
+                None,
+            )
+            .await;
         }
         Err(e) => return Err(e),
     };

@@ -10,7 +10,12 @@ async fn registering_logs_in_and_lands_on_the_conversations_page() {
     let app = TestApp::spawn().await;
     let c = app.client();
     // Act
-    let r = c.post("/register", &[("username", "Ann_1"), ("password", "secret pass")]).await;
+    let r = c
+        .post(
+            "/register",
+            &[("username", "Ann_1"), ("password", "secret pass")],
+        )
+        .await;
     // Assert
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location.as_deref(), Some("/"));
@@ -18,7 +23,10 @@ async fn registering_logs_in_and_lands_on_the_conversations_page() {
     assert_eq!(home.location.as_deref(), Some("/conversations"));
     let page = c.get("/conversations").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(page.text("#current-user .me-name").as_deref(), Some("ann_1"));
+    assert_eq!(
+        page.text("#current-user .me-name").as_deref(),
+        Some("ann_1")
+    );
 }
 
 #[tokio::test]
@@ -33,13 +41,24 @@ async fn registration_rejects_bad_input_with_messages_and_writes_nothing() {
         ("annb", "short", "password"),
         ("annb", &"p".repeat(1025) as &str, "password"),
     ] {
-        let r = c.post("/register", &[("username", user), ("password", pass)]).await;
+        let r = c
+            .post("/register", &[("username", user), ("password", pass)])
+            .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{user}/{pass}");
         assert!(r.has(&format!("#{field}-error")), "message for {field}");
-        assert_eq!(r.attr("#username", "value").as_deref(), Some(user.trim()), "input kept");
+        assert_eq!(
+            r.attr("#username", "value").as_deref(),
+            Some(user.trim()),
+            "input kept"
+        );
     }
     // Nothing was written: the valid name is still free.
-    let r = c.post("/register", &[("username", "annb"), ("password", "longenough")]).await;
+    let r = c
+        .post(
+            "/register",
+            &[("username", "annb"), ("password", "longenough")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
 
@@ -47,7 +66,13 @@ async fn registration_rejects_bad_input_with_messages_and_writes_nothing() {
 async fn usernames_are_unique_ignoring_case() {
     let app = TestApp::spawn().await;
     app.user("ann").await;
-    let r = app.client().post("/register", &[("username", "ANN"), ("password", "longenough")]).await;
+    let r = app
+        .client()
+        .post(
+            "/register",
+            &[("username", "ANN"), ("password", "longenough")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text("#username-error").unwrap().contains("taken"));
 }
@@ -57,9 +82,15 @@ async fn login_with_wrong_credentials_is_one_generic_401() {
     let app = TestApp::spawn().await;
     app.user("ann").await;
     let c = app.client();
-    let wrong_pw = c.post("/login", &[("username", "ann"), ("password", "nope nope")]).await;
-    let unknown = c.post("/login", &[("username", "zed"), ("password", "nope nope")]).await;
-    let malformed = c.post("/login", &[("username", "a!"), ("password", "nope nope")]).await;
+    let wrong_pw = c
+        .post("/login", &[("username", "ann"), ("password", "nope nope")])
+        .await;
+    let unknown = c
+        .post("/login", &[("username", "zed"), ("password", "nope nope")])
+        .await;
+    let malformed = c
+        .post("/login", &[("username", "a!"), ("password", "nope nope")])
+        .await;
     for r in [&wrong_pw, &unknown, &malformed] {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("Wrong username or password."));
@@ -76,12 +107,26 @@ async fn login_follows_only_local_next() {
     let r = c.get("/conversations").await;
     assert_eq!(r.location.as_deref(), Some("/login?next=/conversations"));
     let r = c
-        .post("/login", &[("username", "ann"), ("password", "password-ann"), ("next", "/friends")])
+        .post(
+            "/login",
+            &[
+                ("username", "ann"),
+                ("password", "password-ann"),
+                ("next", "/friends"),
+            ],
+        )
         .await;
     assert_eq!(r.location.as_deref(), Some("/friends"));
     let c2 = app.client();
     let r = c2
-        .post("/login", &[("username", "ann"), ("password", "password-ann"), ("next", "//evil.example/x")])
+        .post(
+            "/login",
+            &[
+                ("username", "ann"),
+                ("password", "password-ann"),
+                ("next", "//evil.example/x"),
+            ],
+        )
         .await;
     assert_eq!(r.location.as_deref(), Some("/"));
 }
@@ -100,9 +145,22 @@ async fn every_login_gets_a_new_session_id_even_when_already_logged_in() {
     let app = TestApp::spawn().await;
     app.user("ann").await;
     let c = app.client();
-    let first = c.post("/login", &[("username", "ann"), ("password", "password-ann")]).await;
-    let second = c.post("/login", &[("username", "ann"), ("password", "password-ann")]).await;
-    let (a, b) = (session_cookie(&first).unwrap(), session_cookie(&second).unwrap());
+    let first = c
+        .post(
+            "/login",
+            &[("username", "ann"), ("password", "password-ann")],
+        )
+        .await;
+    let second = c
+        .post(
+            "/login",
+            &[("username", "ann"), ("password", "password-ann")],
+        )
+        .await;
+    let (a, b) = (
+        session_cookie(&first).unwrap(),
+        session_cookie(&second).unwrap(),
+    );
     assert_ne!(a, b);
     let cookie = first
         .headers
@@ -114,14 +172,22 @@ async fn every_login_gets_a_new_session_id_even_when_already_logged_in() {
         .to_ascii_lowercase();
     assert!(cookie.contains("httponly"));
     assert!(cookie.contains("samesite=lax"));
-    assert!(!cookie.contains("secure"), "plain http install: no Secure flag");
+    assert!(
+        !cookie.contains("secure"),
+        "plain http install: no Secure flag"
+    );
 }
 
 #[tokio::test]
 async fn https_public_url_makes_cookies_secure_with_the_host_prefix() {
     let app = TestApp::spawn_with(|c| c.public_url = Some("https://chat.example".into())).await;
     let c = app.client();
-    let r = c.post("/register", &[("username", "ann"), ("password", "longenough")]).await;
+    let r = c
+        .post(
+            "/register",
+            &[("username", "ann"), ("password", "longenough")],
+        )
+        .await;
     let cookie = r
         .headers
         .get_all("set-cookie")
@@ -140,7 +206,10 @@ async fn logout_ends_the_session() {
     let ann = app.user("ann").await;
     let r = ann.post("/logout", &[]).await;
     assert_eq!(r.location.as_deref(), Some("/login"));
-    assert_eq!(ann.get("/conversations").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        ann.get("/conversations").await.status,
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(ann.get("/events").await.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -149,7 +218,10 @@ async fn a_session_survives_a_restart() {
     let app = TestApp::spawn().await;
     let ann = app.user("ann").await;
     let app = app.restart().await;
-    let ann = Client { base: app.base.clone(), ..ann };
+    let ann = Client {
+        base: app.base.clone(),
+        ..ann
+    };
     let r = ann.get("/conversations").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text("#current-user .me-name").as_deref(), Some("ann"));
@@ -163,20 +235,43 @@ async fn login_is_rate_limited_per_ip_and_per_account() {
     })
     .await;
     let c = app.client();
-    let r = c.post("/register", &[("username", "ann"), ("password", "longenough")]).await;
+    let r = c
+        .post(
+            "/register",
+            &[("username", "ann"), ("password", "longenough")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // Per account: two tries, then 429 even with the right password.
     for _ in 0..2 {
-        let r = app.client().post("/login", &[("username", "ann"), ("password", "wrong wrong")]).await;
+        let r = app
+            .client()
+            .post(
+                "/login",
+                &[("username", "ann"), ("password", "wrong wrong")],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    let r = app.client().post("/login", &[("username", "ann"), ("password", "longenough")]).await;
+    let r = app
+        .client()
+        .post("/login", &[("username", "ann"), ("password", "longenough")])
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.contains("Too many attempts"));
     // Per IP: the fifth attempt from this address is refused whatever the account.
-    let r = app.client().post("/login", &[("username", "bob"), ("password", "whatever1")]).await;
+    let r = app
+        .client()
+        .post("/login", &[("username", "bob"), ("password", "whatever1")])
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    let r = app.client().post("/register", &[("username", "carl"), ("password", "longenough")]).await;
+    let r = app
+        .client()
+        .post(
+            "/register",
+            &[("username", "carl"), ("password", "longenough")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
@@ -187,14 +282,32 @@ async fn settings_change_the_display_name_and_validate_it() {
     let r = ann.post("/settings", &[("display_name", "Ann Lee")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = ann.get("/settings").await;
-    assert_eq!(page.text("#current-user .me-name").as_deref(), Some("Ann Lee"));
-    assert_eq!(page.attr("#display_name", "value").as_deref(), Some("Ann Lee"));
-    let r = ann.post("/settings", &[("display_name", &"x".repeat(65))]).await;
+    assert_eq!(
+        page.text("#current-user .me-name").as_deref(),
+        Some("Ann Lee")
+    );
+    assert_eq!(
+        page.attr("#display_name", "value").as_deref(),
+        Some("Ann Lee")
+    );
+    let r = ann
+        .post("/settings", &[("display_name", &"x".repeat(65))])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.has("#display_name-error"));
     let page = ann.get("/settings").await;
-    assert_eq!(page.text("#current-user .me-name").as_deref(), Some("Ann Lee"), "nothing written");
-    assert_eq!(app.client().post("/settings", &[("display_name", "x")]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.text("#current-user .me-name").as_deref(),
+        Some("Ann Lee"),
+        "nothing written"
+    );
+    assert_eq!(
+        app.client()
+            .post("/settings", &[("display_name", "x")])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]
@@ -221,30 +334,66 @@ async fn changing_the_password_ends_my_other_sessions_only() {
     let app = TestApp::spawn().await;
     let ann = app.user("ann").await;
     let other = app.client();
-    other.post("/login", &[("username", "ann"), ("password", "password-ann")]).await;
+    other
+        .post(
+            "/login",
+            &[("username", "ann"), ("password", "password-ann")],
+        )
+        .await;
     let mut other_stream = other.stream().await;
     // Wrong current password: 422, nothing changes.
     let r = ann
-        .post("/settings/password", &[("current_password", "nope nope"), ("new_password", "brand new pw")])
+        .post(
+            "/settings/password",
+            &[
+                ("current_password", "nope nope"),
+                ("new_password", "brand new pw"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.has("#current_password-error"));
     let r = ann
-        .post("/settings/password", &[("current_password", "password-ann"), ("new_password", "short")])
+        .post(
+            "/settings/password",
+            &[
+                ("current_password", "password-ann"),
+                ("new_password", "short"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other.get("/conversations").await.status, StatusCode::OK);
     // Right one.
     let r = ann
-        .post("/settings/password", &[("current_password", "password-ann"), ("new_password", "brand new pw")])
+        .post(
+            "/settings/password",
+            &[
+                ("current_password", "password-ann"),
+                ("new_password", "brand new pw"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(ann.get("/conversations").await.status, StatusCode::OK, "this session stays");
-    assert_eq!(other.get("/conversations").await.status, StatusCode::SEE_OTHER, "the other ends");
+    assert_eq!(
+        ann.get("/conversations").await.status,
+        StatusCode::OK,
+        "this session stays"
+    );
+    assert_eq!(
+        other.get("/conversations").await.status,
+        StatusCode::SEE_OTHER,
+        "the other ends"
+    );
     other_stream.next(LIVE).await;
     assert!(other_stream.ended, "the other session's stream closed");
     let fresh = app.client();
-    let r = fresh.post("/login", &[("username", "ann"), ("password", "brand new pw")]).await;
+    let r = fresh
+        .post(
+            "/login",
+            &[("username", "ann"), ("password", "brand new pw")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
 

@@ -24,26 +24,53 @@ async fn a_group_is_created_with_friends_and_shows_in_their_lists_live() {
     let mut b = bob.stream().await;
     let mut e = eve.stream().await;
     let id = ann.group("Trip planning", &[&bob]).await;
-    let f = b.expect(LIVE, "group row", |f| f.target().as_deref() == Some("conversation-list") && f.applies_to(bob.id)).await;
+    let f = b
+        .expect(LIVE, "group row", |f| {
+            f.target().as_deref() == Some("conversation-list") && f.applies_to(bob.id)
+        })
+        .await;
     assert!(f.data.contains("Trip planning") && f.data.contains(&format!("conversation-{id}")));
-    e.assert_none(Duration::from_millis(300), "anything", |_| true).await;
+    e.assert_none(Duration::from_millis(300), "anything", |_| true)
+        .await;
     let page = ann.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(page.text("#conversation-title").unwrap().trim(), "Trip planning");
+    assert_eq!(
+        page.text("#conversation-title").unwrap().trim(),
+        "Trip planning"
+    );
     assert_eq!(page.count(&format!("#members-{id} li.member")), 2);
-    assert!(page.text(&format!("#member-{id}-{}", ann.id)).unwrap().contains("owner"));
-    assert!(bob.get("/conversations").await.has(&format!("#conversation-{id}")));
-    assert!(!carl.get("/conversations").await.has(&format!("#conversation-{id}")));
+    assert!(
+        page.text(&format!("#member-{id}-{}", ann.id))
+            .unwrap()
+            .contains("owner")
+    );
+    assert!(
+        bob.get("/conversations")
+            .await
+            .has(&format!("#conversation-{id}"))
+    );
+    assert!(
+        !carl
+            .get("/conversations")
+            .await
+            .has(&format!("#conversation-{id}"))
+    );
 }
 
 #[tokio::test]
 async fn group_creation_rules_and_nothing_written_on_error() {
     let app = TestApp::spawn().await;
     let (ann, bob, _carl, eve) = circle(&app).await;
-    let before = ann.get("/conversations").await.count("#conversation-list li");
+    let before = ann
+        .get("/conversations")
+        .await
+        .count("#conversation-list li");
     for (form, field) in [
         (vec![("title", ""), ("member", "bob")], "title"),
-        (vec![("title", &*"t".repeat(101)), ("member", "bob")], "title"),
+        (
+            vec![("title", &*"t".repeat(101)), ("member", "bob")],
+            "title",
+        ),
         (vec![("title", "Ok"), ("member", "eve")], "member"),
         (vec![("title", "Ok"), ("member", "ghost")], "member"),
         (vec![("title", "Ok"), ("member", "b!")], "member"),
@@ -52,12 +79,25 @@ async fn group_creation_rules_and_nothing_written_on_error() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{form:?}");
         assert!(r.has(&format!("#{field}-error")), "{form:?}");
     }
-    assert_eq!(ann.get("/conversations").await.count("#conversation-list li"), before);
-    assert_eq!(bob.get("/conversations").await.count("#conversation-list li"), 1);
+    assert_eq!(
+        ann.get("/conversations")
+            .await
+            .count("#conversation-list li"),
+        before
+    );
+    assert_eq!(
+        bob.get("/conversations")
+            .await
+            .count("#conversation-list li"),
+        1
+    );
     let _ = eve;
     // A group of just me is allowed (people can be added later).
     let solo = ann.group("Notes", &[]).await;
-    assert_eq!(ann.get(&format!("/conversations/{solo}")).await.status, StatusCode::OK);
+    assert_eq!(
+        ann.get(&format!("/conversations/{solo}")).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -69,16 +109,42 @@ async fn non_members_get_404_on_every_conversation_route() {
     let first = ann.say(group, "secret").await;
     for id in [group, direct, 999_999] {
         for who in [&carl, &eve] {
-            assert_eq!(who.get(&format!("/conversations/{id}")).await.status, StatusCode::NOT_FOUND);
-            assert_eq!(who.get(&format!("/conversations/{id}?before=5")).await.status, StatusCode::NOT_FOUND);
+            assert_eq!(
+                who.get(&format!("/conversations/{id}")).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                who.get(&format!("/conversations/{id}?before=5"))
+                    .await
+                    .status,
+                StatusCode::NOT_FOUND
+            );
             for (path, form) in [
-                (format!("/conversations/{id}/messages"), vec![("body", "hi")]),
+                (
+                    format!("/conversations/{id}/messages"),
+                    vec![("body", "hi")],
+                ),
                 (format!("/conversations/{id}/messages"), vec![("body", "")]),
-                (format!("/conversations/{id}/read"), vec![("message_id", &*first.to_string())]),
-                (format!("/conversations/{id}/read"), vec![("message_id", "x")]),
-                (format!("/conversations/{id}/members"), vec![("username", "ann")]),
-                (format!("/conversations/{id}/members"), vec![("username", "!")]),
-                (format!("/conversations/{id}/members/{}/remove", bob.id), vec![]),
+                (
+                    format!("/conversations/{id}/read"),
+                    vec![("message_id", &*first.to_string())],
+                ),
+                (
+                    format!("/conversations/{id}/read"),
+                    vec![("message_id", "x")],
+                ),
+                (
+                    format!("/conversations/{id}/members"),
+                    vec![("username", "ann")],
+                ),
+                (
+                    format!("/conversations/{id}/members"),
+                    vec![("username", "!")],
+                ),
+                (
+                    format!("/conversations/{id}/members/{}/remove", bob.id),
+                    vec![],
+                ),
                 (format!("/conversations/{id}/leave"), vec![]),
                 (format!("/conversations/{id}/delete"), vec![]),
             ] {
@@ -87,7 +153,12 @@ async fn non_members_get_404_on_every_conversation_route() {
             }
         }
     }
-    assert_eq!(bob.get(&format!("/conversations/{group}")).await.count("article.message"), 1);
+    assert_eq!(
+        bob.get(&format!("/conversations/{group}"))
+            .await
+            .count("article.message"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -100,23 +171,47 @@ async fn any_member_adds_their_friends_and_everyone_sees_it_live() {
     let mut c = carl.stream().await;
     let mut e = eve.stream().await;
     // Bob cannot add Carl: not his friend.
-    let r = bob.post(&format!("/conversations/{id}/members"), &[("username", "carl")]).await;
+    let r = bob
+        .post(
+            &format!("/conversations/{id}/members"),
+            &[("username", "carl")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("not your friend"));
-    let r = ann.post(&format!("/conversations/{id}/members"), &[("username", "carl")]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{id}/members"),
+            &[("username", "carl")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let f = b.expect_target("replace", &format!("members-{id}")).await;
     assert!(f.data.contains(&format!("member-{id}-{}", carl.id)));
-    c.expect(LIVE, "row for the new member", |f| f.target().as_deref() == Some("conversation-list") && f.applies_to(carl.id)).await;
-    e.assert_none(Duration::from_millis(300), "anything", |_| true).await;
+    c.expect(LIVE, "row for the new member", |f| {
+        f.target().as_deref() == Some("conversation-list") && f.applies_to(carl.id)
+    })
+    .await;
+    e.assert_none(Duration::from_millis(300), "anything", |_| true)
+        .await;
     let page = carl.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.count("article.message"), 1, "history is visible");
-    let r = ann.post(&format!("/conversations/{id}/members"), &[("username", "carl")]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{id}/members"),
+            &[("username", "carl")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("already in this group"));
     // A direct conversation cannot grow.
     let direct = ann.direct_with(&bob).await;
-    let r = ann.post(&format!("/conversations/{direct}/members"), &[("username", "carl")]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{direct}/members"),
+            &[("username", "carl")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -128,26 +223,57 @@ async fn the_owner_removes_members_who_are_told_live_and_stop_receiving() {
     let mut b = bob.stream().await;
     let mut c = carl.stream().await;
     // Only the owner removes.
-    let r = bob.post(&format!("/conversations/{id}/members/{}/remove", carl.id), &[]).await;
+    let r = bob
+        .post(
+            &format!("/conversations/{id}/members/{}/remove", carl.id),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = ann.post(&format!("/conversations/{id}/members/{}/remove", ann.id), &[]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{id}/members/{}/remove", ann.id),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = ann.post(&format!("/conversations/{id}/members/{}/remove", carl.id), &[]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{id}/members/{}/remove", carl.id),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    c.expect(LIVE, "row removed", |f| f.event == "remove" && f.target() == Some(format!("conversation-{id}"))).await;
+    c.expect(LIVE, "row removed", |f| {
+        f.event == "remove" && f.target() == Some(format!("conversation-{id}"))
+    })
+    .await;
     let f = c
-        .expect(LIVE, "told", |f| f.target() == Some(format!("conversation-view-{id}")) && f.applies_to(carl.id))
+        .expect(LIVE, "told", |f| {
+            f.target() == Some(format!("conversation-view-{id}")) && f.applies_to(carl.id)
+        })
         .await;
     assert!(f.data.contains("removed"));
     let f = b.expect_target("replace", &format!("members-{id}")).await;
     assert!(!f.data.contains(&format!("member-{id}-{}", carl.id)));
-    assert_eq!(carl.get(&format!("/conversations/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        carl.get(&format!("/conversations/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     // Removing again: 404.
-    let r = ann.post(&format!("/conversations/{id}/members/{}/remove", carl.id), &[]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{id}/members/{}/remove", carl.id),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     ann.say(id, "after carl left").await;
     b.expect_target("append", &format!("messages-{id}")).await;
-    c.assert_none(Duration::from_millis(300), "a message after removal", |f| f.data.contains("after carl left")).await;
+    c.assert_none(Duration::from_millis(300), "a message after removal", |f| {
+        f.data.contains("after carl left")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -159,19 +285,42 @@ async fn leaving_passes_ownership_on_and_the_last_one_out_deletes_the_group() {
     let r = ann.post(&format!("/conversations/{id}/leave"), &[]).await;
     assert_eq!(r.location.as_deref(), Some("/conversations"));
     let f = b.expect_target("replace", &format!("members-{id}")).await;
-    assert!(f.data.contains(&format!("data-owner=\"{}\"", bob.id)), "longest-standing member owns it now");
+    assert!(
+        f.data.contains(&format!("data-owner=\"{}\"", bob.id)),
+        "longest-standing member owns it now"
+    );
     let page = bob.get(&format!("/conversations/{id}")).await;
-    assert!(page.text(&format!("#member-{id}-{}", bob.id)).unwrap().contains("owner"));
-    assert_eq!(ann.get(&format!("/conversations/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert!(
+        page.text(&format!("#member-{id}-{}", bob.id))
+            .unwrap()
+            .contains("owner")
+    );
+    assert_eq!(
+        ann.get(&format!("/conversations/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     bob.post(&format!("/conversations/{id}/leave"), &[]).await;
     carl.post(&format!("/conversations/{id}/leave"), &[]).await;
     let r = carl.get(&format!("/conversations/{id}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // A direct conversation cannot be left or deleted.
     let direct = ann.direct_with(&bob).await;
-    assert_eq!(ann.post(&format!("/conversations/{direct}/leave"), &[]).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ann.post(&format!("/conversations/{direct}/delete"), &[]).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ann.get(&format!("/conversations/{direct}")).await.status, StatusCode::OK);
+    assert_eq!(
+        ann.post(&format!("/conversations/{direct}/leave"), &[])
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        ann.post(&format!("/conversations/{direct}/delete"), &[])
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        ann.get(&format!("/conversations/{direct}")).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -181,13 +330,32 @@ async fn only_the_owner_deletes_and_members_looking_at_it_are_told() {
     let id = ann.group("G", &[&bob]).await;
     let mut b = bob.stream().await;
     let mut e = eve.stream().await;
-    assert_eq!(bob.post(&format!("/conversations/{id}/delete"), &[]).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(ann.post(&format!("/conversations/{id}/delete"), &[]).await.status, StatusCode::SEE_OTHER);
-    b.expect(LIVE, "row removed", |f| f.event == "remove" && f.target() == Some(format!("conversation-{id}"))).await;
-    let f = b.expect_target("replace", &format!("conversation-view-{id}")).await;
+    assert_eq!(
+        bob.post(&format!("/conversations/{id}/delete"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ann.post(&format!("/conversations/{id}/delete"), &[])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    b.expect(LIVE, "row removed", |f| {
+        f.event == "remove" && f.target() == Some(format!("conversation-{id}"))
+    })
+    .await;
+    let f = b
+        .expect_target("replace", &format!("conversation-view-{id}"))
+        .await;
     assert!(f.data.contains("deleted"));
-    e.assert_none(Duration::from_millis(300), "anything", |_| true).await;
-    assert_eq!(bob.get(&format!("/conversations/{id}")).await.status, StatusCode::NOT_FOUND);
+    e.assert_none(Duration::from_millis(300), "anything", |_| true)
+        .await;
+    assert_eq!(
+        bob.get(&format!("/conversations/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -201,14 +369,43 @@ async fn the_list_orders_by_activity_with_unread_counts_and_previews() {
     carl.say(with_carl, "hey <ann>").await;
     let page = ann.get("/conversations").await;
     let sel = scraper::Selector::parse("#conversation-list li.conv-row").unwrap();
-    let order: Vec<String> = page.html().select(&sel).map(|e| e.value().id().unwrap().to_owned()).collect();
-    assert_eq!(order, vec![format!("conversation-{with_carl}"), format!("conversation-{with_bob}")]);
-    assert_eq!(page.text(&format!("#conversation-{with_bob} .unread")).as_deref(), Some("2"));
-    assert_eq!(page.text(&format!("#conversation-{with_carl} .unread")).as_deref(), Some("1"));
-    assert_eq!(page.text(&format!("#preview-{with_carl}")).as_deref(), Some("carl: hey <ann>"));
+    let order: Vec<String> = page
+        .html()
+        .select(&sel)
+        .map(|e| e.value().id().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            format!("conversation-{with_carl}"),
+            format!("conversation-{with_bob}")
+        ]
+    );
+    assert_eq!(
+        page.text(&format!("#conversation-{with_bob} .unread"))
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        page.text(&format!("#conversation-{with_carl} .unread"))
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        page.text(&format!("#preview-{with_carl}")).as_deref(),
+        Some("carl: hey <ann>")
+    );
     assert_eq!(page.text("#badge-unread").as_deref(), Some("3"));
-    assert_eq!(page.text(&format!("#conversation-{with_bob} .conv-title")).as_deref(), Some("bob"));
+    assert_eq!(
+        page.text(&format!("#conversation-{with_bob} .conv-title"))
+            .as_deref(),
+        Some("bob")
+    );
     // Bob's own messages do not count for him.
     let page = bob.get("/conversations").await;
-    assert_eq!(page.text(&format!("#conversation-{with_bob} .unread")).as_deref(), Some("0"));
+    assert_eq!(
+        page.text(&format!("#conversation-{with_bob} .unread"))
+            .as_deref(),
+        Some("0")
+    );
 }

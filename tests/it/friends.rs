@@ -16,7 +16,9 @@ async fn friend_ids(c: &Client) -> Vec<String> {
 }
 
 async fn direct_rows(c: &Client) -> usize {
-    c.get("/conversations").await.count("#conversation-list li.conv-row")
+    c.get("/conversations")
+        .await
+        .count("#conversation-list li.conv-row")
 }
 
 #[tokio::test]
@@ -29,9 +31,14 @@ async fn a_request_can_be_sent_accepted_and_makes_a_direct_conversation() {
     let page = ann.get(r.location.as_deref().unwrap()).await;
     assert!(page.text(".notice").unwrap().contains("bob"));
     assert_eq!(page.count("#outgoing-requests li.request"), 1);
-    assert_eq!(bob.get("/friends").await.text("#badge-requests").as_deref(), Some("1"));
+    assert_eq!(
+        bob.get("/friends").await.text("#badge-requests").as_deref(),
+        Some("1")
+    );
     let id = bob.incoming_request_from("ann").await.unwrap();
-    let r = bob.post(&format!("/friends/requests/{id}/accept"), &[]).await;
+    let r = bob
+        .post(&format!("/friends/requests/{id}/accept"), &[])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(friend_ids(&ann).await, vec![format!("friend-{}", bob.id)]);
     assert_eq!(friend_ids(&bob).await, vec![format!("friend-{}", ann.id)]);
@@ -55,17 +62,35 @@ async fn request_rules_give_clear_messages_and_write_nothing() {
     for (name, msg) in cases {
         let r = ann.post("/friends/requests", &[("username", name)]).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
-        assert!(r.text("#username-error").unwrap().contains(msg), "{name}: {:?}", r.text("#username-error"));
+        assert!(
+            r.text("#username-error").unwrap().contains(msg),
+            "{name}: {:?}",
+            r.text("#username-error")
+        );
         assert_eq!(r.attr("#friend-username", "value").as_deref(), Some(name));
     }
     ann.post("/friends/requests", &[("username", "carl")]).await;
     let again = ann.post("/friends/requests", &[("username", "carl")]).await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(again.text("#username-error").unwrap().contains("already sent"));
+    assert!(
+        again
+            .text("#username-error")
+            .unwrap()
+            .contains("already sent")
+    );
     let reverse = carl.post("/friends/requests", &[("username", "ann")]).await;
     assert_eq!(reverse.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reverse.text("#username-error").unwrap().contains("already sent you a request"));
-    assert_eq!(reverse.count("#incoming-requests li.request"), 1, "with the request to accept");
+    assert!(
+        reverse
+            .text("#username-error")
+            .unwrap()
+            .contains("already sent you a request")
+    );
+    assert_eq!(
+        reverse.count("#incoming-requests li.request"),
+        1,
+        "with the request to accept"
+    );
     assert_eq!(ann.get("/friends").await.count("#outgoing-requests li"), 1);
     assert_eq!(carl.get("/friends").await.count("#outgoing-requests li"), 0);
     let _ = bob;
@@ -80,21 +105,66 @@ async fn only_the_recipient_answers_and_only_the_requester_cancels() {
     ann.post("/friends/requests", &[("username", "bob")]).await;
     let id = bob.incoming_request_from("ann").await.unwrap();
     for action in ["accept", "reject", "cancel"] {
-        let r = eve.post(&format!("/friends/requests/{id}/{action}"), &[]).await;
+        let r = eve
+            .post(&format!("/friends/requests/{id}/{action}"), &[])
+            .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "a stranger: {action}");
     }
-    assert_eq!(ann.post(&format!("/friends/requests/{id}/accept"), &[]).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(ann.post(&format!("/friends/requests/{id}/reject"), &[]).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(bob.post(&format!("/friends/requests/{id}/cancel"), &[]).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(bob.post("/friends/requests/999999/accept", &[]).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(bob.post("/friends/requests/abc/accept", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        ann.post(&format!("/friends/requests/{id}/accept"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ann.post(&format!("/friends/requests/{id}/reject"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        bob.post(&format!("/friends/requests/{id}/cancel"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        bob.post("/friends/requests/999999/accept", &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        bob.post("/friends/requests/abc/accept", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     // Rejected: final.
-    assert_eq!(bob.post(&format!("/friends/requests/{id}/reject"), &[]).await.status, StatusCode::SEE_OTHER);
-    assert_eq!(bob.post(&format!("/friends/requests/{id}/accept"), &[]).await.status, StatusCode::CONFLICT);
-    assert_eq!(ann.post(&format!("/friends/requests/{id}/cancel"), &[]).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        bob.post(&format!("/friends/requests/{id}/reject"), &[])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        bob.post(&format!("/friends/requests/{id}/accept"), &[])
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        ann.post(&format!("/friends/requests/{id}/cancel"), &[])
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
     assert!(friend_ids(&bob).await.is_empty());
     // A new request after a rejection is fine.
-    assert_eq!(ann.post("/friends/requests", &[("username", "bob")]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        ann.post("/friends/requests", &[("username", "bob")])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]
@@ -103,14 +173,29 @@ async fn accept_and_cancel_at_once_leave_exactly_one_outcome() {
     for round in 0..4 {
         let ann = app.user(&format!("ann{round}")).await;
         let bob = app.user(&format!("bob{round}")).await;
-        ann.post("/friends/requests", &[("username", &bob.name)]).await;
+        ann.post("/friends/requests", &[("username", &bob.name)])
+            .await;
         let id = bob.incoming_request_from(&ann.name).await.unwrap();
         let accept_path = format!("/friends/requests/{id}/accept");
         let cancel_path = format!("/friends/requests/{id}/cancel");
         let (a, c) = tokio::join!(bob.post(&accept_path, &[]), ann.post(&cancel_path, &[]));
         let statuses = [a.status, c.status];
-        assert_eq!(statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count(), 1, "{statuses:?}");
-        assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 1, "{statuses:?}");
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::SEE_OTHER)
+                .count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::CONFLICT)
+                .count(),
+            1,
+            "{statuses:?}"
+        );
         let friends = !friend_ids(&ann).await.is_empty();
         assert_eq!(friends, a.status == StatusCode::SEE_OTHER);
         assert_eq!(direct_rows(&ann).await, usize::from(friends));
@@ -131,12 +216,31 @@ async fn re_befriending_reuses_the_direct_conversation_and_its_history() {
     let page = ann.get(&format!("/conversations/{first}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.count("article.message"), 1);
-    assert!(page.text(&format!("#composer-{first} .notice")).unwrap().contains("no longer friends"));
-    let r = ann.post(&format!("/conversations/{first}/messages"), &[("body", "hello?")]).await;
+    assert!(
+        page.text(&format!("#composer-{first} .notice"))
+            .unwrap()
+            .contains("no longer friends")
+    );
+    let r = ann
+        .post(
+            &format!("/conversations/{first}/messages"),
+            &[("body", "hello?")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(bob.get(&format!("/conversations/{first}")).await.count("article.message"), 1);
+    assert_eq!(
+        bob.get(&format!("/conversations/{first}"))
+            .await
+            .count("article.message"),
+        1
+    );
     // Unfriending someone who is not a friend: 404.
-    assert_eq!(bob.post(&format!("/friends/{}/remove", ann.id), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        bob.post(&format!("/friends/{}/remove", ann.id), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // Friends again: same conversation, history kept, open again.
     befriend(&bob, &ann).await;
     assert_eq!(ann.direct_with(&bob).await, first);
@@ -156,11 +260,20 @@ async fn crossing_requests_make_one_friendship() {
         ann.post("/friends/requests", &[("username", "bob")]),
         bob.post("/friends/requests", &[("username", "ann")])
     );
-    let ok = [a.status, b.status].iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    let ok = [a.status, b.status]
+        .iter()
+        .filter(|s| **s == StatusCode::SEE_OTHER)
+        .count();
     assert_eq!(ok, 1, "{:?} {:?}", a.status, b.status);
-    let (asker, answerer) = if a.status == StatusCode::SEE_OTHER { (&ann, &bob) } else { (&bob, &ann) };
+    let (asker, answerer) = if a.status == StatusCode::SEE_OTHER {
+        (&ann, &bob)
+    } else {
+        (&bob, &ann)
+    };
     let id = answerer.incoming_request_from(&asker.name).await.unwrap();
-    answerer.post(&format!("/friends/requests/{id}/accept"), &[]).await;
+    answerer
+        .post(&format!("/friends/requests/{id}/accept"), &[])
+        .await;
     assert_eq!(direct_rows(&ann).await, 1);
     assert_eq!(direct_rows(&bob).await, 1);
 }
@@ -178,20 +291,45 @@ async fn request_answers_and_friendships_arrive_live_for_the_parties_only() {
     let incoming = b.expect_target("prepend", "incoming-requests").await;
     assert!(incoming.data.contains("data-badge-requests=\"1\""));
     let id = bob.incoming_request_from("ann").await.unwrap();
-    bob.post(&format!("/friends/requests/{id}/accept"), &[]).await;
+    bob.post(&format!("/friends/requests/{id}/accept"), &[])
+        .await;
     let request = format!("request-{id}");
     for (s, me, other) in [(&mut a, &ann, &bob), (&mut b, &bob, &ann)] {
-        let f = s.expect(LIVE, "request removed", |f| f.event == "remove" && f.target().as_deref() == Some(&request) && f.applies_to(me.id)).await;
+        let f = s
+            .expect(LIVE, "request removed", |f| {
+                f.event == "remove"
+                    && f.target().as_deref() == Some(&request)
+                    && f.applies_to(me.id)
+            })
+            .await;
         let _ = f;
-        let f = s.expect(LIVE, "friend added", |f| f.target().as_deref() == Some("friend-list") && f.applies_to(me.id)).await;
+        let f = s
+            .expect(LIVE, "friend added", |f| {
+                f.target().as_deref() == Some("friend-list") && f.applies_to(me.id)
+            })
+            .await;
         assert!(f.data.contains(&format!("friend-{}", other.id)));
-        let f = s.expect(LIVE, "conversation row", |f| f.target().as_deref() == Some("conversation-list") && f.applies_to(me.id)).await;
-        assert!(f.data.contains(&other.name), "a direct row shows the other person");
+        let f = s
+            .expect(LIVE, "conversation row", |f| {
+                f.target().as_deref() == Some("conversation-list") && f.applies_to(me.id)
+            })
+            .await;
+        assert!(
+            f.data.contains(&other.name),
+            "a direct row shows the other person"
+        );
     }
     bob.post(&format!("/friends/{}/remove", ann.id), &[]).await;
-    a.expect(LIVE, "unfriended", |f| f.event == "remove" && f.target() == Some(format!("friend-{}", bob.id))).await;
-    b.expect(LIVE, "unfriended", |f| f.event == "remove" && f.target() == Some(format!("friend-{}", ann.id))).await;
-    c.assert_none(Duration::from_millis(300), "anything", |_| true).await;
+    a.expect(LIVE, "unfriended", |f| {
+        f.event == "remove" && f.target() == Some(format!("friend-{}", bob.id))
+    })
+    .await;
+    b.expect(LIVE, "unfriended", |f| {
+        f.event == "remove" && f.target() == Some(format!("friend-{}", ann.id))
+    })
+    .await;
+    c.assert_none(Duration::from_millis(300), "anything", |_| true)
+        .await;
 }
 
 #[tokio::test]
@@ -207,20 +345,36 @@ async fn presence_follows_the_last_stream_with_a_grace_period() {
     let f = b.expect_target("presence", &presence).await;
     assert!(f.data.contains("online"));
     assert!(f.id.is_none(), "presence is ephemeral");
-    assert!(bob.get("/friends").await.has(&format!("#{presence}.online")));
+    assert!(
+        bob.get("/friends")
+            .await
+            .has(&format!("#{presence}.online"))
+    );
     // A second tab, then a reload of the first within the grace period: no flicker.
     let tab2 = ann.stream().await;
     drop(tab1);
     let _tab3 = ann.stream().await;
     drop(tab2);
-    b.assert_none(Duration::from_millis(1500), "offline", |f| f.event == "presence").await;
+    b.assert_none(Duration::from_millis(1500), "offline", |f| {
+        f.event == "presence"
+    })
+    .await;
     // A stream that opens gets the current presence of friends.
     let mut b2 = bob.stream().await;
     let f = b2.expect_target("presence", &presence).await;
     assert!(f.data.contains("online"));
     drop(_tab3);
-    let f = b.expect(Duration::from_secs(3), "offline", |f| f.event == "presence").await;
+    let f = b
+        .expect(Duration::from_secs(3), "offline", |f| f.event == "presence")
+        .await;
     assert!(!f.data.contains("class=\"presence online\""));
-    assert!(!bob.get("/friends").await.has(&format!("#{presence}.online")));
-    c.assert_none(Duration::from_millis(200), "presence", |f| f.event == "presence").await;
+    assert!(
+        !bob.get("/friends")
+            .await
+            .has(&format!("#{presence}.online"))
+    );
+    c.assert_none(Duration::from_millis(200), "presence", |f| {
+        f.event == "presence"
+    })
+    .await;
 }

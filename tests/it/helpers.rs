@@ -24,7 +24,10 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn fresh() -> TestDb {
-        match std::env::var("PARLEY_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+        match std::env::var("PARLEY_TEST_DATABASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
             Some(server) => {
                 use sqlx::Connection;
                 let name = format!("parley_test_{}", rand_suffix());
@@ -62,7 +65,12 @@ fn rand_suffix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{}_{}_{}", std::process::id(), t % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        t % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// CI checks these markers to prove each backend's run really happened.
@@ -163,9 +171,20 @@ impl TestApp {
     pub async fn user(&self, name: &str) -> Client {
         let c = self.client();
         let r = c
-            .post("/register", &[("username", name), ("password", &format!("password-{name}"))])
+            .post(
+                "/register",
+                &[
+                    ("username", name),
+                    ("password", &format!("password-{name}")),
+                ],
+            )
             .await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "register {name}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "register {name}: {}",
+            r.body
+        );
         let id = c.me().await;
         Client {
             id,
@@ -193,7 +212,10 @@ impl Drop for TestApp {
 pub async fn befriend(a: &Client, b: &Client) {
     let r = a.post("/friends/requests", &[("username", &b.name)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let id = b.incoming_request_from(&a.name).await.expect("request arrived");
+    let id = b
+        .incoming_request_from(&a.name)
+        .await
+        .expect("request arrived");
     let r = b.post(&format!("/friends/requests/{id}/accept"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }
@@ -280,7 +302,14 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        Self::read(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+        Self::read(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
@@ -309,7 +338,12 @@ impl Client {
         .await
     }
 
-    pub async fn post_with(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+    pub async fn post_with(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut rb = self.http.post(format!("{}{path}", self.base)).form(form);
         for (k, v) in headers {
             rb = rb.header(*k, *v);
@@ -332,7 +366,11 @@ impl Client {
         let sel = Selector::parse("#incoming-requests li.request").unwrap();
         let html = r.html();
         html.select(&sel)
-            .find(|e| e.text().collect::<String>().contains(&format!("@{username}")))
+            .find(|e| {
+                e.text()
+                    .collect::<String>()
+                    .contains(&format!("@{username}"))
+            })
             .and_then(|e| e.value().id())
             .and_then(|id| id.strip_prefix("request-"))
             .and_then(|n| n.parse().ok())
@@ -340,8 +378,14 @@ impl Client {
 
     /// The id of my direct conversation with `other`.
     pub async fn direct_with(&self, other: &Client) -> i64 {
-        let r = self.get(&format!("/friends/{}/conversation", other.id)).await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "direct conversation exists");
+        let r = self
+            .get(&format!("/friends/{}/conversation", other.id))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "direct conversation exists"
+        );
         r.location
             .unwrap()
             .rsplit('/')
@@ -360,13 +404,22 @@ impl Client {
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = self.post("/conversations", &form).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-        r.location.unwrap().rsplit('/').next().unwrap().parse().unwrap()
+        r.location
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     /// Posts a message (as a plain form); returns its id.
     pub async fn say(&self, conversation: i64, body: &str) -> i64 {
         let r = self
-            .post_fetch(&format!("/conversations/{conversation}/messages"), &[("body", body)])
+            .post_fetch(
+                &format!("/conversations/{conversation}/messages"),
+                &[("body", body)],
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.attr("article.message", "id")
@@ -424,11 +477,15 @@ impl Frame {
 
 fn attr_of_root(html: &str, name: &str) -> Option<String> {
     let frag = Html::parse_fragment(html);
-    let root = frag.root_element().children().find_map(scraper::ElementRef::wrap)?;
+    let root = frag
+        .root_element()
+        .children()
+        .find_map(scraper::ElementRef::wrap)?;
     root.value().attr(name).map(str::to_owned)
 }
 
-type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 /// A live stream being read.
 pub struct Stream {
@@ -496,7 +553,12 @@ impl Stream {
     }
 
     /// Waits for a frame matching `pred`, skipping others; panics after `wait`.
-    pub async fn expect(&mut self, wait: Duration, what: &str, pred: impl Fn(&Frame) -> bool) -> Frame {
+    pub async fn expect(
+        &mut self,
+        wait: Duration,
+        what: &str,
+        pred: impl Fn(&Frame) -> bool,
+    ) -> Frame {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let now = tokio::time::Instant::now();

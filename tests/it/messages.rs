@@ -19,9 +19,17 @@ async fn a_message_reaches_every_member_live_and_nobody_else() {
     let id = ann.group("G", &[&bob, &carl]).await;
     let mut streams = vec![ann.stream().await, bob.stream().await, carl.stream().await];
     let mut e = eve.stream().await;
-    let r = ann.post(&format!("/conversations/{id}/messages"), &[("body", "hello all")]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{id}/messages"),
+            &[("body", "hello all")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(r.location, Some(format!("/conversations/{id}#composer-{id}")));
+    assert_eq!(
+        r.location,
+        Some(format!("/conversations/{id}#composer-{id}"))
+    );
     for s in &mut streams {
         let f = s.expect_target("append", &format!("messages-{id}")).await;
         assert!(f.data.contains("hello all"));
@@ -29,7 +37,10 @@ async fn a_message_reaches_every_member_live_and_nobody_else() {
         assert!(f.data.contains(&format!("data-conversation=\"{id}\"")));
         s.expect_target("replace", &format!("preview-{id}")).await;
     }
-    e.assert_none(Duration::from_millis(300), "anything but presence", |f| f.event != "presence").await;
+    e.assert_none(Duration::from_millis(300), "anything but presence", |f| {
+        f.event != "presence"
+    })
+    .await;
     let page = bob.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.count(&format!("#messages-{id} article.message")), 1);
     assert_eq!(page.text(".message .author").as_deref(), Some("ann"));
@@ -49,16 +60,33 @@ async fn bad_messages_are_refused_and_nothing_is_stored() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(!r.body.is_empty());
     }
-    let r = ann.post(&path, &[("body", "ok"), ("client_id", "bad id!")]).await;
+    let r = ann
+        .post(&path, &[("body", "ok"), ("client_id", "bad id!")])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let long_draft = "y".repeat(4001);
     let r = ann.post(&path, &[("body", &long_draft)]).await;
-    assert_eq!(r.text(&format!("#body-{id}")).as_deref(), Some(long_draft.as_str()), "draft kept");
-    assert_eq!(bob.get(&format!("/conversations/{id}")).await.count("article.message"), 0);
+    assert_eq!(
+        r.text(&format!("#body-{id}")).as_deref(),
+        Some(long_draft.as_str()),
+        "draft kept"
+    );
+    assert_eq!(
+        bob.get(&format!("/conversations/{id}"))
+            .await
+            .count("article.message"),
+        0
+    );
     // 4000 characters is fine; line breaks are kept.
-    let ok = ann.say(id, &format!("line one\nline two {}", "z".repeat(3980))).await;
+    let ok = ann
+        .say(id, &format!("line one\nline two {}", "z".repeat(3980)))
+        .await;
     let page = bob.get(&format!("/conversations/{id}")).await;
-    assert!(page.text(&format!("#message-{ok} .body")).unwrap().starts_with("line one\nline two"));
+    assert!(
+        page.text(&format!("#message-{ok} .body"))
+            .unwrap()
+            .starts_with("line one\nline two")
+    );
 }
 
 #[tokio::test]
@@ -74,10 +102,21 @@ async fn a_retried_send_with_the_same_client_id_stores_one_message() {
     assert_eq!(a.attr("article", "id"), b.attr("article", "id"));
     let r = ann.post(&path, &form).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(bob.get(&format!("/conversations/{id}")).await.count("article.message"), 1);
+    assert_eq!(
+        bob.get(&format!("/conversations/{id}"))
+            .await
+            .count("article.message"),
+        1
+    );
     // Bob may use the same client id for his own message.
-    bob.post(&path, &[("body", "mine"), ("client_id", "abc-123")]).await;
-    assert_eq!(bob.get(&format!("/conversations/{id}")).await.count("article.message"), 2);
+    bob.post(&path, &[("body", "mine"), ("client_id", "abc-123")])
+        .await;
+    assert_eq!(
+        bob.get(&format!("/conversations/{id}"))
+            .await
+            .count("article.message"),
+        2
+    );
 }
 
 #[tokio::test]
@@ -92,8 +131,16 @@ async fn pages_show_fifty_messages_and_link_to_older_ones() {
     let page = bob.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.count("article.message"), 50);
     let sel = scraper::Selector::parse("article.message").unwrap();
-    let shown: Vec<String> = page.html().select(&sel).map(|e| e.value().id().unwrap().to_owned()).collect();
-    assert_eq!(shown.first().unwrap(), &format!("message-{}", ids[10]), "oldest at the top");
+    let shown: Vec<String> = page
+        .html()
+        .select(&sel)
+        .map(|e| e.value().id().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        shown.first().unwrap(),
+        &format!("message-{}", ids[10]),
+        "oldest at the top"
+    );
     assert_eq!(shown.last().unwrap(), &format!("message-{}", ids[59]));
     let older = page.attr(".older a[rel=prev]", "href").unwrap();
     assert_eq!(older, format!("/conversations/{id}?before={}", ids[10]));
@@ -101,7 +148,12 @@ async fn pages_show_fifty_messages_and_link_to_older_ones() {
     assert_eq!(page2.count("article.message"), 10);
     assert!(!page2.has(".older a[rel=prev]"));
     assert!(!page2.has("form.composer"));
-    assert_eq!(bob.get(&format!("/conversations/{id}?before=abc")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        bob.get(&format!("/conversations/{id}?before=abc"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -118,23 +170,43 @@ async fn read_markers_move_forward_show_as_receipts_and_drive_unread_counts() {
     let m3 = ann.say(id, "three").await;
     let unread = |c: &Client| {
         let c = c.clone();
-        async move { c.get("/conversations").await.text(&format!("#conversation-{id} .unread")).unwrap() }
+        async move {
+            c.get("/conversations")
+                .await
+                .text(&format!("#conversation-{id} .unread"))
+                .unwrap()
+        }
     };
     assert_eq!(unread(&bob).await, "3");
     let mut a = ann.stream().await;
-    let r = bob.post_fetch(&format!("/conversations/{id}/read"), &[("message_id", &m2.to_string())]).await;
+    let r = bob
+        .post_fetch(
+            &format!("/conversations/{id}/read"),
+            &[("message_id", &m2.to_string())],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let f = a.expect_target("append", &format!("receipts-{m2}")).await;
     assert!(f.data.contains(&format!("data-reader=\"{}\"", bob.id)));
     assert_eq!(unread(&bob).await, "1");
     // Backwards does nothing.
-    let r = bob.post(&format!("/conversations/{id}/read"), &[("message_id", &m1.to_string())]).await;
+    let r = bob
+        .post(
+            &format!("/conversations/{id}/read"),
+            &[("message_id", &m1.to_string())],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(unread(&bob).await, "1");
-    a.assert_none(Duration::from_millis(200), "a receipt", |f| f.target().as_deref() == Some(&format!("receipts-{m1}"))).await;
+    a.assert_none(Duration::from_millis(200), "a receipt", |f| {
+        f.target().as_deref() == Some(&format!("receipts-{m1}"))
+    })
+    .await;
     // Bad input.
     for bad in ["", "x", "0", "99999999"] {
-        let r = bob.post(&format!("/conversations/{id}/read"), &[("message_id", bad)]).await;
+        let r = bob
+            .post(&format!("/conversations/{id}/read"), &[("message_id", bad)])
+            .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
     // Receipts on the page: Bob under m2, Carl nowhere yet.
@@ -172,10 +244,16 @@ async fn script_and_quotes_arrive_escaped_in_page_and_fragment() {
     assert_eq!(text, evil, "the fragment shows the text as typed");
     let page = bob.get(&format!("/conversations/{id}")).await;
     assert!(!page.body.contains("<script>alert"));
-    assert_eq!(page.text(&format!("#message-{mid} .body")).as_deref(), Some(evil));
+    assert_eq!(
+        page.text(&format!("#message-{mid} .body")).as_deref(),
+        Some(evil)
+    );
     let links: Vec<String> = {
         let sel = scraper::Selector::parse(&format!("#message-{mid} .body a")).unwrap();
-        page.html().select(&sel).map(|a| a.value().attr("href").unwrap().to_owned()).collect()
+        page.html()
+            .select(&sel)
+            .map(|a| a.value().attr("href").unwrap().to_owned())
+            .collect()
     };
     // A quote ends a link: it cannot break out of the attribute, and the rest stays text.
     assert_eq!(links, vec!["https://example.org/?a=1&b=".to_owned()]);
@@ -186,8 +264,18 @@ async fn a_message_posted_with_fetch_returns_its_fragment() {
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let id = ann.direct_with(&bob).await;
-    let r = ann.post_fetch(&format!("/conversations/{id}/messages"), &[("body", "hi"), ("client_id", "c1")]).await;
+    let r = ann
+        .post_fetch(
+            &format!("/conversations/{id}/messages"),
+            &[("body", "hi"), ("client_id", "c1")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(r.has("article.message"));
 }

@@ -20,12 +20,21 @@ async fn the_stream_refuses_anonymous_users() {
 async fn the_stream_is_sse_with_retry_and_no_buffering() {
     let app = TestApp::spawn().await;
     let ann = app.user("ann").await;
-    let r = ann.http.get(format!("{}/events", app.base)).send().await.unwrap();
+    let r = ann
+        .http
+        .get(format!("{}/events", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     assert_eq!(r.headers()["cache-control"], "no-cache");
     assert_eq!(r.headers()["x-accel-buffering"], "no");
     let mut body = r.bytes_stream();
-    let first = tokio::time::timeout(LIVE, body.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(LIVE, body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("retry:"));
 }
 
@@ -59,7 +68,9 @@ async fn a_reconnect_with_last_event_id_gets_what_it_missed_exactly_once_in_orde
     let conversation = ann.direct_with(&bob).await;
     let mut s = bob.stream().await;
     ann.say(conversation, "one").await;
-    let first = s.expect_target("append", &format!("messages-{conversation}")).await;
+    let first = s
+        .expect_target("append", &format!("messages-{conversation}"))
+        .await;
     let seen = first.id.unwrap();
     drop(s);
     // Away: three more messages.
@@ -79,7 +90,10 @@ async fn a_reconnect_with_last_event_id_gets_what_it_missed_exactly_once_in_orde
     let frames = s.drain(Duration::from_millis(500)).await;
     let messages: Vec<&str> = frames
         .iter()
-        .filter(|f| f.event == "append" && f.target().as_deref() == Some(&format!("messages-{conversation}")))
+        .filter(|f| {
+            f.event == "append"
+                && f.target().as_deref() == Some(&format!("messages-{conversation}"))
+        })
         .map(|f| f.data.as_str())
         .collect();
     assert_eq!(messages.len(), 3, "{frames:?}");
@@ -91,7 +105,9 @@ async fn a_reconnect_with_last_event_id_gets_what_it_missed_exactly_once_in_orde
     assert!(ids.iter().all(|id| *id > seen));
     // Then live again, once.
     ann.say(conversation, "five").await;
-    let f = s.expect_target("append", &format!("messages-{conversation}")).await;
+    let f = s
+        .expect_target("append", &format!("messages-{conversation}"))
+        .await;
     assert!(f.data.contains("five"));
     s.assert_none(Duration::from_millis(300), "a duplicate", |f| {
         f.event == "append" && f.data.contains("five")
@@ -104,7 +120,13 @@ async fn the_last_event_id_header_wins_and_resumes() {
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let conversation = ann.direct_with(&bob).await;
-    let after: i64 = bob.get("/conversations").await.attr("body", "data-after").unwrap().parse().unwrap();
+    let after: i64 = bob
+        .get("/conversations")
+        .await
+        .attr("body", "data-after")
+        .unwrap()
+        .parse()
+        .unwrap();
     ann.say(conversation, "while away").await;
     let r = bob
         .http
@@ -117,7 +139,8 @@ async fn the_last_event_id_header_wins_and_resumes() {
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + LIVE;
     while !text.contains("while away") && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_millis(200), body.next()).await {
+        if let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_millis(200), body.next()).await
+        {
             text.push_str(&String::from_utf8_lossy(&b));
         }
     }
@@ -138,9 +161,16 @@ async fn a_too_old_or_unknown_position_gets_reload() {
     let mut s = bob.stream_at("/events?after=999999").await;
     s.expect(LIVE, "reload", |f| f.event == "reload").await;
     // A current position is fine.
-    let after = bob.get("/conversations").await.attr("body", "data-after").unwrap();
+    let after = bob
+        .get("/conversations")
+        .await
+        .attr("body", "data-after")
+        .unwrap();
     let mut s = bob.stream_at(&format!("/events?after={after}")).await;
-    s.assert_none(Duration::from_millis(300), "reload", |f| f.event == "reload").await;
+    s.assert_none(Duration::from_millis(300), "reload", |f| {
+        f.event == "reload"
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -161,9 +191,15 @@ async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
     }
     assert!(!sub.kill.is_cancelled());
     hub.deliver(&[42, 43], d.clone());
-    assert!(sub.kill.is_cancelled(), "overflow closes the slow connection");
+    assert!(
+        sub.kill.is_cancelled(),
+        "overflow closes the slow connection"
+    );
     assert!(sub.overflowed.load(std::sync::atomic::Ordering::Relaxed));
-    assert!(!other.kill.is_cancelled(), "others are not slowed or dropped");
+    assert!(
+        !other.kill.is_cancelled(),
+        "others are not slowed or dropped"
+    );
 }
 
 #[tokio::test]
