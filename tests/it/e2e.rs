@@ -1,2 +1,534 @@
-//! Browser tests (fantoccini over chromedriver). They run when `PARLEY_E2E=1`; then a missing
-//! browser is a failure, never a skip.
+//! Browser tests: headless Chromium driven over WebDriver (fantoccini) against the real app.
+//!
+//! They run when `PARLEY_E2E=1` (CI sets it in its browser step; `CHROMEDRIVER` and `CHROME_BIN`
+//! name the binaries). Then a missing browser is a failure, never a skip. On failure each browser's
+//! screenshot and HTML are saved under `target/e2e/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// How long a live change may take to show in a browser.
+const SHOW: Duration = Duration::from_secs(2);
+
+fn out_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e")
+}
+
+fn enabled() -> bool {
+    std::env::var("PARLEY_E2E").is_ok_and(|v| v == "1")
+}
+
+/// A chromedriver process, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_driver() -> Result<Driver> {
+    let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let port = free_port();
+    let child = Command::new(&bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {bin} (install chromium-driver)"))?;
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(driver);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("chromedriver did not start")
+}
+
+async fn open_browser(driver: &Driver, js: bool, width: u32, height: u32) -> Result<Browser> {
+    let mut opts = json!({
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic", "--disable-extensions",
+            format!("--window-size={width},{height}")
+        ]
+    });
+    if let Ok(bin) = std::env::var("CHROME_BIN") {
+        opts["binary"] = json!(bin);
+    }
+    if !js {
+        opts["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), opts);
+    let b = ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .context("opening a Chromium session")?;
+    let _ = std::fs::create_dir_all(out_dir());
+    let _ = std::fs::write(out_dir().join("ran.marker"), b"ran\n");
+    Ok(b)
+}
+
+/// One scenario's world: the app, a driver, and browsers (each its own fresh profile).
+struct E2e {
+    app: TestApp,
+    driver: Driver,
+    browsers: Vec<Browser>,
+    name: &'static str,
+}
+
+impl E2e {
+    /// None when browser tests are not enabled.
+    async fn start(name: &'static str, n: usize, js: bool) -> Option<E2e> {
+        if !enabled() {
+            eprintln!("e2e {name}: skipped (set PARLEY_E2E=1 to run browser tests)");
+            return None;
+        }
+        let app = TestApp::spawn().await;
+        let driver = start_driver().await.expect("chromedriver");
+        let mut browsers = Vec::new();
+        for _ in 0..n {
+            browsers.push(open_browser(&driver, js, 1280, 800).await.expect("browser"));
+        }
+        Some(E2e {
+            app,
+            driver,
+            browsers,
+            name,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base)
+    }
+
+    /// Saves evidence on failure, closes every browser, then fails the test if `r` is an error.
+    async fn finish(self, r: Result<()>) {
+        if let Err(e) = &r {
+            let dir = out_dir().join(self.name);
+            let _ = std::fs::create_dir_all(&dir);
+            for (i, b) in self.browsers.iter().enumerate() {
+                if let Ok(png) = b.screenshot().await {
+                    let _ = std::fs::write(dir.join(format!("browser-{i}.png")), png);
+                }
+                if let Ok(html) = b.source().await {
+                    let _ = std::fs::write(dir.join(format!("browser-{i}.html")), html);
+                }
+            }
+            eprintln!("e2e {} failed: {e:#}; evidence in {}", self.name, dir.display());
+        }
+        for b in self.browsers {
+            let _ = b.close().await;
+        }
+        drop(self.driver);
+        if let Err(e) = r {
+            panic!("e2e {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// Waits until `css` matches an element whose text contains `text`.
+async fn wait_text(b: &Browser, css: &str, text: &str, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(els) = b.find_all(Locator::Css(css)).await {
+            for el in els {
+                if el.text().await.is_ok_and(|t| t.contains(text)) {
+                    return Ok(());
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no {css} with text {text:?} within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `css` matches exactly `n` elements.
+async fn wait_count(b: &Browser, css: &str, n: usize, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = b.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0);
+        if got == n {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{css}: {got} elements, wanted {n}, within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_path(b: &Browser, prefix: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if b.current_url().await.is_ok_and(|u| u.path().starts_with(prefix)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("did not reach {prefix}, at {:?}", b.current_url().await.ok());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fill(b: &Browser, css: &str, text: &str) -> Result<()> {
+    let el = b.find(Locator::Css(css)).await?;
+    el.clear().await?;
+    el.send_keys(text).await?;
+    Ok(())
+}
+
+async fn click(b: &Browser, css: &str) -> Result<()> {
+    b.find(Locator::Css(css)).await?.click().await?;
+    Ok(())
+}
+
+/// Registers through the form.
+async fn register(env: &E2e, b: &Browser, name: &str) -> Result<()> {
+    b.goto(&env.url("/register")).await?;
+    fill(b, "#username", name).await?;
+    fill(b, "#password", &format!("password-{name}")).await?;
+    click(b, "form button[type=submit].primary").await?;
+    wait_path(b, "/conversations").await
+}
+
+/// `a` asks `b` (by name) through the friends page; `b` accepts on theirs.
+async fn befriend_in_browsers(env: &E2e, a: &Browser, b: &Browser, b_name: &str) -> Result<()> {
+    b.goto(&env.url("/friends")).await?;
+    a.goto(&env.url("/friends")).await?;
+    fill(a, "#friend-username", b_name).await?;
+    click(a, "form.row-form button[type=submit]").await?;
+    wait_path(a, "/friends").await?;
+    // Arrives live on the recipient's open page (when JS runs), else after a reload.
+    if wait_count(b, "#incoming-requests li.request", 1, SHOW).await.is_err() {
+        b.refresh().await?;
+    }
+    click(b, "#incoming-requests li.request button.primary").await?;
+    wait_path(b, "/friends").await
+}
+
+async fn js_str(b: &Browser, script: &str) -> Result<String> {
+    Ok(b.execute(script, vec![]).await?.as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn e2e_friends_meet_and_chat_live() {
+    let Some(env) = E2e::start("friends_meet_and_chat_live", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        // Ann waits on her conversation list while Bob accepts her request.
+        b.goto(&env.url("/friends")).await?;
+        a.goto(&env.url("/friends")).await?;
+        fill(a, "#friend-username", "bob").await?;
+        click(a, "form.row-form button[type=submit]").await?;
+        wait_count(b, "#incoming-requests li.request", 1, SHOW).await?;
+        wait_text(b, "#badge-requests", "1", SHOW).await?;
+        a.goto(&env.url("/conversations")).await?;
+        click(b, "#incoming-requests li.request button.primary").await?;
+        wait_count(a, "#conversation-list li.conv-row", 1, SHOW).await?;
+        wait_text(a, "#conversation-list .conv-title", "bob", SHOW).await?;
+        b.goto(&env.url("/conversations")).await?;
+        wait_text(b, "#conversation-list .conv-title", "ann", SHOW).await?;
+        // Both open the conversation and chat both ways.
+        click(a, "#conversation-list li.conv-row a").await?;
+        click(b, "#conversation-list li.conv-row a").await?;
+        wait_path(a, "/conversations/").await?;
+        wait_path(b, "/conversations/").await?;
+        let text = a.find(Locator::Css("form.composer textarea")).await?;
+        text.send_keys("Hi Bob!\u{E007}").await?; // Enter sends
+        wait_text(b, ".messages article.message .body", "Hi Bob!", SHOW).await?;
+        wait_text(a, ".messages article.message.mine .body", "Hi Bob!", SHOW).await?;
+        let composer_value = js_str(a, "return document.querySelector('form.composer textarea').value").await?;
+        if !composer_value.is_empty() {
+            bail!("the composer was not cleared: {composer_value:?}");
+        }
+        let focused = js_str(a, "return document.activeElement && document.activeElement.name").await?;
+        if focused != "body" {
+            bail!("focus left the composer: {focused:?}");
+        }
+        let theirs = js_str(b, "return document.querySelector('.messages article.message').className").await?;
+        if theirs.contains("mine") {
+            bail!("Ann's message is styled as Bob's own");
+        }
+        let t = b.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("Hey Ann\u{E008}\u{E007}second line").await?; // Shift+Enter: a new line
+        t.send_keys("\u{E007}").await?;
+        wait_text(a, ".messages article.message .body", "second line", SHOW).await?;
+        let n = a.find_all(Locator::Css(".messages article.message")).await?.len();
+        if n != 2 {
+            bail!("expected 2 messages, saw {n}");
+        }
+        // The message's author has read it; the other side sees "Seen" once read.
+        wait_count(b, ".messages article.message.mine .receipts .reader:not([hidden])", 1, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_unread_badge_rises_and_clears() {
+    let Some(env) = E2e::start("unread_badge_rises_and_clears", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        b.goto(&env.url("/conversations")).await?;
+        a.goto(&env.url("/conversations")).await?;
+        click(a, "#conversation-list li.conv-row a").await?;
+        wait_path(a, "/conversations/").await?;
+        for text in ["one", "two", "three"] {
+            let t = a.find(Locator::Css("form.composer textarea")).await?;
+            t.send_keys(text).await?;
+            t.send_keys("\u{E007}").await?;
+            wait_text(a, ".messages article.message .body", text, SHOW).await?;
+        }
+        wait_text(b, "#conversation-list .unread", "3", SHOW).await?;
+        wait_text(b, "#badge-unread", "3", SHOW).await?;
+        let title = b.title().await?;
+        if !title.starts_with("(3)") {
+            bail!("the tab title should show the unread count: {title:?}");
+        }
+        click(b, "#conversation-list li.conv-row a").await?;
+        wait_path(b, "/conversations/").await?;
+        wait_text(b, "#badge-unread", "0", SHOW).await?;
+        b.goto(&env.url("/conversations")).await?;
+        wait_text(b, "#conversation-list .unread", "0", SHOW).await?;
+        // Ann sees that Bob read them.
+        wait_count(a, ".messages article.message .receipts .reader:not([hidden])", 1, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_presence_follows_the_last_tab() {
+    let Some(env) = E2e::start("presence_follows_the_last_tab", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        a.goto(&env.url("/friends")).await?;
+        b.goto(&env.url("/friends")).await?;
+        let ann_id = js_str(a, "return document.body.dataset.me").await?;
+        let dot = format!("#presence-{ann_id}.online");
+        wait_count(b, &dot, 1, SHOW).await?;
+        // Ann's only tab leaves Parley: she goes offline for Bob, live.
+        a.goto("about:blank").await?;
+        wait_count(b, &dot, 0, Duration::from_secs(4)).await?;
+        a.goto(&env.url("/friends")).await?;
+        wait_count(b, &dot, 1, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_a_group_of_three() {
+    let Some(env) = E2e::start("a_group_of_three", 3, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b, c) = (&env.browsers[0], &env.browsers[1], &env.browsers[2]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        register(&env, c, "carl").await?;
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        befriend_in_browsers(&env, a, c, "carl").await?;
+        b.goto(&env.url("/conversations")).await?;
+        c.goto(&env.url("/conversations")).await?;
+        a.goto(&env.url("/conversations")).await?;
+        fill(a, "#group-title", "Weekend").await?;
+        click(a, "input[name=member][value=bob]").await?;
+        click(a, ".new-group button[type=submit]").await?;
+        wait_path(a, "/conversations/").await?;
+        wait_text(b, "#conversation-list .conv-title", "Weekend", SHOW).await?;
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("Who is in?\u{E007}").await?;
+        click(b, "#conversation-list li.conv-row:first-child a").await?;
+        wait_text(b, ".messages .body", "Who is in?", SHOW).await?;
+        // Ann adds Carl; Carl's list gets the group, Bob's member list grows.
+        fill(a, ".members input[name=username]", "carl").await?;
+        click(a, ".members .row-form button[type=submit]").await?;
+        wait_text(c, "#conversation-list .conv-title", "Weekend", SHOW).await?;
+        wait_count(b, ".members li.member", 3, SHOW).await?;
+        click(c, "#conversation-list li.conv-row:first-child a").await?;
+        wait_path(c, "/conversations/").await?;
+        // Only the owner sees remove buttons.
+        let visible = js_str(b, "return String(Array.from(document.querySelectorAll('[data-owner-only]')).filter(e => !e.hidden && e.offsetParent).length)").await?;
+        if visible != "0" {
+            bail!("Bob sees {visible} owner controls");
+        }
+        // Ann removes Carl: his open page says so, live.
+        let carl_id = js_str(c, "return document.body.dataset.me").await?;
+        let form = format!("form[action$='/members/{carl_id}/remove'] button");
+        click(a, &form).await?;
+        wait_text(c, ".conversation.gone", "removed", SHOW).await?;
+        wait_count(b, ".members li.member", 2, SHOW).await?;
+        // Bob leaves; then Ann deletes, and Bob's list loses it.
+        click(b, "form[action$='/leave'] button").await?;
+        wait_path(b, "/conversations").await?;
+        wait_count(a, ".members li.member", 1, SHOW).await?;
+        a.execute("window.confirm = () => true; return null", vec![]).await?;
+        click(a, "form[action$='/delete'] button").await?;
+        wait_path(a, "/conversations").await?;
+        wait_count(a, "#conversation-list li.conv-row", 2, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_a_dropped_stream_catches_up_once_in_order() {
+    let Some(env) = E2e::start("a_dropped_stream_catches_up", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        a.goto(&env.url("/conversations")).await?;
+        b.goto(&env.url("/conversations")).await?;
+        click(a, "#conversation-list li.conv-row a").await?;
+        click(b, "#conversation-list li.conv-row a").await?;
+        wait_path(b, "/conversations/").await?;
+        let bob_id: i64 = js_str(b, "return document.body.dataset.me").await?.parse()?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Cut Bob's stream from the server side; the browser reconnects with Last-Event-ID.
+        env.app.state.hub.close_other_logins(bob_id, 0);
+        for text in ["m1", "m2", "m3"] {
+            let t = a.find(Locator::Css("form.composer textarea")).await?;
+            t.send_keys(text).await?;
+            t.send_keys("\u{E007}").await?;
+            wait_text(a, ".messages .body", text, SHOW).await?;
+        }
+        wait_count(b, ".messages article.message", 3, Duration::from_secs(6)).await?;
+        let order = js_str(b, "return Array.from(document.querySelectorAll('.messages .body')).map(e => e.textContent).join(',')").await?;
+        if order != "m1,m2,m3" {
+            bail!("after reconnect: {order}");
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_everything_works_without_javascript() {
+    let Some(env) = E2e::start("everything_works_without_javascript", 2, false).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        a.goto(&env.url("/conversations")).await?;
+        click(a, "#conversation-list li.conv-row a").await?;
+        wait_path(a, "/conversations/").await?;
+        fill(a, "form.composer textarea", "sent without JS").await?;
+        click(a, "form.composer button[type=submit]").await?;
+        wait_text(a, ".messages .body", "sent without JS", SHOW).await?;
+        b.goto(&env.url("/conversations")).await?;
+        wait_text(b, "#conversation-list .unread", "1", SHOW).await?;
+        click(b, "#conversation-list li.conv-row a").await?;
+        wait_text(b, ".messages .body", "sent without JS", SHOW).await?;
+        // A group, made and used with plain forms.
+        a.goto(&env.url("/conversations")).await?;
+        fill(a, "#group-title", "Plain").await?;
+        click(a, "input[name=member][value=bob]").await?;
+        click(a, ".new-group button[type=submit]").await?;
+        wait_path(a, "/conversations/").await?;
+        fill(a, "form.composer textarea", "hello group").await?;
+        click(a, "form.composer button[type=submit]").await?;
+        wait_text(a, ".messages .body", "hello group", SHOW).await?;
+        // An empty message gets a clear error, no crash.
+        click(a, "form.composer button[type=submit]").await.ok();
+        // Log out and back in.
+        click(a, "form[action='/logout'] button").await?;
+        wait_path(a, "/login").await?;
+        fill(a, "#username", "ann").await?;
+        fill(a, "#password", "password-ann").await?;
+        click(a, "form button[type=submit].primary").await?;
+        wait_path(a, "/conversations").await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_eight_tabs_all_keep_receiving() {
+    let Some(env) = E2e::start("eight_tabs_all_keep_receiving", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        b.goto(&env.url("/conversations")).await?;
+        click(b, "#conversation-list li.conv-row a").await?;
+        wait_path(b, "/conversations/").await?;
+        let url = b.current_url().await?.to_string();
+        let mut tabs = vec![b.window().await?];
+        for _ in 0..7 {
+            let w = b.new_window(true).await?;
+            b.switch_to_window(w.handle.clone()).await?;
+            b.goto(&url).await?;
+            tabs.push(w.handle);
+        }
+        a.goto(&url).await?;
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("to all tabs\u{E007}").await?;
+        for tab in &tabs {
+            b.switch_to_window(tab.clone()).await?;
+            wait_text(b, ".messages .body", "to all tabs", Duration::from_secs(3)).await?;
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
