@@ -171,11 +171,14 @@
 
   // ---- applying frames --------------------------------------------------------------------------
 
-  function afterMessage(el) {
+  // A new message: group it on the open page, move its conversation to the top of the list,
+  // and count it as unread unless it is mine or I am reading that conversation right now.
+  // `shown` is false on pages without that conversation's message list.
+  function afterMessage(el, shown) {
     var cid = el.getAttribute("data-conversation");
     var author = el.getAttribute("data-author");
-    groupMessage(el);
-    var open = openConversationId() === cid;
+    if (shown) groupMessage(el);
+    var open = shown && openConversationId() === cid;
     var s = scroller();
     if (open && s) {
       if (author === me || nearBottom(s)) toBottom();
@@ -241,7 +244,12 @@
       return;
     }
     var target = byId(targetId);
-    if (!target) return;
+    if (!target) {
+      if (el.matches("article.message") && (action === "append" || action === "prepend")) {
+        afterMessage(el, false);
+      }
+      return;
+    }
     if (action === "remove") {
       target.remove();
       updateTitle();
@@ -255,7 +263,7 @@
     if (action === "append" || action === "prepend") {
       var isNew = insert(action, target, el);
       decorate(el);
-      if (el.matches("article.message") && isNew) afterMessage(el);
+      if (el.matches("article.message") && isNew) afterMessage(el, true);
       if (el.matches("[data-reader]") && el.getAttribute("data-reader") === me) {
         var cid = el.id.split("-")[1];
         var row = byId("conversation-" + cid);
@@ -287,8 +295,14 @@
   }
 
   function openStream(onFrame) {
-    return new Promise(function () {
+    return new Promise(function (release) {
       var source = new EventSource("/events?after=" + lastSeen);
+      // Leaving the page closes the stream at once (presence goes offline on time) and hands
+      // the stream over to another tab.
+      window.addEventListener("pagehide", function () {
+        source.close();
+        release();
+      });
       var ephemeral = { presence: true, reload: true };
       ACTIONS.forEach(function (action) {
         source.addEventListener(action, function (e) {
@@ -358,7 +372,7 @@
         if (list && el) {
           var isNew = insert("append", list, el);
           decorate(el);
-          if (isNew) afterMessage(el);
+          if (isNew) afterMessage(el, true);
         }
         text.value = "";
         form.querySelector("input[name=client_id]").value = newClientId();
@@ -399,6 +413,11 @@
       e.preventDefault();
       sendMessage(t.form);
     }
+  });
+
+  // A page restored from the back/forward cache is stale and has no stream: load it afresh.
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) location.reload();
   });
 
   // ---- start ------------------------------------------------------------------------------------

@@ -60,7 +60,10 @@ async fn start_driver() -> Result<Driver> {
         url: format!("http://127.0.0.1:{port}"),
     };
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(driver);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,7 +144,11 @@ impl E2e {
                     let _ = std::fs::write(dir.join(format!("browser-{i}.html")), html);
                 }
             }
-            eprintln!("e2e {} failed: {e:#}; evidence in {}", self.name, dir.display());
+            eprintln!(
+                "e2e {} failed: {e:#}; evidence in {}",
+                self.name,
+                dir.display()
+            );
         }
         for b in self.browsers {
             let _ = b.close().await;
@@ -171,11 +178,32 @@ async fn wait_text(b: &Browser, css: &str, text: &str, within: Duration) -> Resu
     }
 }
 
+/// Waits until the first element matching `css` has a `data-count` of `n` (counters hidden at 0
+/// have no visible text to read).
+async fn wait_count_attr(b: &Browser, css: &str, n: u32, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(el) = b.find(Locator::Css(css)).await {
+            if el.attr("data-count").await.ok().flatten() == Some(n.to_string()) {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{css} did not count {n} within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `css` matches exactly `n` elements.
 async fn wait_count(b: &Browser, css: &str, n: usize, within: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let got = b.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0);
+        let got = b
+            .find_all(Locator::Css(css))
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0);
         if got == n {
             return Ok(());
         }
@@ -189,11 +217,17 @@ async fn wait_count(b: &Browser, css: &str, n: usize, within: Duration) -> Resul
 async fn wait_path(b: &Browser, prefix: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        if b.current_url().await.is_ok_and(|u| u.path().starts_with(prefix)) {
+        if b.current_url()
+            .await
+            .is_ok_and(|u| u.path().starts_with(prefix))
+        {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("did not reach {prefix}, at {:?}", b.current_url().await.ok());
+            bail!(
+                "did not reach {prefix}, at {:?}",
+                b.current_url().await.ok()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -228,7 +262,10 @@ async fn befriend_in_browsers(env: &E2e, a: &Browser, b: &Browser, b_name: &str)
     click(a, "form.row-form button[type=submit]").await?;
     wait_path(a, "/friends").await?;
     // Arrives live on the recipient's open page (when JS runs), else after a reload.
-    if wait_count(b, "#incoming-requests li.request", 1, SHOW).await.is_err() {
+    if wait_count(b, "#incoming-requests li.request", 1, SHOW)
+        .await
+        .is_err()
+    {
         b.refresh().await?;
     }
     click(b, "#incoming-requests li.request button.primary").await?;
@@ -236,7 +273,11 @@ async fn befriend_in_browsers(env: &E2e, a: &Browser, b: &Browser, b_name: &str)
 }
 
 async fn js_str(b: &Browser, script: &str) -> Result<String> {
-    Ok(b.execute(script, vec![]).await?.as_str().unwrap_or_default().to_owned())
+    Ok(b.execute(script, vec![])
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 #[tokio::test]
@@ -254,7 +295,7 @@ async fn e2e_friends_meet_and_chat_live() {
         fill(a, "#friend-username", "bob").await?;
         click(a, "form.row-form button[type=submit]").await?;
         wait_count(b, "#incoming-requests li.request", 1, SHOW).await?;
-        wait_text(b, "#badge-requests", "1", SHOW).await?;
+        wait_count_attr(b, "#badge-requests", 1, SHOW).await?;
         a.goto(&env.url("/conversations")).await?;
         click(b, "#incoming-requests li.request button.primary").await?;
         wait_count(a, "#conversation-list li.conv-row", 1, SHOW).await?;
@@ -270,28 +311,50 @@ async fn e2e_friends_meet_and_chat_live() {
         text.send_keys("Hi Bob!\u{E007}").await?; // Enter sends
         wait_text(b, ".messages article.message .body", "Hi Bob!", SHOW).await?;
         wait_text(a, ".messages article.message.mine .body", "Hi Bob!", SHOW).await?;
-        let composer_value = js_str(a, "return document.querySelector('form.composer textarea').value").await?;
+        let composer_value = js_str(
+            a,
+            "return document.querySelector('form.composer textarea').value",
+        )
+        .await?;
         if !composer_value.is_empty() {
             bail!("the composer was not cleared: {composer_value:?}");
         }
-        let focused = js_str(a, "return document.activeElement && document.activeElement.name").await?;
+        let focused = js_str(
+            a,
+            "return document.activeElement && document.activeElement.name",
+        )
+        .await?;
         if focused != "body" {
             bail!("focus left the composer: {focused:?}");
         }
-        let theirs = js_str(b, "return document.querySelector('.messages article.message').className").await?;
+        let theirs = js_str(
+            b,
+            "return document.querySelector('.messages article.message').className",
+        )
+        .await?;
         if theirs.contains("mine") {
             bail!("Ann's message is styled as Bob's own");
         }
         let t = b.find(Locator::Css("form.composer textarea")).await?;
-        t.send_keys("Hey Ann\u{E008}\u{E007}second line").await?; // Shift+Enter: a new line
+        t.send_keys("Hey Ann\u{E008}\u{E007}\u{E000}second line")
+            .await?; // Shift+Enter: a new line
         t.send_keys("\u{E007}").await?;
         wait_text(a, ".messages article.message .body", "second line", SHOW).await?;
-        let n = a.find_all(Locator::Css(".messages article.message")).await?.len();
+        let n = a
+            .find_all(Locator::Css(".messages article.message"))
+            .await?
+            .len();
         if n != 2 {
             bail!("expected 2 messages, saw {n}");
         }
         // The message's author has read it; the other side sees "Seen" once read.
-        wait_count(b, ".messages article.message.mine .receipts .reader:not([hidden])", 1, SHOW).await?;
+        wait_count(
+            b,
+            ".messages article.message.mine .receipts .reader:not([hidden])",
+            1,
+            SHOW,
+        )
+        .await?;
         Ok(())
     }
     .await;
@@ -318,19 +381,25 @@ async fn e2e_unread_badge_rises_and_clears() {
             t.send_keys("\u{E007}").await?;
             wait_text(a, ".messages article.message .body", text, SHOW).await?;
         }
-        wait_text(b, "#conversation-list .unread", "3", SHOW).await?;
-        wait_text(b, "#badge-unread", "3", SHOW).await?;
+        wait_count_attr(b, "#conversation-list .unread", 3, SHOW).await?;
+        wait_count_attr(b, "#badge-unread", 3, SHOW).await?;
         let title = b.title().await?;
         if !title.starts_with("(3)") {
             bail!("the tab title should show the unread count: {title:?}");
         }
         click(b, "#conversation-list li.conv-row a").await?;
         wait_path(b, "/conversations/").await?;
-        wait_text(b, "#badge-unread", "0", SHOW).await?;
+        wait_count_attr(b, "#badge-unread", 0, SHOW).await?;
         b.goto(&env.url("/conversations")).await?;
-        wait_text(b, "#conversation-list .unread", "0", SHOW).await?;
+        wait_count_attr(b, "#conversation-list .unread", 0, SHOW).await?;
         // Ann sees that Bob read them.
-        wait_count(a, ".messages article.message .receipts .reader:not([hidden])", 1, SHOW).await?;
+        wait_count(
+            a,
+            ".messages article.message .receipts .reader:not([hidden])",
+            1,
+            SHOW,
+        )
+        .await?;
         Ok(())
     }
     .await;
@@ -472,7 +541,7 @@ async fn e2e_everything_works_without_javascript() {
         click(a, "form.composer button[type=submit]").await?;
         wait_text(a, ".messages .body", "sent without JS", SHOW).await?;
         b.goto(&env.url("/conversations")).await?;
-        wait_text(b, "#conversation-list .unread", "1", SHOW).await?;
+        wait_count_attr(b, "#conversation-list .unread", 1, SHOW).await?;
         click(b, "#conversation-list li.conv-row a").await?;
         wait_text(b, ".messages .body", "sent without JS", SHOW).await?;
         // A group, made and used with plain forms.
