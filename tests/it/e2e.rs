@@ -183,10 +183,12 @@ async fn wait_text(b: &Browser, css: &str, text: &str, within: Duration) -> Resu
 async fn wait_count_attr(b: &Browser, css: &str, n: u32, within: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Ok(el) = b.find(Locator::Css(css)).await {
-            if el.attr("data-count").await.ok().flatten() == Some(n.to_string()) {
-                return Ok(());
-            }
+        let count = match b.find(Locator::Css(css)).await {
+            Ok(el) => el.attr("data-count").await.ok().flatten(),
+            Err(_) => None,
+        };
+        if count == Some(n.to_string()) {
+            return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
             bail!("{css} did not count {n} within {within:?}");
