@@ -27,6 +27,8 @@ pub struct Layout {
     pub requests: i64,
     /// Total unread messages (header badge and tab title).
     pub unread: i64,
+    /// No navigation at all (error pages, which do not look the visitor up).
+    pub bare: bool,
 }
 
 impl Layout {

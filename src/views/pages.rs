@@ -24,7 +24,10 @@ impl ErrorPage {
     /// An error page.
     pub fn new(title: &str, message: String) -> ErrorPage {
         ErrorPage {
-            layout: Layout::default(),
+            layout: Layout {
+                bare: true,
+                ..Layout::default()
+            },
             title: title.to_owned(),
             message,
         }

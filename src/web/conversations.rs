@@ -228,16 +228,18 @@ async fn show_page(
             });
     }
     let mut views: Vec<MessageView> = Vec::with_capacity(messages.len());
+    let mut prev_at = 0;
     for row in &messages {
         let mut v = MessageView::new(&chat::messages::data_of(row));
         if let Some(prev) = views.last() {
             v.new_day = prev.at.day != v.at.day;
             v.continued = !v.new_day
                 && prev.author.id == v.author.id
-                && row.created_at - messages_created(&messages, prev.id) < 5 * 60 * 1000;
+                && row.created_at - prev_at < 5 * 60 * 1000;
         } else {
             v.new_day = true;
         }
+        prev_at = row.created_at;
         v.readers = readers
             .remove(&row.id)
             .unwrap_or_default()
@@ -279,8 +281,13 @@ async fn show_page(
     ))
 }
 
-fn messages_created(rows: &[db::messages::MessageRow], id: i64) -> i64 {
-    rows.iter().find(|r| r.id == id).map_or(0, |r| r.created_at)
+/// 404 unless `me` is a member of conversation `id`.
+async fn ensure_member(state: &AppState, id: i64, me: &CurrentUser) -> AppResult<()> {
+    let mut rc = state.db.read().await?;
+    db::conversations::membership(&mut rc.conn(), id, me.id())
+        .await?
+        .map(|_| ())
+        .ok_or(AppError::NotFound)
 }
 
 // GET /conversations/{id}
@@ -363,10 +370,8 @@ async fn add_member(
     let r = match Username::parse("username", &form.username) {
         Ok(u) => chat::conversations::add_member(&state, &me, id, &u).await,
         Err(e) => {
-            // A member may learn the form was wrong; a stranger must get 404 first.
-            let mut tx = state.db.begin().await?;
-            chat::conversations::member_of(&mut tx, id, me.id()).await?;
-            drop(tx);
+            // Strangers get 404 before they learn anything about their input.
+            ensure_member(&state, id, &me).await?;
             Err(AppError::Invalid(e))
         }
     };
@@ -427,9 +432,7 @@ async fn create_message(
         }
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.
-            let mut tx = state.db.begin().await?;
-            chat::conversations::member_of(&mut tx, id, me.id()).await?;
-            drop(tx);
+            ensure_member(&state, id, &me).await?;
             Err(AppError::Invalid(errors))
         }
     };
@@ -498,9 +501,8 @@ async fn read(
             .await
             .map(|_| ()),
         Err(e) => {
-            let mut tx = state.db.begin().await?;
-            chat::conversations::member_of(&mut tx, id, me.id()).await?;
-            drop(tx);
+            // Strangers get 404 before they learn anything about their input.
+            ensure_member(&state, id, &me).await?;
             Err(AppError::Invalid(e))
         }
     };

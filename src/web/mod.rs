@@ -43,6 +43,7 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
         after,
         requests,
         unread,
+        bare: false,
     })
 }
 

@@ -603,3 +603,111 @@ async fn e2e_eight_tabs_all_keep_receiving() {
     .await;
     env.finish(r).await;
 }
+
+/// Saves the main screens under `target/e2e/screens/` for people to look at (light, dark, phone).
+#[tokio::test]
+async fn e2e_screenshots_of_the_main_screens() {
+    let Some(env) = E2e::start("screenshots", 3, true).await else {
+        return;
+    };
+    let r = async {
+        let dir = out_dir().join("screens");
+        std::fs::create_dir_all(&dir)?;
+        let (a, b, c) = (&env.browsers[0], &env.browsers[1], &env.browsers[2]);
+        a.goto(&env.url("/login")).await?;
+        std::fs::write(dir.join("login.png"), a.screenshot().await?)?;
+        register(&env, a, "ann").await?;
+        std::fs::write(dir.join("empty-start.png"), a.screenshot().await?)?;
+        register(&env, b, "bob").await?;
+        register(&env, c, "carl").await?;
+        for (browser, name) in [(a, "Ann Lee"), (b, "Bob Okafor"), (c, "Carl Nguyen")] {
+            browser.goto(&env.url("/settings")).await?;
+            fill(browser, "#display_name", name).await?;
+            click(browser, "form[action='/settings'] button[type=submit]").await?;
+            wait_path(browser, "/settings").await?;
+        }
+        befriend_in_browsers(&env, a, b, "bob").await?;
+        befriend_in_browsers(&env, a, c, "carl").await?;
+        a.goto(&env.url("/conversations")).await?;
+        fill(a, "#group-title", "Weekend hike").await?;
+        click(a, "input[name=member][value=bob]").await?;
+        click(a, "input[name=member][value=carl]").await?;
+        click(a, ".new-group button[type=submit]").await?;
+        wait_path(a, "/conversations/").await?;
+        let group_url = a.current_url().await?.to_string();
+        let lines = [
+            (b, "Who's in for Saturday? Forecast says sunny ☀️"),
+            (c, "Me! Which trail?"),
+            (
+                a,
+                "The ridge loop, about 14 km. Map: https://example.org/trails/ridge",
+            ),
+            (b, "Perfect. I'll bring fruit and chocolate."),
+            (b, "And a thermos."),
+            (c, "I can drive two people.\nLeaving at 8?"),
+            (a, "8 works. See you all at the station."),
+        ];
+        b.goto(&group_url).await?;
+        c.goto(&group_url).await?;
+        for (who, text) in lines {
+            let t = who.find(Locator::Css("form.composer textarea")).await?;
+            t.send_keys(&text.replace('\n', "\u{E008}\u{E007}\u{E000}"))
+                .await?;
+            t.send_keys("\u{E007}").await?;
+            wait_text(a, ".messages .body", &text.replace('\n', "")[..8], SHOW).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::write(dir.join("group-conversation.png"), a.screenshot().await?)?;
+        c.goto(&env.url("/conversations")).await?;
+        std::fs::write(dir.join("conversation-list.png"), c.screenshot().await?)?;
+        a.goto(&env.url("/friends")).await?;
+        std::fs::write(dir.join("friends.png"), a.screenshot().await?)?;
+        // A phone-sized view and dark mode, each in a browser of its own.
+        let phone = open_browser(&env.driver, true, 390, 844).await?;
+        let dark = open_browser_dark(&env.driver).await?;
+        let shots = async {
+            for (browser, file) in [
+                (&phone, "phone-conversation.png"),
+                (&dark, "dark-conversation.png"),
+            ] {
+                browser.goto(&env.url("/login")).await?;
+                fill(browser, "#username", "bob").await?;
+                fill(browser, "#password", "password-bob").await?;
+                click(browser, "form button[type=submit].primary").await?;
+                wait_path(browser, "/conversations").await?;
+                browser.goto(&group_url).await?;
+                wait_text(browser, ".messages .body", "8 works", SHOW).await?;
+                std::fs::write(dir.join(file), browser.screenshot().await?)?;
+            }
+            dark.goto(&env.url("/friends")).await?;
+            std::fs::write(dir.join("dark-friends.png"), dark.screenshot().await?)?;
+            anyhow::Ok(())
+        }
+        .await;
+        let _ = phone.close().await;
+        let _ = dark.close().await;
+        shots
+    }
+    .await;
+    env.finish(r).await;
+}
+
+async fn open_browser_dark(driver: &Driver) -> Result<Browser> {
+    let mut opts = json!({
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic", "--window-size=1280,800",
+            "--blink-settings=preferredColorScheme=0", "--force-dark-mode"
+        ]
+    });
+    if let Ok(bin) = std::env::var("CHROME_BIN") {
+        opts["binary"] = json!(bin);
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), opts);
+    Ok(ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await?)
+}
