@@ -136,6 +136,9 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .expect("group id");
 
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_setup = rss_kib(pid);
+
     // Every member's stream.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
     for (i, c) in users.iter().enumerate() {
@@ -220,7 +223,7 @@ async fn main() {
         (MEMBERS * MESSAGES) as f64 / total.as_secs_f64()
     );
     println!(
-        "  server RSS: idle {} KiB, {MEMBERS} streams open {} KiB, after the run {} KiB",
-        idle, with_streams, after
+        "  server RSS: idle {idle} KiB; after {MEMBERS} registrations {after_setup} KiB; \
+         with {MEMBERS} streams open {with_streams} KiB; after the run {after} KiB"
     );
 }

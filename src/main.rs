@@ -1,8 +1,14 @@
 //! `parley`: see `parley --help`.
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 use parley::config::{Cli, Command};
 use parley::{App, telemetry};
+
+/// mimalloc returns freed memory to the system: with glibc's allocator each 19 MiB argon2 buffer
+/// stayed resident, and a burst of logins left the server at ~250 MiB for good.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

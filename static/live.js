@@ -261,7 +261,12 @@
       return;
     }
     if (action === "append" || action === "prepend") {
+      // Something added to the open message list (a message, a receipt) keeps a reader who was
+      // at the bottom there.
+      var s = scroller();
+      var stick = s && s.contains(target) && nearBottom(s);
       var isNew = insert(action, target, el);
+      if (stick && !el.matches("article.message")) toBottom();
       decorate(el);
       if (el.matches("article.message") && isNew) afterMessage(el, true);
       if (el.matches("[data-reader]") && el.getAttribute("data-reader") === me) {

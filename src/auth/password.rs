@@ -1,7 +1,11 @@
 //! Password hashing with argon2id, off the async threads and behind a small semaphore, so a login
 //! flood queues instead of eating memory (each hash takes 19 MiB).
+//!
+//! Hashes run on a fixed set of threads (as many as the semaphore admits), so at most that many
+//! 19 MiB buffers exist at once and the allocator reuses them.
 
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use argon2::Argon2;
@@ -12,10 +16,13 @@ use tokio::sync::Semaphore;
 
 use crate::domain::Password;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 /// Hashes and verifies passwords. Cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
     /// A real hash of a random password: verifying against it makes an unknown username cost the
     /// same time as a wrong password.
     dummy: Arc<str>,
@@ -32,9 +39,51 @@ fn argon2() -> Argon2<'static> {
     Argon2::default()
 }
 
+/// Runs `f` on one of the hashing threads and waits for its result.
+async fn on_worker<T: Send + 'static>(
+    jobs: &SyncSender<Job>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    // The semaphore admits at most as many jobs as the queue holds, so there is always room.
+    jobs.try_send(job)
+        .map_err(|_| anyhow::anyhow!("hashing queue full or stopped"))?;
+    rx.await.context("hashing thread")
+}
+
+fn start_workers(n: usize) -> anyhow::Result<SyncSender<Job>> {
+    let (tx, rx) = sync_channel::<Job>(n);
+    let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || {
+                loop {
+                    // Ends when every Hasher (every sender) is gone.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .context("starting a hashing thread")?;
+    }
+    Ok(tx)
+}
+
 impl Hasher {
     /// A hasher running at most `concurrency` hashes at once.
     pub async fn new(concurrency: usize) -> anyhow::Result<Hasher> {
+        let concurrency = concurrency.max(1);
+        let jobs = start_workers(concurrency)?;
         let random: String = {
             use rand::Rng;
             rand::rng()
@@ -43,11 +92,10 @@ impl Hasher {
                 .map(char::from)
                 .collect()
         };
-        let dummy = tokio::task::spawn_blocking(move || hash_now(&random))
-            .await
-            .context("hashing task")??;
+        let dummy = on_worker(&jobs, move || hash_now(&random)).await??;
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
             dummy: dummy.into(),
         })
     }
@@ -56,9 +104,7 @@ impl Hasher {
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
         let _permit = self.permits.acquire().await.context("hasher closed")?;
         let pw = password.expose().to_owned();
-        tokio::task::spawn_blocking(move || hash_now(&pw))
-            .await
-            .context("hashing task")?
+        on_worker(&self.jobs, move || hash_now(&pw)).await?
     }
 
     /// Verifies `password` against `phc`; with `None` it verifies against the dummy and fails, taking
@@ -70,12 +116,11 @@ impl Hasher {
             .map(str::to_owned)
             .unwrap_or_else(|| self.dummy.to_string());
         let pw = password.expose().to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
+        let ok = on_worker(&self.jobs, move || {
             let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("bad hash: {e}"))?;
             Ok::<_, anyhow::Error>(argon2().verify_password(pw.as_bytes(), &parsed).is_ok())
         })
-        .await
-        .context("hashing task")??;
+        .await??;
         Ok(ok && known)
     }
 }

@@ -592,6 +592,12 @@ async fn e2e_eight_tabs_all_keep_receiving() {
             tabs.push(w.handle);
         }
         a.goto(&url).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // One stream per browser: Bob's eight tabs share one connection (Ann has one too).
+        let streams = env.app.state.hub.connection_count();
+        if streams != 2 {
+            bail!("{streams} streams open for two browsers");
+        }
         let t = a.find(Locator::Css("form.composer textarea")).await?;
         t.send_keys("to all tabs\u{E007}").await?;
         for tab in &tabs {

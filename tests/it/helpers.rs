@@ -137,6 +137,20 @@ impl TestApp {
         }
     }
 
+    /// Another node on the same database (PostgreSQL only: nodes meet through LISTEN/NOTIFY).
+    pub async fn second_node(&self) -> TestApp {
+        let db = TestDb {
+            url: self.db.url.clone(),
+            _dir: None,
+        };
+        Self::start(db, |_| {}).await
+    }
+
+    /// True when the suite runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.db.url.starts_with("postgres")
+    }
+
     /// Stops the app (gracefully) and starts a new one on the same database.
     pub async fn restart(mut self) -> TestApp {
         self.shutdown().await;

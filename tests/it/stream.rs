@@ -223,3 +223,33 @@ async fn logout_closes_that_sessions_streams() {
     s.next(LIVE).await;
     assert!(s.ended);
 }
+
+#[tokio::test]
+async fn on_postgresql_an_event_committed_on_one_node_reaches_streams_on_another() {
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        // Several nodes are a PostgreSQL deployment; the PostgreSQL run of the suite covers this.
+        return;
+    }
+    let node_b = app.second_node().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    // Bob's browser talks to node B (same database, same session store).
+    let bob_b = Client {
+        base: node_b.base.clone(),
+        ..bob.clone()
+    };
+    let mut s = bob_b.stream().await;
+    ann.say(conversation, "across nodes").await;
+    let f = s
+        .expect_target("append", &format!("messages-{conversation}"))
+        .await;
+    assert!(f.data.contains("across nodes"));
+    // And the other way round.
+    let mut a = ann.stream().await;
+    bob_b.say(conversation, "and back").await;
+    let f = a
+        .expect_target("append", &format!("messages-{conversation}"))
+        .await;
+    assert!(f.data.contains("and back"));
+}
