@@ -120,9 +120,21 @@ impl App {
             shutdown.clone(),
         ));
         if let Db::Postgres(pool) = &state.db {
+            // Several nodes may share this database: events and presence travel between them.
+            let refresh_now = Arc::new(tokio::sync::Notify::new());
+            let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(1024);
+            state.hub.set_outbox(presence_tx);
             tasks.spawn(live::run_pg_listener(
                 state.hub.clone(),
                 pool.clone(),
+                refresh_now.clone(),
+                shutdown.clone(),
+            ));
+            tasks.spawn(live::run_presence_publisher(
+                state.hub.clone(),
+                pool.clone(),
+                presence_rx,
+                refresh_now,
                 shutdown.clone(),
             ));
         }

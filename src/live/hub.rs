@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -51,9 +51,28 @@ struct Connection {
 struct UserEntry {
     conns: Vec<Connection>,
     friends: HashSet<i64>,
+    /// Online on this node (a stream open, or closed within the grace period).
     online: bool,
+    /// Other nodes (PostgreSQL deployments) where this user is online, and when they last said so.
+    remote: HashMap<u64, Instant>,
     /// Bumped at every connect: a pending "offline" from an earlier disconnect is then stale.
     generation: u64,
+}
+
+impl UserEntry {
+    /// Online anywhere: here or on another node.
+    fn anywhere(&self) -> bool {
+        self.online || !self.remote.is_empty()
+    }
+}
+
+/// A change of local presence, for the other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// Who.
+    pub user: i64,
+    /// Now online here, or now offline here.
+    pub online: bool,
 }
 
 /// The in-process fan-out.
@@ -64,6 +83,10 @@ pub struct Hub {
     grace: Duration,
     /// Wakes the log reader: an event was committed.
     pub(crate) wake: Notify,
+    /// This node's random id (presence messages from other nodes carry theirs).
+    pub node: u64,
+    /// Where local presence changes go to reach other nodes (set on PostgreSQL).
+    outbox: Mutex<Option<mpsc::Sender<PresenceChange>>>,
 }
 
 /// A registered stream: its queue and how it ends. Dropping it unregisters the connection.
@@ -94,6 +117,8 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             grace,
             wake: Notify::new(),
+            node: rand::random(),
+            outbox: Mutex::new(None),
         })
     }
 
@@ -124,12 +149,19 @@ impl Hub {
         });
         entry.friends = friends.iter().copied().collect();
         entry.generation += 1;
-        if !entry.online {
+        let came_online = !entry.online;
+        if came_online {
+            let was_anywhere = entry.anywhere();
             entry.online = true;
-            let to: Vec<i64> = entry.friends.iter().copied().collect();
-            Self::send_presence(&mut users, user, true, &to);
+            if !was_anywhere {
+                let to: Vec<i64> = entry.friends.iter().copied().collect();
+                Self::send_presence(&mut users, user, true, &to);
+            }
         }
         drop(users);
+        if came_online {
+            self.announce(user, true);
+        }
         Subscription {
             rx,
             kill,
@@ -157,15 +189,20 @@ impl Hub {
         let hub = self;
         let go_offline = move || {
             let mut users = hub.users();
-            let Some(entry) = users.get(&user) else {
+            let Some(entry) = users.get_mut(&user) else {
                 return;
             };
             if !entry.conns.is_empty() || entry.generation != generation {
                 return;
             }
+            entry.online = false;
             let to: Vec<i64> = entry.friends.iter().copied().collect();
-            users.remove(&user);
-            Self::send_presence(&mut users, user, false, &to);
+            if entry.remote.is_empty() {
+                users.remove(&user);
+                Self::send_presence(&mut users, user, false, &to);
+            }
+            drop(users);
+            hub.announce(user, false);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -247,8 +284,8 @@ impl Hub {
     /// Two users became friends: each now sees the other's presence, starting now.
     pub fn friends_added(&self, a: i64, b: i64) {
         let mut users = self.users();
-        let a_online = users.get(&a).is_some_and(|e| e.online);
-        let b_online = users.get(&b).is_some_and(|e| e.online);
+        let a_online = users.get(&a).is_some_and(UserEntry::anywhere);
+        let b_online = users.get(&b).is_some_and(UserEntry::anywhere);
         if let Some(e) = users.get_mut(&a) {
             e.friends.insert(b);
         }
@@ -276,7 +313,7 @@ impl Hub {
 
     /// True when `user` has a stream open (or closed it within the grace period).
     pub fn is_online(&self, user: i64) -> bool {
-        self.users().get(&user).is_some_and(|e| e.online)
+        self.users().get(&user).is_some_and(UserEntry::anywhere)
     }
 
     /// Which of `users` are online.
@@ -285,8 +322,82 @@ impl Hub {
         users
             .iter()
             .copied()
-            .filter(|u| map.get(u).is_some_and(|e| e.online))
+            .filter(|u| map.get(u).is_some_and(UserEntry::anywhere))
             .collect()
+    }
+
+    /// Sends local presence changes to `outbox` from now on (for the other nodes).
+    pub fn set_outbox(&self, outbox: mpsc::Sender<PresenceChange>) {
+        *self.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(outbox);
+    }
+
+    fn announce(&self, user: i64, online: bool) {
+        let outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = outbox.as_ref() {
+            // Best effort: a full outbox drops the change; the periodic refresh repairs "online",
+            // and the expiry of stale entries repairs "offline".
+            let _ = tx.try_send(PresenceChange { user, online });
+        }
+    }
+
+    /// Users online on this node (for the periodic refresh to other nodes).
+    pub fn local_online(&self) -> Vec<i64> {
+        self.users()
+            .iter()
+            .filter(|(_, e)| e.online)
+            .map(|(u, _)| *u)
+            .collect()
+    }
+
+    /// Another node says `user` is online (or offline) there.
+    pub fn remote_presence(&self, node: u64, user: i64, online: bool) {
+        if node == self.node {
+            return;
+        }
+        let mut users = self.users();
+        let entry = users.entry(user).or_default();
+        let before = entry.anywhere();
+        if online {
+            entry.remote.insert(node, Instant::now());
+        } else {
+            entry.remote.remove(&node);
+        }
+        let after = entry.anywhere();
+        if !after && entry.conns.is_empty() {
+            users.remove(&user);
+        }
+        if before != after {
+            Self::tell_local_friends(&mut users, user, after);
+        }
+    }
+
+    /// Forgets other nodes' presence not refreshed since `max_age` (a node that died says nothing).
+    pub fn expire_remote(&self, max_age: Duration) {
+        let mut users = self.users();
+        let mut gone = Vec::new();
+        for (user, entry) in users.iter_mut() {
+            let before = entry.anywhere();
+            entry.remote.retain(|_, seen| seen.elapsed() < max_age);
+            if before && !entry.anywhere() {
+                gone.push(*user);
+            }
+        }
+        for user in gone {
+            if users.get(&user).is_some_and(|e| e.conns.is_empty()) {
+                users.remove(&user);
+            }
+            Self::tell_local_friends(&mut users, user, false);
+        }
+    }
+
+    /// Presence of a user connected elsewhere, sent to the local users who have them as a friend.
+    fn tell_local_friends(users: &mut HashMap<i64, UserEntry>, user: i64, online: bool) {
+        let to: Vec<i64> = users
+            .iter()
+            .filter(|(_, e)| !e.conns.is_empty() && e.friends.contains(&user))
+            .map(|(u, _)| *u)
+            .collect();
+        Self::send_presence(users, user, online, &to);
     }
 
     /// How many streams are open (for logs and tests).

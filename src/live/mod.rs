@@ -100,8 +100,99 @@ async fn drain(hub: &Hub, db: &Db, cursor: &mut i64) -> sqlx::Result<()> {
     }
 }
 
-/// On PostgreSQL: wakes the log reader whenever any node commits events.
-pub async fn run_pg_listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
+/// How often a node re-announces who is online on it (PostgreSQL deployments).
+const PRESENCE_REFRESH: Duration = Duration::from_secs(30);
+/// Another node's "online" not refreshed for this long is forgotten (that node is gone).
+const PRESENCE_EXPIRY: Duration = Duration::from_secs(95);
+/// User ids per refresh message (a NOTIFY payload holds at most 8000 bytes).
+const REFRESH_CHUNK: usize = 400;
+
+/// A presence message between nodes, on the `parley_presence` channel:
+/// `"{node} S {user} {1|0}"` (a change), `"{node} R {user},{user},…"` (still online here),
+/// `"{node} Q"` (a node started: please refresh now).
+#[derive(Debug, PartialEq, Eq)]
+enum PresenceMsg {
+    Change { node: u64, user: i64, online: bool },
+    Refresh { node: u64, users: Vec<i64> },
+    Query { node: u64 },
+}
+
+fn parse_presence(payload: &str) -> Option<PresenceMsg> {
+    let mut parts = payload.split(' ');
+    let node = parts.next()?.parse().ok()?;
+    match parts.next()? {
+        "S" => Some(PresenceMsg::Change {
+            node,
+            user: parts.next()?.parse().ok()?,
+            online: parts.next()? == "1",
+        }),
+        "R" => Some(PresenceMsg::Refresh {
+            node,
+            users: parts
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|u| u.parse().ok())
+                .collect(),
+        }),
+        "Q" => Some(PresenceMsg::Query { node }),
+        _ => None,
+    }
+}
+
+async fn notify_presence(pool: &sqlx::PgPool, payload: String) {
+    if let Err(e) = sqlx::query("SELECT pg_notify('parley_presence', $1)")
+        .bind(payload)
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(error = %e, "publishing presence failed");
+    }
+}
+
+/// On PostgreSQL: tells the other nodes who comes online and goes offline here, re-announces who
+/// is online every 30 s, and forgets other nodes' users they stopped announcing.
+pub async fn run_presence_publisher(
+    hub: Arc<Hub>,
+    pool: sqlx::PgPool,
+    mut changes: tokio::sync::mpsc::Receiver<hub::PresenceChange>,
+    refresh_now: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let node = hub.node;
+    notify_presence(&pool, format!("{node} Q")).await;
+    let mut tick = tokio::time::interval(PRESENCE_REFRESH);
+    loop {
+        let refresh = tokio::select! {
+            c = changes.recv() => match c {
+                Some(c) => {
+                    notify_presence(&pool, format!("{node} S {} {}", c.user, u8::from(c.online))).await;
+                    false
+                }
+                None => return,
+            },
+            _ = tick.tick() => true,
+            _ = refresh_now.notified() => true,
+            _ = shutdown.cancelled() => return,
+        };
+        if refresh {
+            hub.expire_remote(PRESENCE_EXPIRY);
+            for chunk in hub.local_online().chunks(REFRESH_CHUNK) {
+                let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+                notify_presence(&pool, format!("{node} R {}", ids.join(","))).await;
+            }
+        }
+    }
+}
+
+/// On PostgreSQL: wakes the log reader whenever any node commits events, and applies other nodes'
+/// presence messages.
+pub async fn run_pg_listener(
+    hub: Arc<Hub>,
+    pool: sqlx::PgPool,
+    refresh_now: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -113,13 +204,34 @@ pub async fn run_pg_listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Cancel
                 }
             }
         };
-        if let Err(e) = listener.listen("parley_events").await {
+        if let Err(e) = listener
+            .listen_all(["parley_events", "parley_presence"])
+            .await
+        {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
-            continue;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                _ = shutdown.cancelled() => return,
+            }
         }
+        // Anything missed while not listening: read the log, and ask for fresh presence.
+        hub.wake();
+        refresh_now.notify_one();
         loop {
             tokio::select! {
                 n = listener.recv() => match n {
+                    Ok(n) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
+                        Some(PresenceMsg::Change { node, user, online }) => {
+                            hub.remote_presence(node, user, online)
+                        }
+                        Some(PresenceMsg::Refresh { node, users }) => {
+                            for user in users {
+                                hub.remote_presence(node, user, true);
+                            }
+                        }
+                        Some(PresenceMsg::Query { node }) if node != hub.node => refresh_now.notify_one(),
+                        _ => {}
+                    },
                     Ok(_) => hub.wake(),
                     Err(e) => {
                         tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
@@ -129,5 +241,39 @@ pub async fn run_pg_listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Cancel
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_messages_parse() {
+        assert_eq!(
+            parse_presence("7 S 42 1"),
+            Some(PresenceMsg::Change {
+                node: 7,
+                user: 42,
+                online: true
+            })
+        );
+        assert_eq!(
+            parse_presence("7 R 1,2,3"),
+            Some(PresenceMsg::Refresh {
+                node: 7,
+                users: vec![1, 2, 3]
+            })
+        );
+        assert_eq!(
+            parse_presence("7 R"),
+            Some(PresenceMsg::Refresh {
+                node: 7,
+                users: vec![]
+            })
+        );
+        assert_eq!(parse_presence("7 Q"), Some(PresenceMsg::Query { node: 7 }));
+        assert_eq!(parse_presence("x S 1 1"), None);
+        assert_eq!(parse_presence("7 Z"), None);
     }
 }

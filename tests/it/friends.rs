@@ -378,3 +378,51 @@ async fn presence_follows_the_last_stream_with_a_grace_period() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn on_postgresql_presence_crosses_nodes() {
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        // Several nodes are a PostgreSQL deployment; the PostgreSQL run of the suite covers this.
+        return;
+    }
+    let node_b = app.second_node().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let bob_b = Client {
+        base: node_b.base.clone(),
+        ..bob.clone()
+    };
+    let presence = format!("presence-{}", ann.id);
+    let mut b = bob_b.stream().await;
+    // Ann connects to node A; Bob, on node B, sees her come online.
+    let ann_stream = ann.stream().await;
+    let f = b
+        .expect(Duration::from_secs(2), "online", |f| {
+            f.event == "presence" && f.target().as_deref() == Some(&presence)
+        })
+        .await;
+    assert!(f.data.contains("presence online"));
+    assert!(
+        bob_b
+            .get("/friends")
+            .await
+            .has(&format!("#{presence}.online"))
+    );
+    // A stream opening on node B gets the snapshot, including friends connected to node A.
+    let mut b2 = bob_b.stream().await;
+    b2.expect_target("presence", &presence).await;
+    // Ann's last stream closes: after the grace period, offline on node B too.
+    drop(ann_stream);
+    let f = b
+        .expect(Duration::from_secs(4), "offline", |f| {
+            f.event == "presence" && f.target().as_deref() == Some(&presence)
+        })
+        .await;
+    assert!(!f.data.contains("presence online"));
+    assert!(
+        !bob_b
+            .get("/friends")
+            .await
+            .has(&format!("#{presence}.online"))
+    );
+}

@@ -253,3 +253,25 @@ async fn on_postgresql_an_event_committed_on_one_node_reaches_streams_on_another
         .await;
     assert!(f.data.contains("and back"));
 }
+
+#[tokio::test]
+async fn presence_from_another_node_expires_when_that_node_falls_silent() {
+    let app = TestApp::spawn().await;
+    let hub = app.state.hub.clone();
+    // User 7 here has friend 8, who is connected to another node.
+    let mut sub = hub.register(7, 1, &[8]);
+    hub.remote_presence(99, 8, true);
+    assert!(hub.is_online(8));
+    let d = sub.rx.try_recv().expect("online frame");
+    assert!(d.frames[0].html.contains("presence online"));
+    // Our own messages echo back through LISTEN: ignored.
+    hub.remote_presence(hub.node, 8, false);
+    assert!(hub.is_online(8));
+    // A refreshed entry survives, a stale one goes, and friends here are told.
+    hub.expire_remote(Duration::from_secs(60));
+    assert!(hub.is_online(8));
+    hub.expire_remote(Duration::ZERO);
+    assert!(!hub.is_online(8));
+    let d = sub.rx.try_recv().expect("offline frame");
+    assert!(!d.frames[0].html.contains("presence online"));
+}
