@@ -119,6 +119,14 @@ impl AuthnBackend for Backend {
 /// The axum-login session.
 pub type AuthSession = axum_login::AuthSession<Backend>;
 
+/// Reads one of our session values; a missing or unreadable one is `None`.
+pub async fn session_value<T: serde::de::DeserializeOwned>(
+    session: &tower_sessions::Session,
+    key: &str,
+) -> Option<T> {
+    session.get(key).await.ok().flatten()
+}
+
 /// Session keys of our own.
 pub mod keys {
     /// Random id of this login (streams are closed by it; never the session id itself).
@@ -175,21 +183,11 @@ impl FromRequestParts<AppState> for CurrentUser {
             return Err(unauth());
         }
         // Push the idle expiry forward at most once an hour: the store is written only then.
-        let touched: i64 = session
-            .get(keys::TOUCHED_AT)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0);
+        let touched: i64 = session_value(&session, keys::TOUCHED_AT).await.unwrap_or(0);
         if now - touched > 3_600_000 {
             let _ = session.insert(keys::TOUCHED_AT, now).await;
         }
-        let login_id: u64 = session
-            .get(keys::LOGIN_ID)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0);
+        let login_id: u64 = session_value(&session, keys::LOGIN_ID).await.unwrap_or(0);
         Ok(CurrentUser {
             user: user.user,
             login_id,

@@ -17,7 +17,7 @@ use axum::routing::get;
 use futures_util::Stream;
 use serde::Deserialize;
 
-use crate::auth::{AuthSession, keys};
+use crate::auth::{AuthSession, keys, session_value};
 use crate::db;
 use crate::error::AppResult;
 use crate::live::fragments::{presence_frame, reload_frame};
@@ -74,12 +74,7 @@ async fn stream(
     };
     let me = user.user.id;
     let session = auth.session.clone();
-    let login_id: u64 = session
-        .get(keys::LOGIN_ID)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+    let login_id: u64 = session_value(&session, keys::LOGIN_ID).await.unwrap_or(0);
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -125,29 +125,17 @@ async fn update_password(
     ));
     let new = errors.check(Password::parse_new("new_password", form.new_password));
     let name = me.user.display_name.clone();
-    let (Some(current), Some(new)) = (current, new) else {
-        return page(
-            &state,
-            &me,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            name,
-            errors,
-            None,
-        )
-        .await;
+    let result = match (current, new) {
+        (Some(current), Some(new)) => {
+            chat::accounts::change_password(&state, &me, &current, &new).await
+        }
+        _ => Err(AppError::Invalid(errors)),
     };
-    let row = match chat::accounts::change_password(&state, &me, &current, &new).await {
+    let row = match result {
         Ok(row) => row,
         Err(AppError::Invalid(errors)) => {
-            return page(
-                &state,
-                &me,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                name,
-                errors,
-                None,
-            )
-            .await;
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return page(&state, &me, status, name, errors, None).await;
         }
         Err(e) => return Err(e),
     };

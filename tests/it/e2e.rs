@@ -72,14 +72,38 @@ async fn start_driver() -> Result<Driver> {
 }
 
 async fn open_browser(driver: &Driver, js: bool, width: u32, height: u32) -> Result<Browser> {
-    let mut opts = json!({
-        "args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic", "--disable-extensions",
-            format!("--window-size={width},{height}")
-        ]
-    });
+    open_browser_with(driver, js, width, height, false).await
+}
+
+async fn open_browser_dark(driver: &Driver) -> Result<Browser> {
+    open_browser_with(driver, true, 1280, 800, true).await
+}
+
+async fn open_browser_with(
+    driver: &Driver,
+    js: bool,
+    width: u32,
+    height: u32,
+    dark: bool,
+) -> Result<Browser> {
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        "--disable-quic".into(),
+        "--disable-extensions".into(),
+        format!("--window-size={width},{height}"),
+    ];
+    if dark {
+        args.push("--blink-settings=preferredColorScheme=0".into());
+        args.push("--force-dark-mode".into());
+    }
+    let mut opts = json!({ "args": args });
     if let Ok(bin) = std::env::var("CHROME_BIN") {
         opts["binary"] = json!(bin);
     }
@@ -696,24 +720,4 @@ async fn e2e_screenshots_of_the_main_screens() {
     }
     .await;
     env.finish(r).await;
-}
-
-async fn open_browser_dark(driver: &Driver) -> Result<Browser> {
-    let mut opts = json!({
-        "args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic", "--window-size=1280,800",
-            "--blink-settings=preferredColorScheme=0", "--force-dark-mode"
-        ]
-    });
-    if let Ok(bin) = std::env::var("CHROME_BIN") {
-        opts["binary"] = json!(bin);
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), opts);
-    Ok(ClientBuilder::native()
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await?)
 }
