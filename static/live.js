@@ -443,6 +443,13 @@
       }
     });
   }
+  // A composer growing with its text must not push the newest message out of sight.
+  var box = document.querySelector("form.composer textarea");
+  if (box && s) {
+    var stuck = true;
+    box.addEventListener("keydown", function () { stuck = nearBottom(s); });
+    box.addEventListener("input", function () { if (stuck) toBottom(); });
+  }
   var newer = document.querySelector(".new-messages");
   if (newer) newer.addEventListener("click", toBottom);
   document.addEventListener("visibilitychange", markRead);

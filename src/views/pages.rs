@@ -138,6 +138,10 @@ pub struct ConversationPage {
     pub title: String,
     /// The other person of a direct conversation.
     pub other: Option<UserView>,
+    /// Avatar initials of a group (a direct conversation shows the other person's).
+    pub initials: String,
+    /// Avatar colour of a group.
+    pub hue: i64,
     /// Messages, oldest first.
     pub messages: Vec<MessageView>,
     /// Id to page back from, when there are older messages.

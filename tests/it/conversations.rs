@@ -35,7 +35,7 @@ async fn a_group_is_created_with_friends_and_shows_in_their_lists_live() {
     let page = ann.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(
-        page.text("#conversation-title").unwrap().trim(),
+        page.text("#conversation-title .title-text").unwrap(),
         "Trip planning"
     );
     assert_eq!(page.count(&format!("#members-{id} li.member")), 2);
