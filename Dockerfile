@@ -12,13 +12,13 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /build
 
-# build.rs / askama.toml are copied when present (the globs may match nothing;
-# Cargo.toml always matches, so COPY does not fail).
-COPY Cargo.toml Cargo.lock build.r[s] askama.tom[l] ./
+COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY templates ./templates
 COPY static ./static
 COPY migrations ./migrations
+# Declared in Cargo.toml: cargo wants the file present even when building only the binary.
+COPY benches ./benches
 
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
