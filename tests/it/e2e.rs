@@ -298,6 +298,15 @@ async fn befriend_in_browsers(env: &E2e, a: &Browser, b: &Browser, b_name: &str)
     wait_path(b, "/friends").await
 }
 
+/// The first two browsers register as ann and bob and become friends.
+async fn ann_and_bob_as_friends(env: &E2e) -> Result<(&Browser, &Browser)> {
+    let (a, b) = (&env.browsers[0], &env.browsers[1]);
+    register(env, a, "ann").await?;
+    register(env, b, "bob").await?;
+    befriend_in_browsers(env, a, b, "bob").await?;
+    Ok((a, b))
+}
+
 async fn js_str(b: &Browser, script: &str) -> Result<String> {
     Ok(b.execute(script, vec![])
         .await?
@@ -393,10 +402,7 @@ async fn e2e_unread_badge_rises_and_clears() {
         return;
     };
     let r = async {
-        let (a, b) = (&env.browsers[0], &env.browsers[1]);
-        register(&env, a, "ann").await?;
-        register(&env, b, "bob").await?;
-        befriend_in_browsers(&env, a, b, "bob").await?;
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
         b.goto(&env.url("/conversations")).await?;
         a.goto(&env.url("/conversations")).await?;
         click(a, "#conversation-list li.conv-row a").await?;
@@ -438,10 +444,7 @@ async fn e2e_presence_follows_the_last_tab() {
         return;
     };
     let r = async {
-        let (a, b) = (&env.browsers[0], &env.browsers[1]);
-        register(&env, a, "ann").await?;
-        register(&env, b, "bob").await?;
-        befriend_in_browsers(&env, a, b, "bob").await?;
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
         a.goto(&env.url("/friends")).await?;
         b.goto(&env.url("/friends")).await?;
         let ann_id = js_str(a, "return document.body.dataset.me").await?;
@@ -520,10 +523,7 @@ async fn e2e_a_dropped_stream_catches_up_once_in_order() {
         return;
     };
     let r = async {
-        let (a, b) = (&env.browsers[0], &env.browsers[1]);
-        register(&env, a, "ann").await?;
-        register(&env, b, "bob").await?;
-        befriend_in_browsers(&env, a, b, "bob").await?;
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
         a.goto(&env.url("/conversations")).await?;
         b.goto(&env.url("/conversations")).await?;
         click(a, "#conversation-list li.conv-row a").await?;
@@ -556,10 +556,7 @@ async fn e2e_everything_works_without_javascript() {
         return;
     };
     let r = async {
-        let (a, b) = (&env.browsers[0], &env.browsers[1]);
-        register(&env, a, "ann").await?;
-        register(&env, b, "bob").await?;
-        befriend_in_browsers(&env, a, b, "bob").await?;
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
         a.goto(&env.url("/conversations")).await?;
         click(a, "#conversation-list li.conv-row a").await?;
         wait_path(a, "/conversations/").await?;
@@ -600,10 +597,7 @@ async fn e2e_eight_tabs_all_keep_receiving() {
         return;
     };
     let r = async {
-        let (a, b) = (&env.browsers[0], &env.browsers[1]);
-        register(&env, a, "ann").await?;
-        register(&env, b, "bob").await?;
-        befriend_in_browsers(&env, a, b, "bob").await?;
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
         b.goto(&env.url("/conversations")).await?;
         click(b, "#conversation-list li.conv-row a").await?;
         wait_path(b, "/conversations/").await?;

@@ -327,29 +327,12 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
-        Self::read(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .form(form)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.post_with(path, form, &[]).await
     }
 
     /// A POST as live.js sends it (`fetch`).
     pub async fn post_fetch(&self, path: &str, form: &[(&str, &str)]) -> Resp {
-        Self::read(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("X-Parley-Fetch", "1")
-                .form(form)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.post_with(path, form, &[("X-Parley-Fetch", "1")]).await
     }
 
     pub async fn post_with(
