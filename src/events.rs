@@ -18,6 +18,19 @@ pub struct MessageData {
     pub body: String,
     /// Stored at (ms).
     pub created_at: i64,
+    /// The message before it in the conversation (grouping and day separators are decided from
+    /// the pair, the same way on pages and live).
+    #[serde(default)]
+    pub prev: Option<PrevMessage>,
+}
+
+/// Of the message before another, what grouping needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrevMessage {
+    /// Its author.
+    pub author_id: i64,
+    /// Stored at (ms).
+    pub created_at: i64,
 }
 
 /// A conversation as a list row needs it, independent of the viewer.
@@ -33,6 +46,9 @@ pub struct ConversationData {
     pub last_activity_at: i64,
     /// Members, longest-standing first.
     pub members: Vec<UserRef>,
+    /// The newest message (the row's preview).
+    #[serde(default)]
+    pub last_message: Option<MessageData>,
 }
 
 impl ConversationData {
@@ -69,7 +85,8 @@ impl RequestStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum Event {
-    /// A user changed their display name (audience: that user's tabs).
+    /// A user changed their display name (audience: everyone who may see the name: friends,
+    /// people sharing a conversation, the other party of a pending request, and the user).
     ProfileUpdated {
         /// The user, renamed.
         user: UserRef,
@@ -98,6 +115,9 @@ pub enum Event {
         recipient: UserRef,
         /// When (ms).
         created_at: i64,
+        /// Requests waiting for the recipient, this one included (their header badge).
+        #[serde(default)]
+        recipient_pending: i64,
     },
     /// A friend request was accepted, rejected or cancelled.
     FriendRequestUpdated {
@@ -109,6 +129,9 @@ pub enum Event {
         recipient: UserRef,
         /// The outcome.
         status: RequestStatus,
+        /// Requests still waiting for the recipient (their header badge).
+        #[serde(default)]
+        recipient_pending: i64,
     },
     /// Two users became friends.
     FriendAdded {
@@ -140,6 +163,9 @@ pub enum Event {
     ConversationDeleted {
         /// Conversation id.
         conversation_id: i64,
+        /// Members who had unread messages there, and how many (their header badges drop).
+        #[serde(default)]
+        unread_lost: Vec<(i64, i64)>,
     },
     /// Who is in a group changed: someone added, removed, left, or the owner changed.
     MembersChanged {
@@ -151,6 +177,9 @@ pub enum Event {
         removed: Vec<UserRef>,
         /// True when the removed left by themselves.
         left: bool,
+        /// Of the removed, who had unread messages there, and how many.
+        #[serde(default)]
+        unread_lost: Vec<(i64, i64)>,
     },
     /// A message was posted.
     MessageAdded {
@@ -165,6 +194,12 @@ pub enum Event {
         reader: UserRef,
         /// The newest message they have read.
         message_id: i64,
+        /// The reader's unread messages left in this conversation.
+        #[serde(default)]
+        unread: i64,
+        /// The reader's unread messages left in all conversations (their header badge).
+        #[serde(default)]
+        total_unread: i64,
     },
 }
 
@@ -203,6 +238,8 @@ mod tests {
                 display_name: String::new(),
             },
             message_id: 9,
+            unread: 0,
+            total_unread: 2,
         };
         let s = serde_json::to_string(&e).unwrap();
         assert!(s.contains("\"kind\":\"MessagesRead\""));

@@ -29,6 +29,17 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+impl AppState {
+    /// What use cases need of the state.
+    pub fn cx(&self) -> crate::chat::Ctx<'_> {
+        crate::chat::Ctx {
+            db: &self.db,
+            hub: &self.hub,
+            hasher: &self.hasher,
+        }
+    }
+}
+
 impl FromRef<AppState> for Db {
     fn from_ref(s: &AppState) -> Db {
         s.db.clone()

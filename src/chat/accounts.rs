@@ -1,25 +1,24 @@
 //! Accounts: register, profile, password, logout.
 
-use crate::auth::CurrentUser;
+use crate::db::users::UserRef;
 use crate::db::users::UserRow;
 use crate::db::{self};
 use crate::domain::{DisplayName, FieldErrors, Password, Username};
 use crate::error::{AppError, AppResult, ResultExt};
 use crate::events::Event;
-use crate::state::AppState;
 
-use super::{commit, record};
+use super::{Ctx, commit, record};
 
 /// Creates an account.
 #[tracing::instrument(skip_all, fields(username = username.as_str()))]
 pub async fn register(
-    state: &AppState,
+    cx: &Ctx<'_>,
     username: &Username,
     password: &Password,
 ) -> AppResult<UserRow> {
     // Hash before the transaction: the writer is never held across a slow hash.
-    let hash = state.hasher.hash(password).await?;
-    let mut tx = state.db.begin().await?;
+    let hash = cx.hasher.hash(password).await?;
+    let mut tx = cx.db.begin().await?;
     let id = db::users::insert(&mut tx.conn(), username.as_str(), &hash, db::now_ms())
         .await
         .on_unique("username", "That username is taken. Try another one.")?;
@@ -31,59 +30,57 @@ pub async fn register(
 }
 
 /// Sets my display name; my other tabs update live.
-#[tracing::instrument(skip_all, fields(user_id = me.id()))]
-pub async fn set_display_name(
-    state: &AppState,
-    me: &CurrentUser,
-    name: &DisplayName,
-) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    db::users::set_display_name(&mut tx.conn(), me.id(), name.as_str()).await?;
-    let user = db::users::user_ref(&mut tx.conn(), me.id())
+#[tracing::instrument(skip_all, fields(user_id = me.id))]
+pub async fn set_display_name(cx: &Ctx<'_>, me: &UserRef, name: &DisplayName) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    db::users::set_display_name(&mut tx.conn(), me.id, name.as_str()).await?;
+    let user = db::users::user_ref(&mut tx.conn(), me.id)
         .await?
         .ok_or(AppError::NotFound)?;
-    record(&mut tx, Event::ProfileUpdated { user }, vec![me.id()]).await?;
-    commit(state, tx).await
+    // Everyone who may see the name: friends, people sharing a conversation, the other party of
+    // a pending request, and me.
+    let mut audience = db::conversations::contact_ids(&mut tx.conn(), me.id).await?;
+    audience.extend(db::friends::pending_parties(&mut tx.conn(), me.id).await?);
+    audience.push(me.id);
+    record(&mut tx, Event::ProfileUpdated { user }, audience).await?;
+    commit(cx, tx).await
 }
 
 /// Changes my password after checking the current one; every other login of mine ends (their
 /// sessions fail the auth-hash check, their streams close). Returns the new user row so the
 /// caller can renew this session.
-#[tracing::instrument(skip_all, fields(user_id = me.id()))]
+#[tracing::instrument(skip_all, fields(user_id = me.id))]
 pub async fn change_password(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
+    keep_login_id: u64,
     current: &Password,
     new: &Password,
 ) -> AppResult<UserRow> {
     let row = {
-        let mut rc = state.db.read().await?;
-        db::users::by_id(&mut rc.conn(), me.id()).await?
+        let mut rc = cx.db.read().await?;
+        db::users::by_id(&mut rc.conn(), me.id).await?
     }
     .ok_or(AppError::NotFound)?;
-    if !state
-        .hasher
-        .verify(current, Some(&row.password_hash))
-        .await?
-    {
+    if !cx.hasher.verify(current, Some(&row.password_hash)).await? {
         return Err(AppError::Invalid(FieldErrors::one(
             "current_password",
             "That is not your current password.",
         )));
     }
-    let hash = state.hasher.hash(new).await?;
-    let mut tx = state.db.begin().await?;
-    db::users::set_password_hash(&mut tx.conn(), me.id(), &hash).await?;
+    let hash = cx.hasher.hash(new).await?;
+    let mut tx = cx.db.begin().await?;
+    db::users::set_password_hash(&mut tx.conn(), me.id, &hash).await?;
     record(
         &mut tx,
         Event::PasswordChanged {
-            user_id: me.id(),
-            keep_login_id: me.login_id,
+            user_id: me.id,
+            keep_login_id,
         },
-        vec![me.id()],
+        vec![me.id],
     )
     .await?;
-    commit(state, tx).await?;
+    commit(cx, tx).await?;
     Ok(UserRow {
         password_hash: hash,
         ..row
@@ -91,13 +88,13 @@ pub async fn change_password(
 }
 
 /// Records that a login ended, so its open streams close (on every node).
-pub async fn logged_out(state: &AppState, user_id: i64, login_id: u64) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+pub async fn logged_out(cx: &Ctx<'_>, user_id: i64, login_id: u64) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
     record(
         &mut tx,
         Event::SessionEnded { user_id, login_id },
         vec![user_id],
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }

@@ -1,15 +1,13 @@
 //! Conversations: direct ones (made by friendship) and groups.
 
-use crate::auth::CurrentUser;
 use crate::db::conversations::Membership;
 use crate::db::users::UserRef;
 use crate::db::{self, Tx};
 use crate::domain::{GroupTitle, Username};
 use crate::error::{AppError, AppResult};
 use crate::events::{ConversationData, Event};
-use crate::state::AppState;
 
-use super::{commit, record};
+use super::{Ctx, commit, record};
 
 /// The most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 500;
@@ -42,13 +40,40 @@ pub async fn data_of(tx: &mut Tx, conversation: i64) -> AppResult<ConversationDa
         .iter()
         .map(|r| r.user_ref())
         .collect();
+    let last_message = match m.last_message_id {
+        Some(id) => match db::messages::in_conversation(&mut tx.conn(), conversation, id).await? {
+            Some(row) => {
+                let prev = super::messages::prev_message(&mut tx.conn(), conversation, id).await?;
+                Some(super::messages::data_of(&row, prev))
+            }
+            None => None,
+        },
+        None => None,
+    };
     Ok(ConversationData {
         id: conversation,
         title: m.title,
         owner_id: m.owner_id,
         last_activity_at: m.last_activity_at,
         members,
+        last_message,
     })
+}
+
+/// Of `users`, who has unread messages in the conversation and how many (their badges drop
+/// when they leave it).
+async fn unread_lost_by(
+    tx: &mut Tx,
+    conversation: i64,
+    users: &[i64],
+) -> AppResult<Vec<(i64, i64)>> {
+    Ok(
+        db::conversations::unread_by_member(&mut tx.conn(), conversation)
+            .await?
+            .into_iter()
+            .filter(|(u, _)| users.contains(u))
+            .collect(),
+    )
 }
 
 /// Reaction to a new friendship: the pair's direct conversation is created, or, if they were
@@ -82,10 +107,10 @@ pub async fn open_direct(
 }
 
 /// Creates a group owned by me with some of my friends.
-#[tracing::instrument(skip_all, fields(user_id = me.id()))]
+#[tracing::instrument(skip_all, fields(user_id = me.id))]
 pub async fn create_group(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
     title: &GroupTitle,
     members: &[Username],
 ) -> AppResult<i64> {
@@ -95,10 +120,10 @@ pub async fn create_group(
             format!("A group may have at most {MAX_GROUP_MEMBERS} members."),
         ));
     }
-    let mut tx = state.db.begin().await?;
-    let mut ids = vec![me.id()];
+    let mut tx = cx.db.begin().await?;
+    let mut ids = vec![me.id];
     for name in members {
-        let user = friend_by_name(&mut tx, me.id(), name, "member").await?;
+        let user = friend_by_name(&mut tx, me.id, name, "member").await?;
         if !ids.contains(&user.id) {
             ids.push(user.id);
         }
@@ -108,7 +133,7 @@ pub async fn create_group(
         &mut tx.conn(),
         "group",
         Some(title.as_str()),
-        Some(me.id()),
+        Some(me.id),
         None,
         now,
     )
@@ -119,7 +144,7 @@ pub async fn create_group(
     }
     let conversation = data_of(&mut tx, id).await?;
     record(&mut tx, Event::ConversationCreated { conversation }, ids).await?;
-    commit(state, tx).await?;
+    commit(cx, tx).await?;
     Ok(id)
 }
 
@@ -156,16 +181,16 @@ async fn friend_by_name(
 }
 
 /// Adds one of my friends to a group I am in.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
 pub async fn add_member(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
     conversation_id: i64,
     username: &Username,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let m = group_of(&mut tx, conversation_id, me.id(), "grown").await?;
-    let user = friend_by_name(&mut tx, me.id(), username, "username").await?;
+    let mut tx = cx.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id, "grown").await?;
+    let user = friend_by_name(&mut tx, me.id, username, "username").await?;
     let count = db::conversations::members(&mut tx.conn(), conversation_id)
         .await?
         .len();
@@ -189,27 +214,28 @@ pub async fn add_member(
             added: vec![user],
             removed: vec![],
             left: false,
+            unread_lost: vec![],
         },
         audience,
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }
 
 /// The owner removes a member.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
 pub async fn remove_member(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
     conversation_id: i64,
     user_id: i64,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let m = group_of(&mut tx, conversation_id, me.id(), "changed").await?;
-    if m.owner_id != Some(me.id()) {
+    let mut tx = cx.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id, "changed").await?;
+    if m.owner_id != Some(me.id) {
         return Err(AppError::Forbidden);
     }
-    if user_id == me.id() {
+    if user_id == me.id {
         return Err(AppError::invalid(
             "member",
             "You cannot remove yourself; leave the group instead.",
@@ -219,6 +245,7 @@ pub async fn remove_member(
     let Some(removed) = removed else {
         return Err(AppError::NotFound);
     };
+    let unread_lost = unread_lost_by(&mut tx, conversation_id, &[user_id]).await?;
     if !db::conversations::remove_member(&mut tx.conn(), conversation_id, user_id).await? {
         return Err(AppError::NotFound);
     }
@@ -232,57 +259,63 @@ pub async fn remove_member(
             added: vec![],
             removed: vec![removed],
             left: false,
+            unread_lost,
         },
         audience,
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }
 
 /// I leave a group. The longest-standing member becomes owner if I owned it; the last one out
 /// deletes it.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
-pub async fn leave(state: &AppState, me: &CurrentUser, conversation_id: i64) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let m = group_of(&mut tx, conversation_id, me.id(), "left").await?;
-    db::conversations::remove_member(&mut tx.conn(), conversation_id, me.id()).await?;
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
+pub async fn leave(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id, "left").await?;
+    let unread_lost = unread_lost_by(&mut tx, conversation_id, &[me.id]).await?;
+    db::conversations::remove_member(&mut tx.conn(), conversation_id, me.id).await?;
     let remaining = db::conversations::members(&mut tx.conn(), conversation_id).await?;
     if remaining.is_empty() {
         db::conversations::delete(&mut tx.conn(), conversation_id).await?;
         record(
             &mut tx,
-            Event::ConversationDeleted { conversation_id },
-            vec![me.id()],
+            Event::ConversationDeleted {
+                conversation_id,
+                unread_lost,
+            },
+            vec![me.id],
         )
         .await?;
-        return commit(state, tx).await;
+        return commit(cx, tx).await;
     }
-    if m.owner_id == Some(me.id()) {
+    if m.owner_id == Some(me.id) {
         db::conversations::set_owner(&mut tx.conn(), conversation_id, remaining[0].id).await?;
     }
     let conversation = data_of(&mut tx, conversation_id).await?;
     let mut audience: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
-    audience.push(me.id());
+    audience.push(me.id);
     record(
         &mut tx,
         Event::MembersChanged {
             conversation,
             added: vec![],
-            removed: vec![me.user.clone()],
+            removed: vec![me.clone()],
             left: true,
+            unread_lost,
         },
         audience,
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }
 
 /// The owner deletes a group, for everyone.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
-pub async fn delete(state: &AppState, me: &CurrentUser, conversation_id: i64) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let m = group_of(&mut tx, conversation_id, me.id(), "deleted").await?;
-    if m.owner_id != Some(me.id()) {
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
+pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id, "deleted").await?;
+    if m.owner_id != Some(me.id) {
         return Err(AppError::Forbidden);
     }
     let audience = db::conversations::members(&mut tx.conn(), conversation_id)
@@ -290,12 +323,16 @@ pub async fn delete(state: &AppState, me: &CurrentUser, conversation_id: i64) ->
         .iter()
         .map(|u| u.id)
         .collect();
+    let unread_lost = db::conversations::unread_by_member(&mut tx.conn(), conversation_id).await?;
     db::conversations::delete(&mut tx.conn(), conversation_id).await?;
     record(
         &mut tx,
-        Event::ConversationDeleted { conversation_id },
+        Event::ConversationDeleted {
+            conversation_id,
+            unread_lost,
+        },
         audience,
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }

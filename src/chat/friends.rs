@@ -1,23 +1,17 @@
 //! Friend requests and friendships.
 
-use crate::auth::CurrentUser;
 use crate::db::users::UserRef;
 use crate::db::{self, Tx};
 use crate::domain::Username;
 use crate::error::{AppError, AppResult, ResultExt};
 use crate::events::{Event, RequestStatus};
-use crate::state::AppState;
 
-use super::{commit, record};
+use super::{Ctx, commit, record};
 
 /// Sends a friend request to `username`.
-#[tracing::instrument(skip_all, fields(user_id = me.id()))]
-pub async fn send_request(
-    state: &AppState,
-    me: &CurrentUser,
-    username: &Username,
-) -> AppResult<i64> {
-    let mut tx = state.db.begin().await?;
+#[tracing::instrument(skip_all, fields(user_id = me.id))]
+pub async fn send_request(cx: &Ctx<'_>, me: &UserRef, username: &Username) -> AppResult<i64> {
+    let mut tx = cx.db.begin().await?;
     let Some(target) = db::users::by_username(&mut tx.conn(), username.as_str()).await? else {
         return Err(AppError::invalid(
             "username",
@@ -27,20 +21,20 @@ pub async fn send_request(
             ),
         ));
     };
-    if target.id == me.id() {
+    if target.id == me.id {
         return Err(AppError::invalid(
             "username",
             "That is you. Send the request to a friend.",
         ));
     }
-    if db::friends::are_friends(&mut tx.conn(), me.id(), target.id).await? {
+    if db::friends::are_friends(&mut tx.conn(), me.id, target.id).await? {
         return Err(AppError::invalid(
             "username",
             format!("You are already friends with {}.", target.username),
         ));
     }
-    if let Some(pending) = db::friends::pending_between(&mut tx.conn(), me.id(), target.id).await? {
-        let msg = if pending.requester_id == me.id() {
+    if let Some(pending) = db::friends::pending_between(&mut tx.conn(), me.id, target.id).await? {
+        let msg = if pending.requester_id == me.id {
             format!(
                 "You already sent {} a request. Wait for an answer.",
                 target.username
@@ -54,47 +48,48 @@ pub async fn send_request(
         return Err(AppError::invalid("username", msg));
     }
     let now = db::now_ms();
-    let id = db::friends::insert_request(&mut tx.conn(), me.id(), target.id, now)
+    let id = db::friends::insert_request(&mut tx.conn(), me.id, target.id, now)
         .await
         .on_unique(
             "username",
             "There is already a pending request between you two.",
         )?;
-    let audience = vec![me.id(), target.id];
+    let audience = vec![me.id, target.id];
     let recipient = UserRef {
         id: target.id,
         username: target.username,
         display_name: target.display_name,
     };
+    let recipient_pending = db::friends::incoming_count(&mut tx.conn(), recipient.id).await?;
     let event = Event::FriendRequestCreated {
         request_id: id,
-        requester: me.user.clone(),
+        requester: me.clone(),
         recipient,
         created_at: now,
+        recipient_pending,
     };
     record(&mut tx, event, audience).await?;
-    commit(state, tx).await?;
+    commit(cx, tx).await?;
     Ok(id)
 }
 
 /// Accepts, rejects or cancels a pending request. Only the recipient accepts or rejects, only the
 /// requester cancels; a non-party gets 404; a request no longer pending cannot change again, and
 /// of two racing answers exactly one wins.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), request_id))]
+#[tracing::instrument(skip_all, fields(user_id = me.id, request_id))]
 pub async fn answer_request(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
     request_id: i64,
     status: RequestStatus,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let Some(req) = db::friends::request_for_party(&mut tx.conn(), request_id, me.id()).await?
-    else {
+    let mut tx = cx.db.begin().await?;
+    let Some(req) = db::friends::request_for_party(&mut tx.conn(), request_id, me.id).await? else {
         return Err(AppError::NotFound);
     };
     let allowed = match status {
-        RequestStatus::Accepted | RequestStatus::Rejected => req.recipient_id == me.id(),
-        RequestStatus::Cancelled => req.requester_id == me.id(),
+        RequestStatus::Accepted | RequestStatus::Rejected => req.recipient_id == me.id,
+        RequestStatus::Cancelled => req.requester_id == me.id,
     };
     if !allowed {
         return Err(AppError::Forbidden);
@@ -114,6 +109,7 @@ pub async fn answer_request(
         .await?
         .ok_or(AppError::NotFound)?;
     let audience = vec![requester.id, recipient.id];
+    let recipient_pending = db::friends::incoming_count(&mut tx.conn(), recipient.id).await?;
     record(
         &mut tx,
         Event::FriendRequestUpdated {
@@ -121,11 +117,12 @@ pub async fn answer_request(
             requester,
             recipient,
             status,
+            recipient_pending,
         },
         audience,
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }
 
 /// Reaction to an accepted request: the two become friends.
@@ -145,26 +142,25 @@ pub async fn add_friend(
 }
 
 /// Ends a friendship, for both. Their direct conversation stays readable but closed.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), friend_id))]
-pub async fn unfriend(state: &AppState, me: &CurrentUser, friend_id: i64) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    if !db::friends::remove_friendship(&mut tx.conn(), me.id(), friend_id).await? {
+#[tracing::instrument(skip_all, fields(user_id = me.id, friend_id))]
+pub async fn unfriend(cx: &Ctx<'_>, me: &UserRef, friend_id: i64) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    if !db::friends::remove_friendship(&mut tx.conn(), me.id, friend_id).await? {
         return Err(AppError::NotFound);
     }
     let other = db::users::user_ref(&mut tx.conn(), friend_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let conversation_id =
-        db::conversations::find_direct(&mut tx.conn(), me.id(), friend_id).await?;
+    let conversation_id = db::conversations::find_direct(&mut tx.conn(), me.id, friend_id).await?;
     record(
         &mut tx,
         Event::FriendRemoved {
-            a: me.user.clone(),
+            a: me.clone(),
             b: other,
             conversation_id,
         },
-        vec![me.id(), friend_id],
+        vec![me.id, friend_id],
     )
     .await?;
-    commit(state, tx).await
+    commit(cx, tx).await
 }

@@ -1,18 +1,17 @@
 //! Messages and read markers.
 
-use crate::auth::CurrentUser;
 use crate::db::messages::MessageRow;
+use crate::db::users::UserRef;
 use crate::db::{self};
 use crate::domain::{ClientId, MessageBody};
 use crate::error::{AppError, AppResult};
-use crate::events::{Event, MessageData};
-use crate::state::AppState;
+use crate::events::{Event, MessageData, PrevMessage};
 
 use super::conversations::member_of;
-use super::{commit, record};
+use super::{Ctx, commit, record};
 
-/// The message as events carry it.
-pub fn data_of(m: &MessageRow) -> MessageData {
+/// The message as events carry it; `prev` is the message before it, for grouping.
+pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {
     MessageData {
         id: m.id,
         conversation_id: m.conversation_id,
@@ -23,25 +22,48 @@ pub fn data_of(m: &MessageRow) -> MessageData {
         },
         body: m.body.clone(),
         created_at: m.created_at,
+        prev,
     }
+}
+
+/// What grouping needs of a message row.
+pub fn prev_of(m: &MessageRow) -> PrevMessage {
+    PrevMessage {
+        author_id: m.author_id,
+        created_at: m.created_at,
+    }
+}
+
+/// The message before `message_id` in its conversation, for grouping.
+pub async fn prev_message(
+    c: &mut db::Conn<'_>,
+    conversation_id: i64,
+    message_id: i64,
+) -> AppResult<Option<PrevMessage>> {
+    Ok(db::messages::before(c, conversation_id, message_id)
+        .await?
+        .map(|(author_id, created_at)| PrevMessage {
+            author_id,
+            created_at,
+        }))
 }
 
 /// Posts a message. A retry with the same client id returns the message stored the first time
 /// and records nothing new.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
 pub async fn post(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
     conversation_id: i64,
     body: &MessageBody,
     client_id: Option<&ClientId>,
-) -> AppResult<MessageRow> {
-    let mut tx = state.db.begin().await?;
-    let m = member_of(&mut tx, conversation_id, me.id()).await?;
+) -> AppResult<MessageData> {
+    let mut tx = cx.db.begin().await?;
+    let m = member_of(&mut tx, conversation_id, me.id).await?;
     let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
     if m.is_direct() {
-        let other = members.iter().copied().find(|u| *u != me.id()).unwrap_or(0);
-        if !db::friends::are_friends(&mut tx.conn(), me.id(), other).await? {
+        let other = members.iter().copied().find(|u| *u != me.id).unwrap_or(0);
+        if !db::friends::are_friends(&mut tx.conn(), me.id, other).await? {
             return Err(AppError::invalid(
                 "body",
                 "You are no longer friends, so this conversation is read-only.",
@@ -52,7 +74,7 @@ pub async fn post(
     let inserted = db::messages::insert(
         &mut tx.conn(),
         conversation_id,
-        me.id(),
+        me.id,
         body.as_str(),
         client_id.map(ClientId::as_str),
         now,
@@ -61,39 +83,43 @@ pub async fn post(
     let Some(id) = inserted else {
         // The same send raced us and committed first: answer with its message.
         let cid = client_id.map(ClientId::as_str).unwrap_or_default();
-        return db::messages::by_client_id(&mut tx.conn(), me.id(), cid)
+        let row = db::messages::by_client_id(&mut tx.conn(), me.id, cid)
             .await?
             .filter(|m| m.conversation_id == conversation_id)
-            .ok_or_else(|| AppError::invalid("client_id", "That client id was used elsewhere."));
+            .ok_or_else(|| AppError::invalid("client_id", "That client id was used elsewhere."))?;
+        let prev = prev_message(&mut tx.conn(), conversation_id, row.id).await?;
+        return Ok(data_of(&row, prev));
     };
     db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
     // The author has read what they wrote.
-    db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id(), id).await?;
+    db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, id).await?;
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("inserted message vanished"))?;
+    let prev = prev_message(&mut tx.conn(), conversation_id, id).await?;
+    let message = data_of(&row, prev);
     record(
         &mut tx,
         Event::MessageAdded {
-            message: data_of(&row),
+            message: message.clone(),
         },
         members,
     )
     .await?;
-    commit(state, tx).await?;
-    Ok(row)
+    commit(cx, tx).await?;
+    Ok(message)
 }
 
 /// Moves my read marker forward to `message_id` (never back). Returns whether it moved.
-#[tracing::instrument(skip_all, fields(user_id = me.id(), conversation_id))]
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
 pub async fn mark_read(
-    state: &AppState,
-    me: &CurrentUser,
+    cx: &Ctx<'_>,
+    me: &UserRef,
     conversation_id: i64,
     message_id: i64,
 ) -> AppResult<bool> {
-    let mut tx = state.db.begin().await?;
-    member_of(&mut tx, conversation_id, me.id()).await?;
+    let mut tx = cx.db.begin().await?;
+    member_of(&mut tx, conversation_id, me.id).await?;
     if db::messages::in_conversation(&mut tx.conn(), conversation_id, message_id)
         .await?
         .is_none()
@@ -103,20 +129,24 @@ pub async fn mark_read(
             "There is no such message in this conversation.",
         ));
     }
-    if !db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id(), message_id).await? {
+    if !db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, message_id).await? {
         return Ok(false);
     }
     let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    let unread = db::conversations::unread_in(&mut tx.conn(), conversation_id, me.id).await?;
+    let total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
     record(
         &mut tx,
         Event::MessagesRead {
             conversation_id,
-            reader: me.user.clone(),
+            reader: me.clone(),
             message_id,
+            unread,
+            total_unread,
         },
         members,
     )
     .await?;
-    commit(state, tx).await?;
+    commit(cx, tx).await?;
     Ok(true)
 }

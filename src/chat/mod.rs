@@ -10,10 +10,22 @@ pub mod reactions;
 
 use std::collections::VecDeque;
 
-use crate::db::{self, Tx};
+use crate::auth::password::Hasher;
+use crate::db::{self, Db, Tx};
 use crate::error::AppResult;
 use crate::events::Event;
-use crate::state::AppState;
+use crate::live::hub::Hub;
+
+/// What use cases work with: plain values, no HTTP types.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The database.
+    pub db: &'a Db,
+    /// Woken after each commit.
+    pub hub: &'a Hub,
+    /// Password hashing (accounts).
+    pub hasher: &'a Hasher,
+}
 
 /// Appends `event` for `audience` to the log, then runs the reactions to it (and to what they
 /// record), all inside `tx`: a consequence can never exist without its cause, or the reverse.
@@ -38,8 +50,8 @@ pub async fn record(tx: &mut Tx, event: Event, audience: Vec<i64>) -> AppResult<
 }
 
 /// Commits and tells the Hub there is news.
-pub async fn commit(state: &AppState, tx: Tx) -> AppResult<()> {
+pub async fn commit(cx: &Ctx<'_>, tx: Tx) -> AppResult<()> {
     tx.commit().await?;
-    state.hub.wake();
+    cx.hub.wake();
     Ok(())
 }

@@ -268,6 +268,8 @@ pub struct ConversationRow {
     pub owner_id: Option<i64>,
     /// Newest activity.
     pub last_activity_at: i64,
+    /// Newest message.
+    pub last_message_id: Option<i64>,
 }
 
 /// A conversation by id (no membership check: callers have done it).
@@ -276,7 +278,7 @@ pub async fn by_id_unchecked(
     conversation: i64,
 ) -> sqlx::Result<Option<ConversationRow>> {
     run!(c, e => sqlx::query_as(
-        "SELECT id, title, owner_id, last_activity_at FROM conversations WHERE id = $1",
+        "SELECT id, title, owner_id, last_activity_at, last_message_id FROM conversations WHERE id = $1",
     )
     .bind(conversation)
     .fetch_optional(e)
@@ -299,5 +301,46 @@ pub async fn total_unread(c: &mut Conn<'_>, user: i64) -> sqlx::Result<i64> {
     )
     .bind(user)
     .fetch_one(e)
+    .await)
+}
+
+/// Everyone whose presence `user` sees, and who sees theirs: friends, and everyone sharing a
+/// conversation (the user included).
+pub async fn contact_ids(c: &mut Conn<'_>, user: i64) -> sqlx::Result<Vec<i64>> {
+    run!(c, e => sqlx::query_scalar(
+        "SELECT friend_id FROM friendships WHERE user_id = $1 \
+         UNION SELECT o.user_id FROM members m JOIN members o ON o.conversation_id = m.conversation_id \
+         WHERE m.user_id = $1",
+    )
+    .bind(user)
+    .fetch_all(e)
+    .await)
+}
+
+/// Unread messages of `user` in one conversation.
+pub async fn unread_in(c: &mut Conn<'_>, conversation: i64, user: i64) -> sqlx::Result<i64> {
+    run!(c, e => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
+         WHERE m.conversation_id = $1 AND m.user_id = $2 AND x.id > m.last_read_message_id \
+         AND x.author_id <> $2",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_one(e)
+    .await)
+}
+
+/// Members with unread messages in a conversation, and how many (before they lose it).
+pub async fn unread_by_member(
+    c: &mut Conn<'_>,
+    conversation: i64,
+) -> sqlx::Result<Vec<(i64, i64)>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT m.user_id, COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
+         WHERE m.conversation_id = $1 AND x.id > m.last_read_message_id AND x.author_id <> m.user_id \
+         GROUP BY m.user_id",
+    )
+    .bind(conversation)
+    .fetch_all(e)
     .await)
 }

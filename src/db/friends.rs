@@ -202,3 +202,14 @@ pub async fn friend_ids(c: &mut Conn<'_>, user: i64) -> sqlx::Result<Vec<i64>> {
         .fetch_all(e)
         .await)
 }
+
+/// The other parties of `user`'s pending requests, either way.
+pub async fn pending_parties(c: &mut Conn<'_>, user: i64) -> sqlx::Result<Vec<i64>> {
+    run!(c, e => sqlx::query_scalar(
+        "SELECT recipient_id FROM friend_requests WHERE requester_id = $1 AND status = 'pending' \
+         UNION SELECT requester_id FROM friend_requests WHERE recipient_id = $1 AND status = 'pending'",
+    )
+    .bind(user)
+    .fetch_all(e)
+    .await)
+}

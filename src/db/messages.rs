@@ -94,3 +94,19 @@ pub async fn page(
     rows.reverse();
     Ok(rows)
 }
+
+/// Author and time of the message before `message` in its conversation (grouping).
+pub async fn before(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    message: i64,
+) -> sqlx::Result<Option<(i64, i64)>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT author_id, created_at FROM messages WHERE conversation_id = $1 AND id < $2 \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(conversation)
+    .bind(message)
+    .fetch_optional(e)
+    .await)
+}

@@ -1,8 +1,9 @@
-//! The Hub: routes deliveries by user id to that user's open streams (tabs, devices), each through a
-//! bounded queue, and keeps presence (who has at least one stream open).
+//! The Hub: routes each frame only to its audience's open streams (tabs, devices), each through a
+//! bounded queue, and keeps presence (who has at least one stream open, and who sees it).
 //!
 //! The map sits behind a std `Mutex` that is never held across `.await`; delivering is `try_send`
-//! into each recipient's queue, so one slow reader never slows anyone else.
+//! into each recipient's queue, so one slow reader never slows anyone else. Recipients who get the
+//! same frames of an event share one [`Delivery`], whose bytes were encoded once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,32 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::fragments::presence_frame;
+use super::frame::{self, Delivery, Rendered, audience};
 
 /// Deliveries a connection may have queued. A full queue means the reader fell this far behind:
 /// the connection gets `reload` and is closed instead of growing memory or slowing the others.
 pub const CONNECTION_QUEUE: usize = 256;
 
-/// Rendered deliveries kept for replay, so a reconnect after a short blip renders nothing again.
+/// Rendered events kept for replay, so a reconnect after a short blip renders nothing again.
 const RECENT_CACHE: usize = 2048;
-
-/// One SSE message: an action (`append`, `replace`, …) and its HTML.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    /// The SSE `event:` name.
-    pub action: &'static str,
-    /// The fragment, its root carrying `data-target`.
-    pub html: Arc<str>,
-}
-
-/// What one event becomes on the wire, rendered once and shared by every recipient.
-#[derive(Debug)]
-pub struct Delivery {
-    /// The event id (`None` for ephemeral signals such as presence).
-    pub id: Option<i64>,
-    /// Its frames, in order.
-    pub frames: Vec<Frame>,
-}
 
 struct Connection {
     id: u64,
@@ -50,7 +33,9 @@ struct Connection {
 #[derive(Default)]
 struct UserEntry {
     conns: Vec<Connection>,
-    friends: HashSet<i64>,
+    /// Who sees this user's presence (and whose presence this user sees): friends and everyone
+    /// sharing a conversation, and the user themself.
+    contacts: HashSet<i64>,
     /// Online on this node (a stream open, or closed within the grace period).
     online: bool,
     /// Other nodes (PostgreSQL deployments) where this user is online, and when they last said so.
@@ -78,7 +63,7 @@ pub struct PresenceChange {
 /// The in-process fan-out.
 pub struct Hub {
     users: Mutex<HashMap<i64, UserEntry>>,
-    recent: Mutex<VecDeque<(i64, Arc<Delivery>)>>,
+    recent: Mutex<VecDeque<Arc<Rendered>>>,
     next_conn: AtomicU64,
     grace: Duration,
     /// Wakes the log reader: an event was committed.
@@ -132,8 +117,8 @@ impl Hub {
         self.wake.notify_one();
     }
 
-    /// Registers a stream of `user`; `friends` are who sees their presence.
-    pub fn register(self: &Arc<Self>, user: i64, login_id: u64, friends: &[i64]) -> Subscription {
+    /// Registers a stream of `user`; `contacts` are who sees their presence.
+    pub fn register(self: &Arc<Self>, user: i64, login_id: u64, contacts: &[i64]) -> Subscription {
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
         let kill = CancellationToken::new();
         let overflowed = Arc::new(AtomicBool::new(false));
@@ -147,14 +132,15 @@ impl Hub {
             kill: kill.clone(),
             overflowed: overflowed.clone(),
         });
-        entry.friends = friends.iter().copied().collect();
+        entry.contacts.extend(contacts.iter().copied());
+        entry.contacts.insert(user);
         entry.generation += 1;
         let came_online = !entry.online;
         if came_online {
             let was_anywhere = entry.anywhere();
             entry.online = true;
             if !was_anywhere {
-                let to: Vec<i64> = entry.friends.iter().copied().collect();
+                let to: Vec<i64> = entry.contacts.iter().copied().collect();
                 Self::send_presence(&mut users, user, true, &to);
             }
         }
@@ -196,7 +182,7 @@ impl Hub {
                 return;
             }
             entry.online = false;
-            let to: Vec<i64> = entry.friends.iter().copied().collect();
+            let to: Vec<i64> = entry.contacts.iter().copied().collect();
             if entry.remote.is_empty() {
                 users.remove(&user);
                 Self::send_presence(&mut users, user, false, &to);
@@ -216,12 +202,22 @@ impl Hub {
     }
 
     fn send_presence(users: &mut HashMap<i64, UserEntry>, user: i64, online: bool, to: &[i64]) {
+        // A user's own tabs learn their presence from the snapshot of each new stream.
+        let to: Vec<i64> = to
+            .iter()
+            .copied()
+            .filter(|u| *u != user && users.get(u).is_some_and(|e| !e.conns.is_empty()))
+            .collect();
+        if to.is_empty() {
+            return;
+        }
+        let f = frame::presence(user, online, audience(to.iter().copied()));
         let delivery = Arc::new(Delivery {
             id: None,
-            frames: vec![presence_frame(user, online)],
+            chunks: vec![f.encode(None)],
         });
-        for friend in to {
-            if let Some(entry) = users.get_mut(friend) {
+        for u in to {
+            if let Some(entry) = users.get_mut(&u) {
                 Self::push(entry, &delivery);
             }
         }
@@ -236,31 +232,47 @@ impl Hub {
         }
     }
 
-    /// Delivers to every open stream of every user in `audience`.
-    pub fn deliver(&self, audience: &[i64], delivery: Arc<Delivery>) {
-        if let Some(id) = delivery.id {
+    /// Routes each frame of a logged event to the open streams of its audience. Recipients who
+    /// get the same frames share one delivery; nobody gets a frame meant for someone else.
+    pub fn deliver(&self, rendered: Arc<Rendered>) {
+        {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() == RECENT_CACHE {
                 recent.pop_front();
             }
-            recent.push_back((id, delivery.clone()));
-        }
-        if delivery.frames.is_empty() {
-            return;
+            recent.push_back(rendered.clone());
         }
         let mut users = self.users();
-        for user in audience {
-            if let Some(entry) = users.get_mut(user) {
+        let mut per_user: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (i, (f, _)) in rendered.frames.iter().enumerate() {
+            for u in f.audience.iter() {
+                if users.get(u).is_some_and(|e| !e.conns.is_empty()) {
+                    per_user.entry(*u).or_default().push(i);
+                }
+            }
+        }
+        let mut shared: HashMap<Vec<usize>, Arc<Delivery>> = HashMap::new();
+        for (user, frames) in per_user {
+            let delivery = shared
+                .entry(frames)
+                .or_insert_with_key(|idx| {
+                    Arc::new(Delivery {
+                        id: Some(rendered.id),
+                        chunks: idx.iter().map(|i| rendered.frames[*i].1.clone()).collect(),
+                    })
+                })
+                .clone();
+            if let Some(entry) = users.get_mut(&user) {
                 Self::push(entry, &delivery);
             }
         }
     }
 
-    /// A delivery rendered earlier, if still cached.
-    pub fn cached(&self, id: i64) -> Option<Arc<Delivery>> {
+    /// An event rendered earlier, if still cached.
+    pub fn cached(&self, id: i64) -> Option<Arc<Rendered>> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let i = recent.binary_search_by_key(&id, |(k, _)| *k).ok()?;
-        Some(recent[i].1.clone())
+        let i = recent.binary_search_by_key(&id, |r| r.id).ok()?;
+        Some(recent[i].clone())
     }
 
     /// Closes the streams of one login (logout).
@@ -281,39 +293,43 @@ impl Hub {
         }
     }
 
-    /// Two users became friends: each now sees the other's presence, starting now.
-    pub fn friends_added(&self, a: i64, b: i64) {
+    /// These users now see each other's presence (new friends, or new co-members). The frames that
+    /// show them to each other are rendered with their current presence, so nothing is sent here.
+    pub fn link(&self, users_in: &[i64]) {
         let mut users = self.users();
-        let a_online = users.get(&a).is_some_and(UserEntry::anywhere);
-        let b_online = users.get(&b).is_some_and(UserEntry::anywhere);
-        if let Some(e) = users.get_mut(&a) {
-            e.friends.insert(b);
-        }
-        if let Some(e) = users.get_mut(&b) {
-            e.friends.insert(a);
-        }
-        if a_online {
-            Self::send_presence(&mut users, a, true, &[b]);
-        }
-        if b_online {
-            Self::send_presence(&mut users, b, true, &[a]);
+        for u in users_in {
+            if let Some(e) = users.get_mut(u) {
+                e.contacts.extend(users_in.iter().copied());
+            }
         }
     }
 
-    /// Two users stopped being friends.
-    pub fn friends_removed(&self, a: i64, b: i64) {
+    /// These users see `added`'s presence and the reverse (members added to a group).
+    pub fn link_to(&self, members: &[i64], added: &[i64]) {
         let mut users = self.users();
-        if let Some(e) = users.get_mut(&a) {
-            e.friends.remove(&b);
+        for u in members {
+            if let Some(e) = users.get_mut(u) {
+                e.contacts.extend(added.iter().copied());
+            }
         }
-        if let Some(e) = users.get_mut(&b) {
-            e.friends.remove(&a);
+        for u in added {
+            if let Some(e) = users.get_mut(u) {
+                e.contacts.extend(members.iter().copied());
+            }
         }
     }
 
     /// True when `user` has a stream open (or closed it within the grace period).
     pub fn is_online(&self, user: i64) -> bool {
         self.users().get(&user).is_some_and(UserEntry::anywhere)
+    }
+
+    /// Who `user` sees (for the presence snapshot of a new stream).
+    pub fn contacts_of(&self, user: i64) -> Vec<i64> {
+        self.users()
+            .get(&user)
+            .map(|e| e.contacts.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Which of `users` are online.
@@ -390,11 +406,11 @@ impl Hub {
         }
     }
 
-    /// Presence of a user connected elsewhere, sent to the local users who have them as a friend.
+    /// Presence of a user connected elsewhere, sent to the local users who see them.
     fn tell_local_friends(users: &mut HashMap<i64, UserEntry>, user: i64, online: bool) {
         let to: Vec<i64> = users
             .iter()
-            .filter(|(_, e)| !e.conns.is_empty() && e.friends.contains(&user))
+            .filter(|(_, e)| !e.conns.is_empty() && e.contacts.contains(&user))
             .map(|(u, _)| *u)
             .collect();
         Self::send_presence(users, user, online, &to);

@@ -1,10 +1,12 @@
-//! Live delivery: the log reader that feeds the [`hub::Hub`], and the fragments it sends.
+//! Live delivery: the log reader that feeds the [`hub::Hub`], and the frames it sends.
 //!
 //! Every node reads the `events` table in id order after its cursor (woken locally after a commit,
-//! and on PostgreSQL by `LISTEN parley_events` for commits on other nodes), renders each event
-//! once, and hands it to the Hub, which routes it to the audience's open streams.
+//! and on PostgreSQL by `LISTEN parley_events` for commits on other nodes). For each event it first
+//! applies the event's effects on the Hub ([`apply`]), then renders its frames once ([`render`])
+//! and hands them to the Hub, which routes each frame to its own audience.
 
 pub mod fragments;
+pub mod frame;
 pub mod hub;
 
 use std::sync::Arc;
@@ -14,45 +16,64 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, Db};
 use crate::events::Event;
-use hub::{Delivery, Hub};
+use frame::Rendered;
+use hub::Hub;
 
 /// Events read per query while catching up.
 const BATCH: i64 = 256;
 
-/// Turns a logged row into its delivery and audience, applying its effects on the Hub
-/// (closing streams, updating who sees whose presence) when `apply` is set.
-pub fn prepare(hub: &Hub, row: &db::events::EventRow, apply: bool) -> (Arc<Delivery>, Vec<i64>) {
+/// A logged row as data: the event and who it was logged for.
+pub fn parse(row: &db::events::EventRow) -> Option<(Event, Vec<i64>)> {
     let audience: Vec<i64> = serde_json::from_str(&row.audience).unwrap_or_default();
-    let event: Option<Event> = match serde_json::from_str(&row.payload) {
-        Ok(e) => Some(e),
+    match serde_json::from_str(&row.payload) {
+        Ok(e) => Some((e, audience)),
         Err(e) => {
             tracing::error!(event_id = row.id, error = %e, "unreadable event in the log");
             None
         }
-    };
-    if apply {
-        match &event {
-            Some(Event::SessionEnded { user_id, login_id }) => hub.close_login(*user_id, *login_id),
-            Some(Event::PasswordChanged {
-                user_id,
-                keep_login_id,
-            }) => hub.close_other_logins(*user_id, *keep_login_id),
-            Some(Event::FriendAdded { a, b }) => hub.friends_added(a.id, b.id),
-            Some(Event::FriendRemoved { a, b, .. }) => hub.friends_removed(a.id, b.id),
-            _ => {}
-        }
     }
-    let delivery = match hub.cached(row.id) {
-        Some(d) => d,
-        None => Arc::new(Delivery {
-            id: Some(row.id),
-            frames: event
-                .as_ref()
-                .map(fragments::frames_for)
-                .unwrap_or_default(),
-        }),
-    };
-    (delivery, audience)
+}
+
+/// The Hub's side of an event: streams that close, and who now sees whose presence.
+pub fn apply(hub: &Hub, event: &Event) {
+    match event {
+        Event::SessionEnded { user_id, login_id } => hub.close_login(*user_id, *login_id),
+        Event::PasswordChanged {
+            user_id,
+            keep_login_id,
+        } => hub.close_other_logins(*user_id, *keep_login_id),
+        Event::FriendAdded { a, b } => hub.link(&[a.id, b.id]),
+        Event::ConversationCreated { conversation } => {
+            let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
+            hub.link(&ids);
+        }
+        Event::MembersChanged {
+            conversation,
+            added,
+            ..
+        } if !added.is_empty() => {
+            let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
+            let added: Vec<i64> = added.iter().map(|m| m.id).collect();
+            hub.link_to(&ids, &added);
+        }
+        _ => {}
+    }
+}
+
+/// The frames of a logged row, rendered once (or taken from the Hub's cache of recent events).
+pub fn render(
+    hub: &Hub,
+    row: &db::events::EventRow,
+    parsed: Option<&(Event, Vec<i64>)>,
+) -> Arc<Rendered> {
+    if let Some(r) = hub.cached(row.id) {
+        return r;
+    }
+    let online = |u: i64| hub.is_online(u);
+    let frames = parsed
+        .map(|(e, audience)| fragments::frames_for(e, audience, &online))
+        .unwrap_or_default();
+    Arc::new(Rendered::new(row.id, frames))
 }
 
 /// Reads the log after `cursor` and delivers, until shutdown.
@@ -90,8 +111,11 @@ async fn drain(hub: &Hub, db: &Db, cursor: &mut i64) -> sqlx::Result<()> {
         };
         let n = rows.len() as i64;
         for row in &rows {
-            let (delivery, audience) = prepare(hub, row, true);
-            hub.deliver(&audience, delivery);
+            let parsed = parse(row);
+            if let Some((event, _)) = &parsed {
+                apply(hub, event);
+            }
+            hub.deliver(render(hub, row, parsed.as_ref()));
             *cursor = row.id;
         }
         if n < BATCH {

@@ -1,6 +1,7 @@
 //! View models: askama structs that mirror `templates/`, built from domain and db types with
 //! everything already formatted. Templates hold only `if`/`for`/`include`.
 
+pub mod dom;
 pub mod pages;
 pub mod partials;
 
@@ -35,6 +36,22 @@ impl Layout {
     /// The header chip of the logged-in user.
     pub fn current_user_view(&self) -> Option<UserView> {
         self.me.as_ref().map(|me| UserView::new(me, false))
+    }
+
+    /// The header's unread badge.
+    pub fn unread_badge(&self) -> BadgeView {
+        BadgeView {
+            id: "badge-unread",
+            count: self.unread,
+        }
+    }
+
+    /// The header's friend-request badge.
+    pub fn requests_badge(&self) -> BadgeView {
+        BadgeView {
+            id: dom::containers::REQUESTS_BADGE,
+            count: self.requests,
+        }
     }
 
     /// `data-me` of `<body>`.

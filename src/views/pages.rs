@@ -108,20 +108,11 @@ pub struct ConversationsPage {
     /// My conversations.
     pub rows: Vec<ConversationRowView>,
     /// Friends I can put in a new group.
-    pub friends: Vec<UserView>,
+    pub picks: Vec<PickView>,
     /// Title as typed.
     pub title: String,
-    /// Usernames ticked.
-    pub chosen: Vec<String>,
     /// Errors.
     pub errors: FieldErrors,
-}
-
-impl ConversationsPage {
-    /// Whether a friend is ticked in the new-group form.
-    pub fn is_chosen(&self, username: &str) -> bool {
-        self.chosen.iter().any(|c| c == username)
-    }
 }
 
 /// `conversations/show.html`.
@@ -144,6 +135,8 @@ pub struct ConversationPage {
     pub hue: i64,
     /// Messages, oldest first.
     pub messages: Vec<MessageView>,
+    /// The message list's DOM id (older pages have their own, so live appends skip them).
+    pub list_id: String,
     /// Id to page back from, when there are older messages.
     pub older: Option<i64>,
     /// True when this is an older page (`?before=`): no composer jump, a link back to the newest.

@@ -1,12 +1,14 @@
-//! Partials: one template per broadcastable record, rendered the same in pages and live fragments.
-//! They are viewer-independent (rendered once, fanned out); what differs per viewer is derived by
-//! live.js from `data-*` attributes.
+//! Partials: one template per broadcastable record, rendered the same in pages, paging, live
+//! frames and replay, with its DOM id from [`super::dom`]. They are viewer-independent (rendered
+//! once, fanned out); what differs per viewer is derived by live.js (`decorate`) from `data-*`
+//! attributes and `<body data-me>`. A page, which knows its viewer, pre-sets the same `hidden`
+//! attributes so that it reads right without JavaScript.
 
 use askama::Template;
 
-use super::{Segment, Stamp, hue, initials, linkify};
+use super::{Segment, Stamp, dom, hue, initials, linkify};
 use crate::db::users::UserRef;
-use crate::events::MessageData;
+use crate::events::{MessageData, PrevMessage};
 
 /// A person as lists show them.
 #[derive(Debug, Clone)]
@@ -37,6 +39,46 @@ impl UserView {
             online,
         }
     }
+
+    /// The id of the `rename` payload.
+    pub fn dom_id_name(&self) -> String {
+        dom::user(self.id)
+    }
+
+    /// The id of this person in the friend list.
+    pub fn dom_id_friend(&self) -> String {
+        dom::friend(self.id)
+    }
+
+    /// The id of this person in the new-group form.
+    pub fn dom_id_pick(&self) -> String {
+        dom::pick(self.id)
+    }
+}
+
+/// `users/_name.html`: the payload of a rename.
+#[derive(Template)]
+#[template(path = "users/_name.html")]
+pub struct NamePartial {
+    /// Who, with the new name.
+    pub user: UserView,
+}
+
+/// A counter in the header (`badge-unread`, `badge-requests`).
+#[derive(Debug, Clone)]
+pub struct BadgeView {
+    /// DOM id.
+    pub id: &'static str,
+    /// The number.
+    pub count: i64,
+}
+
+/// `users/_badge.html`.
+#[derive(Template)]
+#[template(path = "users/_badge.html")]
+pub struct BadgePartial {
+    /// The badge.
+    pub badge: BadgeView,
 }
 
 /// `users/_current_user.html`: the header chip (id `current-user`).
@@ -62,6 +104,16 @@ pub struct ReaderView {
     pub conversation_id: i64,
     /// Who.
     pub user: UserView,
+    /// Not shown: the reader wrote that message (their marker says nothing), or, on a page, the
+    /// reader is the viewer.
+    pub hidden: bool,
+}
+
+impl ReaderView {
+    /// `reader-{conversation_id}-{user_id}`.
+    pub fn dom_id(&self) -> String {
+        dom::reader(self.conversation_id, self.user.id)
+    }
 }
 
 /// `messages/_reader.html` (id `reader-{conversation_id}-{user_id}`).
@@ -87,17 +139,35 @@ pub struct MessageView {
     pub text: String,
     /// When.
     pub at: Stamp,
-    /// Same author as the message before, within minutes (pages only; live.js does it live).
+    /// Same author as the message before, within minutes: shown as one group.
     pub continued: bool,
-    /// A day separator goes before it (pages only).
+    /// The first message of its day: a day separator goes above it.
     pub new_day: bool,
-    /// Readers whose newest read message this is (pages only).
+    /// Readers whose newest read message this is (pages only; live, they move in one by one).
     pub readers: Vec<ReaderView>,
+}
+
+/// Messages closer than this to the one before, by the same author, are grouped.
+const GROUP_GAP_MS: i64 = 5 * 60 * 1000;
+
+/// How a message joins the one before it: `(continued, new_day)`. The one place that decides
+/// grouping and day separators, for pages and live frames alike.
+pub fn grouping(prev: Option<PrevMessage>, author_id: i64, created_at: i64) -> (bool, bool) {
+    match prev {
+        None => (false, true),
+        Some(p) => {
+            let new_day = Stamp::new(p.created_at).day != Stamp::new(created_at).day;
+            let continued =
+                !new_day && p.author_id == author_id && created_at - p.created_at < GROUP_GAP_MS;
+            (continued, new_day)
+        }
+    }
 }
 
 impl MessageView {
     /// From event data.
     pub fn new(m: &MessageData) -> MessageView {
+        let (continued, new_day) = grouping(m.prev, m.author.id, m.created_at);
         MessageView {
             id: m.id,
             conversation_id: m.conversation_id,
@@ -105,10 +175,25 @@ impl MessageView {
             segments: linkify(&m.body),
             text: m.body.clone(),
             at: Stamp::new(m.created_at),
-            continued: false,
-            new_day: false,
+            continued,
+            new_day,
             readers: Vec::new(),
         }
+    }
+
+    /// `message-{id}`.
+    pub fn dom_id(&self) -> String {
+        dom::message(self.id)
+    }
+
+    /// Its receipts container.
+    pub fn receipts_dom_id(&self) -> String {
+        dom::receipts(self.id)
+    }
+
+    /// Its conversation's row in the list (live.js counts unread there).
+    pub fn row_dom_id(&self) -> String {
+        dom::conversation_row(self.conversation_id)
     }
 }
 
@@ -125,17 +210,19 @@ pub struct MessagePartial {
 pub struct PreviewView {
     /// Conversation.
     pub conversation_id: i64,
-    /// "Ann: text…", or empty.
+    /// Who wrote the latest message (None: no message yet).
+    pub author: Option<UserView>,
+    /// Its text on one line, shortened.
     pub text: String,
-    /// Last activity.
-    pub at: Stamp,
+    /// Last activity (ms): the row's place in the list.
+    pub activity: i64,
 }
 
 impl PreviewView {
-    /// The preview of a message.
-    pub fn of(conversation_id: i64, author: Option<&str>, body: Option<&str>, at_ms: i64) -> Self {
-        let text = match (author, body) {
-            (Some(a), Some(b)) => {
+    /// The preview of a conversation whose latest message is `last`.
+    pub fn of(conversation_id: i64, last: Option<(&UserRef, &str)>, at_ms: i64) -> Self {
+        let (author, text) = match last {
+            Some((a, b)) => {
                 let one_line = b.split_whitespace().collect::<Vec<_>>().join(" ");
                 let short: String = one_line.chars().take(80).collect();
                 let ellipsis = if one_line.chars().count() > 80 {
@@ -143,15 +230,21 @@ impl PreviewView {
                 } else {
                     ""
                 };
-                format!("{a}: {short}{ellipsis}")
+                (Some(UserView::new(a, false)), format!("{short}{ellipsis}"))
             }
-            _ => String::new(),
+            None => (None, String::new()),
         };
         PreviewView {
             conversation_id,
+            author,
             text,
-            at: Stamp::new(at_ms),
+            activity: at_ms,
         }
+    }
+
+    /// `preview-{conversation_id}`.
+    pub fn dom_id(&self) -> String {
+        dom::preview(self.conversation_id)
     }
 }
 
@@ -161,6 +254,30 @@ impl PreviewView {
 pub struct PreviewPartial {
     /// The preview.
     pub preview: PreviewView,
+}
+
+/// A row's unread count, as its viewer sees it.
+#[derive(Debug, Clone)]
+pub struct UnreadView {
+    /// Conversation.
+    pub conversation_id: i64,
+    /// Unread messages.
+    pub count: i64,
+}
+
+impl UnreadView {
+    /// `unread-{conversation_id}`.
+    pub fn dom_id(&self) -> String {
+        dom::unread(self.conversation_id)
+    }
+}
+
+/// `conversations/_unread.html`.
+#[derive(Template)]
+#[template(path = "conversations/_unread.html")]
+pub struct UnreadPartial {
+    /// The count.
+    pub unread: UnreadView,
 }
 
 /// A row of the conversation list.
@@ -178,10 +295,21 @@ pub struct ConversationRowView {
     pub hue: i64,
     /// Latest message.
     pub preview: PreviewView,
-    /// My unread count (0 in live fragments: live.js counts up from there).
-    pub unread: i64,
-    /// The row of the open conversation.
-    pub current: bool,
+    /// My unread count (0 in live frames: a row appears live only when there is nothing unread,
+    /// and live.js counts up from there).
+    pub unread: UnreadView,
+}
+
+impl ConversationRowView {
+    /// `conversation-{id}`.
+    pub fn dom_id(&self) -> String {
+        dom::conversation_row(self.id)
+    }
+
+    /// Its place in the list: newest activity first, then newest conversation.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.preview.activity, self.id)
+    }
 }
 
 /// `conversations/_row.html` (id `conversation-{id}`).
@@ -201,15 +329,25 @@ pub struct MembersView {
     pub owner_id: i64,
     /// Members, longest-standing first.
     pub members: Vec<UserView>,
-    /// Page: whether the viewer owns the group. Fragment: None, owner controls are rendered
-    /// with `data-owner-only` and live.js hides them from everyone else.
+    /// Page: whether the viewer owns the group. Frame: None. Owner controls always carry
+    /// `data-owner-only`, and live.js shows them to the owner only; a page pre-hides them.
     pub viewer_is_owner: Option<bool>,
 }
 
 impl MembersView {
-    /// Whether owner-only controls are in the markup.
-    pub fn owner_controls(&self) -> bool {
-        self.viewer_is_owner != Some(false)
+    /// Whether a page hides the owner-only controls from its viewer.
+    pub fn hide_owner_controls(&self) -> bool {
+        self.viewer_is_owner == Some(false)
+    }
+
+    /// `members-{conversation_id}`.
+    pub fn dom_id(&self) -> String {
+        dom::members(self.conversation_id)
+    }
+
+    /// `member-{conversation_id}-{user_id}`.
+    pub fn member_dom_id(&self, user_id: &i64) -> String {
+        dom::member(self.conversation_id, *user_id)
     }
 }
 
@@ -247,6 +385,11 @@ impl ComposerView {
             error: None,
         }
     }
+
+    /// `composer-{conversation_id}`.
+    pub fn dom_id(&self) -> String {
+        dom::composer(self.conversation_id)
+    }
 }
 
 /// A random idempotency key.
@@ -278,6 +421,13 @@ pub struct GonePartial {
     pub message: String,
 }
 
+impl GonePartial {
+    /// It takes the place of `conversation-view-{id}`.
+    pub fn dom_id(&self) -> String {
+        dom::conversation_view(self.conversation_id)
+    }
+}
+
 /// A pending friend request row.
 #[derive(Debug, Clone)]
 pub struct RequestView {
@@ -289,6 +439,13 @@ pub struct RequestView {
     pub other: UserView,
     /// Sent at.
     pub at: Stamp,
+}
+
+impl RequestView {
+    /// `request-{id}`.
+    pub fn dom_id(&self) -> String {
+        dom::request(self.id)
+    }
 }
 
 /// `friends/_request.html` (id `request-{id}`).
@@ -305,4 +462,21 @@ pub struct RequestPartial {
 pub struct FriendPartial {
     /// The friend.
     pub friend: UserView,
+}
+
+/// A friend to tick in the new-group form.
+#[derive(Debug, Clone)]
+pub struct PickView {
+    /// The friend.
+    pub friend: UserView,
+    /// Ticked (a form shown again after an error).
+    pub checked: bool,
+}
+
+/// `friends/_pick.html` (id `pick-{user_id}`).
+#[derive(Template)]
+#[template(path = "friends/_pick.html")]
+pub struct PickPartial {
+    /// The friend to pick.
+    pub pick: PickView,
 }

@@ -21,8 +21,8 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::views::{
     ComposerView, ConversationPage, ConversationRowView, ConversationsPage, MembersView,
-    MessagePartial, MessageView, PreviewView, ReaderView, UserView, hue, initials, render,
-    render_fragment,
+    MessagePartial, MessageView, PickView, PreviewView, ReaderView, UnreadView, UserView, dom, hue,
+    initials, render, render_fragment,
 };
 
 /// Messages per page.
@@ -44,7 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations/{id}/read", post(read))
 }
 
-fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
+fn row_view(state: &AppState, r: ListRow) -> ConversationRowView {
     let other = match (r.other_id, r.other_username) {
         (Some(id), Some(username)) => Some(UserRef {
             id,
@@ -53,19 +53,14 @@ fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
         }),
         _ => None,
     };
-    let author = r.last_author_username.map(|u| {
-        UserRef {
-            id: r.last_author_id.unwrap_or(0),
-            username: u,
-            display_name: r.last_author_display_name.unwrap_or_default(),
-        }
-        .name()
-        .to_owned()
+    let author = r.last_author_username.map(|u| UserRef {
+        id: r.last_author_id.unwrap_or(0),
+        username: u,
+        display_name: r.last_author_display_name.unwrap_or_default(),
     });
     let preview = PreviewView::of(
         r.id,
-        author.as_deref(),
-        r.last_body.as_deref(),
+        author.as_ref().zip(r.last_body.as_deref()),
         r.last_activity_at,
     );
     let (title, avatar_initials, avatar_hue) = match (&r.title, &other) {
@@ -80,8 +75,10 @@ fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
         initials: avatar_initials,
         hue: avatar_hue,
         preview,
-        unread: if r.id == current { 0 } else { r.unread },
-        current: r.id == current,
+        unread: UnreadView {
+            conversation_id: r.id,
+            count: r.unread,
+        },
     }
 }
 
@@ -102,10 +99,15 @@ async fn index_page(
         status,
         &ConversationsPage {
             layout,
-            rows: rows.into_iter().map(|r| row_view(state, r, 0)).collect(),
-            friends: friends.iter().map(|f| UserView::new(f, false)).collect(),
+            rows: rows.into_iter().map(|r| row_view(state, r)).collect(),
+            picks: friends
+                .iter()
+                .map(|f| PickView {
+                    friend: UserView::new(f, false),
+                    checked: chosen.contains(&f.username),
+                })
+                .collect(),
             title,
-            chosen,
             errors,
         },
     ))
@@ -155,7 +157,7 @@ async fn create(
     }
     let result = match title {
         Some(title) if errors.is_empty() => {
-            chat::conversations::create_group(&state, &me, &title, &members).await
+            chat::conversations::create_group(&state.cx(), &me.user, &title, &members).await
         }
         _ => Err(AppError::Invalid(errors)),
     };
@@ -210,42 +212,40 @@ async fn show_page(
     };
     drop(rc);
 
-    let older = if messages.len() as i64 > PAGE_SIZE {
-        messages.remove(0);
-        messages.first().map(|m| m.id)
+    // One row more than a page tells whether there are older messages, and what the first
+    // message of the page follows (grouping is decided from the pair, as live).
+    let (older, mut prev) = if messages.len() as i64 > PAGE_SIZE {
+        let extra = messages.remove(0);
+        (
+            messages.first().map(|m| m.id),
+            Some(chat::messages::prev_of(&extra)),
+        )
     } else {
-        None
+        (None, None)
     };
-    // Read markers: each other member's chip sits under the newest message they have read.
+    // Read markers: each member's chip sits under the newest message they have read. Mine, and
+    // an author's on their own message, are there but hidden (as live.js hides them live).
     let mut readers: HashMap<i64, Vec<ReaderView>> = HashMap::new();
-    for u in members.iter().filter(|u| u.id != me.id()) {
+    for u in &members {
         readers
             .entry(u.last_read_message_id)
             .or_default()
             .push(ReaderView {
                 conversation_id: id,
                 user: UserView::new(&u.user_ref(), false),
+                hidden: u.id == me.id(),
             });
     }
     let mut views: Vec<MessageView> = Vec::with_capacity(messages.len());
-    let mut prev_at = 0;
     for row in &messages {
-        let mut v = MessageView::new(&chat::messages::data_of(row));
-        if let Some(prev) = views.last() {
-            v.new_day = prev.at.day != v.at.day;
-            v.continued = !v.new_day
-                && prev.author.id == v.author.id
-                && row.created_at - prev_at < 5 * 60 * 1000;
-        } else {
-            v.new_day = true;
+        let mut v = MessageView::new(&chat::messages::data_of(row, prev));
+        prev = Some(chat::messages::prev_of(row));
+        let mut rs = readers.remove(&row.id).unwrap_or_default();
+        for r in &mut rs {
+            r.hidden |= r.user.id == row.author_id;
         }
-        prev_at = row.created_at;
-        v.readers = readers
-            .remove(&row.id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|r| r.user.id != row.author_id)
-            .collect();
+        rs.sort_by_key(|r| r.user.id);
+        v.readers = rs;
         views.push(v);
     }
     let title = match (&m.title, &other) {
@@ -267,13 +267,17 @@ async fn show_page(
         status,
         &ConversationPage {
             layout,
-            rows: rows.into_iter().map(|r| row_view(state, r, id)).collect(),
+            rows: rows.into_iter().map(|r| row_view(state, r)).collect(),
             id,
             other: other.map(|o| UserView::new(&o, state.hub.is_online(o.id))),
             initials: initials(&title),
             hue: hue(id),
             title,
             messages: views,
+            list_id: match before {
+                Some(b) => dom::messages_page(id, b),
+                None => dom::messages(id),
+            },
             older,
             paged: before.is_some(),
             members: members_view,
@@ -315,7 +319,7 @@ async fn show(
             .last_message_id
             .filter(|l| *l > latest.last_read_message_id)
         {
-            chat::messages::mark_read(&state, &me, id, last).await?;
+            chat::messages::mark_read(&state.cx(), &me.user, id, last).await?;
         }
     }
     show_page(
@@ -370,7 +374,7 @@ async fn add_member(
     Form(form): Form<MemberForm>,
 ) -> AppResult<Response> {
     let r = match Username::parse("username", &form.username) {
-        Ok(u) => chat::conversations::add_member(&state, &me, id, &u).await,
+        Ok(u) => chat::conversations::add_member(&state.cx(), &me.user, id, &u).await,
         Err(e) => {
             // Strangers get 404 before they learn anything about their input.
             ensure_member(&state, id, &me).await?;
@@ -386,7 +390,7 @@ async fn remove_member(
     me: CurrentUser,
     Path((id, user_id)): Path<(i64, i64)>,
 ) -> AppResult<Response> {
-    let r = chat::conversations::remove_member(&state, &me, id, user_id).await;
+    let r = chat::conversations::remove_member(&state.cx(), &me.user, id, user_id).await;
     member_result(&state, &me, id, r, format!("/conversations/{id}")).await
 }
 
@@ -396,7 +400,7 @@ async fn leave(
     me: CurrentUser,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    let r = chat::conversations::leave(&state, &me, id).await;
+    let r = chat::conversations::leave(&state.cx(), &me.user, id).await;
     member_result(&state, &me, id, r, "/conversations".into()).await
 }
 
@@ -406,7 +410,7 @@ async fn destroy(
     me: CurrentUser,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    let r = chat::conversations::delete(&state, &me, id).await;
+    let r = chat::conversations::delete(&state.cx(), &me.user, id).await;
     member_result(&state, &me, id, r, "/conversations".into()).await
 }
 
@@ -430,7 +434,7 @@ async fn create_message(
         .and_then(|b| ClientId::parse_opt("client_id", form.client_id.as_deref()).map(|c| (b, c)));
     let result = match parsed {
         Ok((body, client_id)) => {
-            chat::messages::post(&state, &me, id, &body, client_id.as_ref()).await
+            chat::messages::post(&state.cx(), &me.user, id, &body, client_id.as_ref()).await
         }
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.
@@ -439,9 +443,9 @@ async fn create_message(
         }
     };
     match result {
-        Ok(row) if fetch => {
+        Ok(message) if fetch => {
             let html = render_fragment(&MessagePartial {
-                message: MessageView::new(&chat::messages::data_of(&row)),
+                message: MessageView::new(&message),
             });
             Ok((
                 StatusCode::OK,
@@ -499,7 +503,7 @@ async fn read(
     Form(form): Form<ReadForm>,
 ) -> AppResult<Response> {
     let r = match parse_id("message_id", &form.message_id) {
-        Ok(mid) => chat::messages::mark_read(&state, &me, id, mid)
+        Ok(mid) => chat::messages::mark_read(&state.cx(), &me.user, id, mid)
             .await
             .map(|_| ()),
         Err(e) => {

@@ -3,33 +3,37 @@
 //! Order of work: register with the Hub first (so nothing committed from now on is missed), then
 //! replay the log after `Last-Event-ID` / `?after=` (skipping later what the queue repeats), then
 //! send the presence snapshot, then stream until the session ends, the Hub drops us, or shutdown.
+//! Frames arrive already encoded (once, for every recipient); this loop only writes bytes.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::Stream;
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::auth::{AuthSession, keys, session_value};
 use crate::db;
 use crate::error::AppResult;
-use crate::live::fragments::{presence_frame, reload_frame};
-use crate::live::hub::{Delivery, Frame};
-use crate::live::prepare;
+use crate::live::frame::{self, Action, Delivery, Frame, audience};
+use crate::live::{self as live_mod};
 use crate::state::AppState;
+use crate::views::dom;
 
 /// The most events replayed on reconnect; further behind, the client reloads instead.
 pub const MAX_REPLAY: i64 = 500;
 
 /// How long a browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(2);
+
+/// A comment at least this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -41,24 +45,26 @@ struct After {
     after: Option<String>,
 }
 
-/// One SSE event per frame; every frame of a logged event carries the event's id, so a tab that
-/// receives frames second-hand (from the tab holding the stream) can tell what its page has.
-fn sse_frames(frames: &[Frame], id: Option<i64>) -> Vec<SseEvent> {
-    frames
-        .iter()
-        .map(|f| {
-            let e = SseEvent::default().event(f.action).data(&*f.html);
-            match id {
-                Some(id) => e.id(id.to_string()),
-                None => e,
-            }
-        })
-        .collect()
+enum Start {
+    Replay(Vec<Delivery>),
+    Reload,
 }
 
-enum Start {
-    Replay(Vec<std::sync::Arc<Delivery>>),
-    Reload,
+/// The presence snapshot: who among the people `me` sees is online now; every other dot is off.
+fn snapshot(online: &[i64], me: i64) -> Bytes {
+    let ids: Vec<String> = online.iter().map(i64::to_string).collect();
+    let html = format!("<span data-online=\"{}\"></span>", ids.join(" "));
+    Frame::new(
+        Action::Presence,
+        "presence-all".to_owned(),
+        audience([me]),
+        &html,
+    )
+    .encode(None)
+}
+
+fn reload_bytes(me: i64) -> Bytes {
+    frame::reload(dom::containers::PAGE.to_owned(), audience([me])).encode(None)
 }
 
 // GET /events
@@ -83,11 +89,11 @@ async fn stream(
         .and_then(|s| s.trim().parse::<i64>().ok())
         .filter(|n| *n >= 0);
 
-    let friends = {
+    let contacts = {
         let mut rc = state.db.read().await?;
-        db::friends::friend_ids(&mut rc.conn(), me).await?
+        db::conversations::contact_ids(&mut rc.conn(), me).await?
     };
-    let mut sub = state.hub.register(me, login_id, &friends);
+    let mut sub = state.hub.register(me, login_id, &contacts);
 
     let start = match after {
         None => Start::Replay(Vec::new()),
@@ -105,15 +111,18 @@ async fn stream(
                 } else {
                     Start::Replay(
                         rows.iter()
-                            .map(|r| prepare(&state.hub, r, false).0)
+                            .map(|r| {
+                                let parsed = live_mod::parse(r);
+                                live_mod::render(&state.hub, r, parsed.as_ref()).for_user(me)
+                            })
                             .collect(),
                     )
                 }
             }
         }
     };
-    let online = state.hub.online_among(&friends);
     let shutdown = state.shutdown.clone();
+    let hub = state.hub.clone();
     // A stream lives no longer than its session: past the expiry it closes and the reconnect
     // finds out whether the session was extended meanwhile.
     let expires_in = (session.expiry_date() - time::OffsetDateTime::now_utc())
@@ -122,33 +131,34 @@ async fn stream(
         .max(Duration::from_secs(1));
 
     let body = async_stream::stream! {
-        let hello = SseEvent::default().retry(RETRY).comment("parley");
-        yield Ok::<_, Infallible>(hello);
+        yield Ok::<_, Infallible>(frame::comment("parley", Some(RETRY.as_millis() as u64)));
         let mut last_sent = after.unwrap_or(0);
         match start {
             Start::Reload => {
-                for e in sse_frames(&[reload_frame()], None) { yield Ok(e); }
+                yield Ok(reload_bytes(me));
                 return;
             }
             Start::Replay(deliveries) => {
                 for d in deliveries {
                     if let Some(id) = d.id { last_sent = last_sent.max(id); }
-                    for e in sse_frames(&d.frames, d.id) { yield Ok(e); }
+                    for chunk in d.chunks { yield Ok(chunk); }
                 }
             }
         }
-        for friend in online {
-            for e in sse_frames(&[presence_frame(friend, true)], None) { yield Ok(e); }
-        }
+        // Taken after the replay, so dots the replay drew with older presence are set right.
+        let online = hub.online_among(&hub.contacts_of(me));
+        yield Ok(snapshot(&online, me));
         let deadline = tokio::time::sleep(expires_in);
         tokio::pin!(deadline);
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.tick().await;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = sub.kill.cancelled() => {
                     if sub.overflowed.load(Ordering::Relaxed) {
-                        for e in sse_frames(&[reload_frame()], None) { yield Ok(e); }
+                        yield Ok(reload_bytes(me));
                     }
                     break;
                 }
@@ -159,25 +169,21 @@ async fn stream(
                             if id <= last_sent { continue; }
                             last_sent = id;
                         }
-                        for e in sse_frames(&d.frames, d.id) { yield Ok(e); }
+                        for chunk in &d.chunks { yield Ok(chunk.clone()); }
                     }
                     None => break,
                 },
+                _ = keep_alive.tick() => yield Ok(frame::comment("", None)),
             }
         }
     };
-    Ok(sse_response(body))
-}
-
-fn sse_response<S>(body: S) -> Response
-where
-    S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
-{
-    let mut res = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
+    let mut res = Response::new(Body::from_stream(body));
     let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    res
+    Ok(res)
 }

@@ -108,7 +108,7 @@ async fn create_request(
     Form(form): Form<RequestForm>,
 ) -> AppResult<Response> {
     let result = match Username::parse("username", &form.username) {
-        Ok(username) => chat::friends::send_request(&state, &me, &username)
+        Ok(username) => chat::friends::send_request(&state.cx(), &me.user, &username)
             .await
             .map(|_| username),
         Err(errors) => Err(AppError::Invalid(errors)),
@@ -138,7 +138,7 @@ async fn answer(
     id: i64,
     status: RequestStatus,
 ) -> AppResult<Redirect> {
-    chat::friends::answer_request(&state, &me, id, status).await?;
+    chat::friends::answer_request(&state.cx(), &me.user, id, status).await?;
     Ok(Redirect::to("/friends"))
 }
 
@@ -175,7 +175,7 @@ async fn destroy(
     me: CurrentUser,
     Path(user_id): Path<i64>,
 ) -> AppResult<Redirect> {
-    chat::friends::unfriend(&state, &me, user_id).await?;
+    chat::friends::unfriend(&state.cx(), &me.user, user_id).await?;
     Ok(Redirect::to("/friends"))
 }
 

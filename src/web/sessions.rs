@@ -223,7 +223,7 @@ async fn create_registration(
     let (Some(username), Some(password)) = (username, password) else {
         return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
     };
-    let row = match chat::accounts::register(&state, &username, &password).await {
+    let row = match chat::accounts::register(&state.cx(), &username, &password).await {
         Ok(row) => row,
         Err(AppError::Invalid(errors)) => {
             return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
@@ -242,7 +242,7 @@ async fn destroy(State(state): State<AppState>, mut auth: AuthSession) -> AppRes
         .await
         .map_err(|e| anyhow::anyhow!("logout: {e}"))?;
     if let (Some(user), Some(login_id)) = (user, login_id) {
-        chat::accounts::logged_out(&state, user.user.id, login_id).await?;
+        chat::accounts::logged_out(&state.cx(), user.user.id, login_id).await?;
     }
     Ok(Redirect::to("/login"))
 }

@@ -99,7 +99,7 @@ async fn update(
             .await;
         }
     };
-    chat::accounts::set_display_name(&state, &me, &name).await?;
+    chat::accounts::set_display_name(&state.cx(), &me.user, &name).await?;
     Ok(Redirect::to("/settings?saved=profile").into_response())
 }
 
@@ -127,7 +127,8 @@ async fn update_password(
     let name = me.user.display_name.clone();
     let result = match (current, new) {
         (Some(current), Some(new)) => {
-            chat::accounts::change_password(&state, &me, &current, &new).await
+            chat::accounts::change_password(&state.cx(), &me.user, me.login_id, &current, &new)
+                .await
         }
         _ => Err(AppError::Invalid(errors)),
     };

@@ -311,22 +311,26 @@ async fn settings_change_the_display_name_and_validate_it() {
 }
 
 #[tokio::test]
-async fn a_display_name_change_reaches_my_other_tabs_live_and_nobody_else() {
+async fn a_display_name_change_reaches_everyone_who_sees_the_name_and_nobody_else() {
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
     let mut tab1 = ann.stream().await;
     let mut tab2 = ann.stream().await;
     let mut bobs = bob.stream().await;
+    let mut carls = carl.stream().await;
     ann.post("/settings", &[("display_name", "Ann Lee")]).await;
-    for tab in [&mut tab1, &mut tab2] {
-        let f = tab.expect_target("replace", "current-user").await;
-        assert!(f.data.contains("Ann Lee"));
+    let target = format!("user-{}", ann.id);
+    for s in [&mut tab1, &mut tab2, &mut bobs] {
+        let f = s.expect_target("rename", &target).await;
+        assert!(f.content().contains("Ann Lee"));
         assert!(f.id.is_some());
     }
-    bobs.assert_none(std::time::Duration::from_millis(300), "ann's header", |f| {
-        f.target().as_deref() == Some("current-user") && f.applies_to(bob.id)
-    })
-    .await;
+    carls
+        .assert_none(std::time::Duration::from_millis(300), "ann's name", |f| {
+            f.event == "rename"
+        })
+        .await;
 }
 
 #[tokio::test]

@@ -442,6 +442,7 @@ impl Client {
             inner: Box::pin(r.bytes_stream()),
             buf: String::new(),
             pending: std::collections::VecDeque::new(),
+            snapshots: std::collections::VecDeque::new(),
             ended: false,
         };
         // The hello comment proves the stream is registered with the Hub.
@@ -463,12 +464,14 @@ impl Frame {
     pub fn target(&self) -> Option<String> {
         attr_of_root(&self.data, "data-target")
     }
-    pub fn for_user(&self) -> Option<i64> {
-        attr_of_root(&self.data, "data-for").and_then(|s| s.parse().ok())
-    }
-    /// Would a viewer `me` apply this frame?
-    pub fn applies_to(&self, me: i64) -> bool {
-        self.for_user().is_none_or(|u| u == me)
+    /// The inner HTML of the frame's wrapper (the record's partial).
+    pub fn content(&self) -> String {
+        let frag = Html::parse_fragment(&self.data);
+        frag.root_element()
+            .children()
+            .find_map(scraper::ElementRef::wrap)
+            .map(|t| t.inner_html())
+            .unwrap_or_default()
     }
 }
 
@@ -489,6 +492,7 @@ pub struct Stream {
     inner: ByteStream,
     buf: String,
     pending: std::collections::VecDeque<Frame>,
+    snapshots: std::collections::VecDeque<Frame>,
     pub ended: bool,
 }
 
@@ -537,6 +541,11 @@ impl Stream {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while let Some(f) = self.pending.pop_front() {
+                // The presence snapshot after each (re)connect is read with `snapshot()`.
+                if f.target().as_deref() == Some("presence-all") {
+                    self.snapshots.push_back(f);
+                    continue;
+                }
                 if !f.comment || !f.event.is_empty() {
                     return Some(f);
                 }
@@ -546,6 +555,35 @@ impl Stream {
                 return None;
             }
             self.fill(deadline - now).await;
+        }
+    }
+
+    /// The user ids of the next presence snapshot (who is online; every other dot is off).
+    pub async fn snapshot(&mut self, wait: Duration) -> Vec<i64> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(f) = self.snapshots.pop_front() {
+                let frag = Html::parse_fragment(&f.data);
+                let sel = Selector::parse("template").unwrap();
+                let t = frag.select(&sel).next().expect("snapshot wrapper");
+                let ids = t
+                    .inner_html()
+                    .split('"')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                return ids;
+            }
+            let now = tokio::time::Instant::now();
+            assert!(
+                now < deadline && !self.ended,
+                "expected a presence snapshot"
+            );
+            let _ = self
+                .next(Duration::from_millis(50).min(deadline - now))
+                .await;
         }
     }
 

@@ -43,7 +43,7 @@ async fn a_message_reaches_every_member_live_and_nobody_else() {
     .await;
     let page = bob.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.count(&format!("#messages-{id} article.message")), 1);
-    assert_eq!(page.text(".message .author").as_deref(), Some("ann"));
+    assert_eq!(page.text(".message .author .name").as_deref(), Some("ann"));
 }
 
 #[tokio::test]

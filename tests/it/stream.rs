@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use parley::live::hub::{CONNECTION_QUEUE, Delivery, Frame as HubFrame};
+use parley::live::frame::{Action, Frame as HubFrame, Rendered, audience};
+use parley::live::hub::CONNECTION_QUEUE;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -51,11 +52,20 @@ async fn an_event_reaches_every_tab_of_its_users_and_nobody_else() {
     ann.post("/friends/requests", &[("username", "bob")]).await;
     for s in [&mut ann1, &mut ann2] {
         let f = s.expect_target("prepend", "outgoing-requests").await;
-        assert!(f.applies_to(ann.id) && !f.applies_to(bob.id));
+        assert!(f.data.contains("@bob"));
+        // The requester never receives the recipient's frames (and the reverse).
+        s.assert_none(Duration::from_millis(200), "bob's frames", |f| {
+            f.target().as_deref() == Some("incoming-requests")
+                || f.target().as_deref() == Some("badge-requests")
+        })
+        .await;
     }
     let f = bob1.expect_target("prepend", "incoming-requests").await;
-    assert!(f.applies_to(bob.id));
     assert!(f.data.contains("@ann"));
+    bob1.assert_none(Duration::from_millis(200), "ann's frames", |f| {
+        f.target().as_deref() == Some("outgoing-requests")
+    })
+    .await;
     carl1
         .assert_none(Duration::from_millis(300), "anything", |_| true)
         .await;
@@ -179,18 +189,22 @@ async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
     let hub = app.state.hub.clone();
     let sub = hub.register(42, 1, &[]);
     let other = hub.register(43, 1, &[]);
-    let d = Arc::new(Delivery {
-        id: Some(1),
-        frames: vec![HubFrame {
-            action: "append",
-            html: Arc::from("<p data-target=\"x\"></p>"),
-        }],
-    });
-    for _ in 0..CONNECTION_QUEUE {
-        hub.deliver(&[42], d.clone());
+    let event = |id: i64, to: &[i64]| {
+        Arc::new(Rendered::new(
+            id,
+            vec![HubFrame::new(
+                Action::Append,
+                "x".into(),
+                audience(to.iter().copied()),
+                "<p></p>",
+            )],
+        ))
+    };
+    for i in 0..CONNECTION_QUEUE as i64 {
+        hub.deliver(event(i + 1, &[42]));
     }
     assert!(!sub.kill.is_cancelled());
-    hub.deliver(&[42, 43], d.clone());
+    hub.deliver(event(CONNECTION_QUEUE as i64 + 1, &[42, 43]));
     assert!(
         sub.kill.is_cancelled(),
         "overflow closes the slow connection"
@@ -263,7 +277,7 @@ async fn presence_from_another_node_expires_when_that_node_falls_silent() {
     hub.remote_presence(99, 8, true);
     assert!(hub.is_online(8));
     let d = sub.rx.try_recv().expect("online frame");
-    assert!(d.frames[0].html.contains("presence online"));
+    assert!(String::from_utf8_lossy(&d.chunks[0]).contains("presence online"));
     // Our own messages echo back through LISTEN: ignored.
     hub.remote_presence(hub.node, 8, false);
     assert!(hub.is_online(8));
@@ -273,5 +287,5 @@ async fn presence_from_another_node_expires_when_that_node_falls_silent() {
     hub.expire_remote(Duration::ZERO);
     assert!(!hub.is_online(8));
     let d = sub.rx.try_recv().expect("offline frame");
-    assert!(!d.frames[0].html.contains("presence online"));
+    assert!(!String::from_utf8_lossy(&d.chunks[0]).contains("presence online"));
 }

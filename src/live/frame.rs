@@ -1,0 +1,249 @@
+//! Frames: what one event becomes on the wire. A frame is `{action, target DOM id, audience, html}`;
+//! its wrapper is rendered by `templates/live/_frame.html`, and its SSE bytes are encoded once and
+//! shared (`Bytes` is reference counted) by every connection that receives it.
+
+use std::sync::Arc;
+
+use askama::Template;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::views::{PresencePartial, UserView, dom, render_fragment};
+
+/// What the browser does with a frame (the SSE `event:` name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Add the content as the last child of the target (or in order, in an ordered list).
+    Append,
+    /// Add the content as the first child of the target (or in order, in an ordered list).
+    Prepend,
+    /// Put the content in place of the target.
+    Replace,
+    /// Remove the target.
+    Remove,
+    /// Set every presence dot of a user (ephemeral, never logged).
+    Presence,
+    /// Set every place that shows a user's name and initials.
+    Rename,
+    /// Reload the page: always when the target is `main`, else only when the target is on it.
+    Reload,
+}
+
+impl Action {
+    /// The SSE `event:` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Append => "append",
+            Action::Prepend => "prepend",
+            Action::Replace => "replace",
+            Action::Remove => "remove",
+            Action::Presence => "presence",
+            Action::Rename => "rename",
+            Action::Reload => "reload",
+        }
+    }
+}
+
+/// Who receives a frame: user ids, sorted, without repeats.
+pub type Audience = Arc<[i64]>;
+
+/// Makes an audience from any ids.
+pub fn audience(ids: impl IntoIterator<Item = i64>) -> Audience {
+    let mut v: Vec<i64> = ids.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    v.into()
+}
+
+/// One frame, rendered once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// What to do.
+    pub action: Action,
+    /// The DOM id acted on.
+    pub target: String,
+    /// Who receives it.
+    pub audience: Audience,
+    /// The wrapper with the record's partial inside.
+    pub html: Arc<str>,
+}
+
+/// `live/_frame.html`.
+#[derive(Template)]
+#[template(path = "live/_frame.html")]
+struct FrameWrapper<'a> {
+    target: &'a str,
+    /// A signed count change the target applies to its own number (badges).
+    delta: Option<i64>,
+    html: &'a str,
+}
+
+impl Frame {
+    /// A frame carrying `html` (a rendered partial, or empty for `remove`).
+    pub fn new(action: Action, target: String, audience: Audience, html: &str) -> Frame {
+        Frame::with_delta(action, target, audience, html, None)
+    }
+
+    /// A frame whose target is a counter that changes by `delta`.
+    pub fn with_delta(
+        action: Action,
+        target: String,
+        audience: Audience,
+        html: &str,
+        delta: Option<i64>,
+    ) -> Frame {
+        let wrapped = render_fragment(&FrameWrapper {
+            target: &target,
+            delta,
+            html,
+        });
+        Frame {
+            action,
+            target,
+            audience,
+            html: Arc::from(wrapped.trim()),
+        }
+    }
+
+    /// Whether `user` is in the audience.
+    pub fn is_for(&self, user: i64) -> bool {
+        self.audience.binary_search(&user).is_ok()
+    }
+
+    /// The SSE bytes of this frame as part of event `id` (None: ephemeral).
+    pub fn encode(&self, id: Option<i64>) -> Bytes {
+        encode(id, self.action.as_str(), &self.html)
+    }
+}
+
+/// Encodes one SSE message. Our actions and ids hold no line breaks; the data is split on every
+/// line break (CR LF, CR or LF) into `data:` lines, so no input can end the field or the message.
+pub fn encode(id: Option<i64>, action: &str, data: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 48);
+    if let Some(id) = id {
+        b.put_slice(b"id: ");
+        b.put_slice(id.to_string().as_bytes());
+        b.put_u8(b'\n');
+    }
+    b.put_slice(b"event: ");
+    for c in action.bytes().filter(|c| *c != b'\r' && *c != b'\n') {
+        b.put_u8(c);
+    }
+    b.put_u8(b'\n');
+    for line in data.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+        b.put_slice(b"data: ");
+        b.put_slice(line.as_bytes());
+        b.put_u8(b'\n');
+    }
+    b.put_u8(b'\n');
+    b.freeze()
+}
+
+/// A comment line (keep-alive), plus the reconnect delay on the first one.
+pub fn comment(text: &str, retry_ms: Option<u64>) -> Bytes {
+    let mut s = String::new();
+    if let Some(ms) = retry_ms {
+        s.push_str(&format!("retry: {ms}\n"));
+    }
+    s.push(':');
+    s.push_str(&text.replace(['\r', '\n'], " "));
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+/// The ephemeral presence frame of `user`, for `to`.
+pub fn presence(user: i64, online: bool, to: Audience) -> Frame {
+    let view = UserView {
+        id: user,
+        name: String::new(),
+        username: String::new(),
+        initials: String::new(),
+        hue: 0,
+        online,
+    };
+    Frame::new(
+        Action::Presence,
+        dom::presence(user),
+        to,
+        &render_fragment(&PresencePartial { user: view }),
+    )
+}
+
+/// The `reload` frame aimed at `target` (`main`: whatever the page).
+pub fn reload(target: String, to: Audience) -> Frame {
+    Frame::new(Action::Reload, target, to, "")
+}
+
+/// What one event (or signal) becomes for one group of recipients: the encoded frames they get.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event id (`None` for ephemeral signals such as presence).
+    pub id: Option<i64>,
+    /// SSE bytes, in order.
+    pub chunks: Vec<Bytes>,
+}
+
+/// A logged event rendered once: its frames and their encodings, kept for replay.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The event id.
+    pub id: i64,
+    /// Frames with their SSE bytes.
+    pub frames: Vec<(Frame, Bytes)>,
+}
+
+impl Rendered {
+    /// Renders `frames` of event `id`.
+    pub fn new(id: i64, frames: Vec<Frame>) -> Rendered {
+        let frames = frames
+            .into_iter()
+            .map(|f| {
+                let b = f.encode(Some(id));
+                (f, b)
+            })
+            .collect();
+        Rendered { id, frames }
+    }
+
+    /// What `user` receives of it (a replay).
+    pub fn for_user(&self, user: i64) -> Delivery {
+        Delivery {
+            id: Some(self.id),
+            chunks: self
+                .frames
+                .iter()
+                .filter(|(f, _)| f.is_for(user))
+                .map(|(_, b)| b.clone())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_wrapped_by_its_template() {
+        let f = Frame::new(
+            Action::Append,
+            "messages-2".into(),
+            audience([3, 1, 3]),
+            "<article id=\"message-5\">hi</article>",
+        );
+        assert_eq!(
+            &*f.html,
+            "<template data-target=\"messages-2\"><article id=\"message-5\">hi</article></template>"
+        );
+        assert_eq!(&*f.audience, &[1, 3]);
+        assert!(f.is_for(3) && !f.is_for(2));
+    }
+
+    #[test]
+    fn encoding_splits_every_line_break_into_data_lines() {
+        let b = encode(Some(7), "append", "a\r\nb\rc\nd");
+        assert_eq!(
+            &b[..],
+            b"id: 7\nevent: append\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! DOM ids: the one place that names the element of each record and container. Templates call
+//! these through the view models' `dom_id()`, frames use them as targets, and live.js reads them
+//! back from `data-*` attributes rather than building ids of its own.
+
+/// A message: `message-{id}`.
+pub fn message(id: i64) -> String {
+    format!("message-{id}")
+}
+
+/// The message list of a conversation's newest page: `messages-{conversation_id}`. Older pages
+/// (`?before=`) use [`messages_page`], so live appends never land on them.
+pub fn messages(conversation_id: i64) -> String {
+    format!("messages-{conversation_id}")
+}
+
+/// The message list of an older page, which live appends must not reach.
+pub fn messages_page(conversation_id: i64, before: i64) -> String {
+    format!("messages-{conversation_id}-before-{before}")
+}
+
+/// The receipts under a message: `receipts-{message_id}`.
+pub fn receipts(message_id: i64) -> String {
+    format!("receipts-{message_id}")
+}
+
+/// A member's read marker chip: `reader-{conversation_id}-{user_id}`.
+pub fn reader(conversation_id: i64, user_id: i64) -> String {
+    format!("reader-{conversation_id}-{user_id}")
+}
+
+/// A row of the conversation list: `conversation-{id}`.
+pub fn conversation_row(id: i64) -> String {
+    format!("conversation-{id}")
+}
+
+/// The latest-message line of a row: `preview-{conversation_id}`.
+pub fn preview(conversation_id: i64) -> String {
+    format!("preview-{conversation_id}")
+}
+
+/// The unread count of a row: `unread-{conversation_id}`.
+pub fn unread(conversation_id: i64) -> String {
+    format!("unread-{conversation_id}")
+}
+
+/// An open conversation's main section: `conversation-view-{id}`.
+pub fn conversation_view(id: i64) -> String {
+    format!("conversation-view-{id}")
+}
+
+/// A group's member list: `members-{conversation_id}`.
+pub fn members(conversation_id: i64) -> String {
+    format!("members-{conversation_id}")
+}
+
+/// One member in a member list: `member-{conversation_id}-{user_id}`.
+pub fn member(conversation_id: i64, user_id: i64) -> String {
+    format!("member-{conversation_id}-{user_id}")
+}
+
+/// The composer (or the read-only notice in its place): `composer-{conversation_id}`.
+pub fn composer(conversation_id: i64) -> String {
+    format!("composer-{conversation_id}")
+}
+
+/// A friend in the friend list: `friend-{user_id}`.
+pub fn friend(user_id: i64) -> String {
+    format!("friend-{user_id}")
+}
+
+/// A friend to tick in the new-group form: `pick-{user_id}`.
+pub fn pick(user_id: i64) -> String {
+    format!("pick-{user_id}")
+}
+
+/// A pending friend request: `request-{id}`.
+pub fn request(id: i64) -> String {
+    format!("request-{id}")
+}
+
+/// A user's presence dots (there may be several on a page; they share `data-presence`):
+/// `presence-{user_id}`.
+pub fn presence(user_id: i64) -> String {
+    format!("presence-{user_id}")
+}
+
+/// A user's name, wherever it is shown (several per page; they share `data-name-of`): `user-{id}`.
+pub fn user(user_id: i64) -> String {
+    format!("user-{user_id}")
+}
+
+/// Containers on pages that records are added to.
+pub mod containers {
+    /// The conversation list (index and sidebar).
+    pub const CONVERSATIONS: &str = "conversation-list";
+    /// Friend list on /friends.
+    pub const FRIENDS: &str = "friend-list";
+    /// Friends to pick in the new-group form.
+    pub const PICK_FRIENDS: &str = "group-friends";
+    /// Requests for me.
+    pub const INCOMING: &str = "incoming-requests";
+    /// Requests I sent.
+    pub const OUTGOING: &str = "outgoing-requests";
+    /// The logged-in user's chip in the header.
+    pub const CURRENT_USER: &str = "current-user";
+    /// The header badge of requests waiting for me.
+    pub const REQUESTS_BADGE: &str = "badge-requests";
+    /// The whole page (a `reload` aimed here reloads any page).
+    pub const PAGE: &str = "main";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_contract() {
+        assert_eq!(message(42), "message-42");
+        assert_eq!(messages(7), "messages-7");
+        assert_eq!(conversation_row(3), "conversation-3");
+        assert_eq!(member(3, 9), "member-3-9");
+        assert_eq!(friend(9), "friend-9");
+        assert_eq!(request(5), "request-5");
+        assert_eq!(presence(9), "presence-9");
+        assert_ne!(messages_page(7, 100), messages(7));
+    }
+}
