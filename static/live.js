@@ -54,49 +54,68 @@
   }
 
   // ---- per-viewer touches on shared fragments ---------------------------------------------------
+  // Frames are the same for everyone; what differs per viewer is decided here, from data-*
+  // attributes and <body data-me>, for server-rendered pages and live frames alike.
 
   function decorate(root) {
     if (!root || !root.querySelectorAll) return;
     var scope = [root].concat(Array.prototype.slice.call(root.querySelectorAll("*")));
+    var open = openConversationId();
     scope.forEach(function (el) {
-      if (el.matches("article.message") && el.getAttribute("data-author") === me) {
-        el.classList.add("mine");
+      if (el.matches("article.message")) {
+        el.classList.toggle("mine", el.getAttribute("data-author") === me);
       }
       if (el.matches("[data-reader]")) {
         var msg = el.closest("article.message");
         var reader = el.getAttribute("data-reader");
         // My own marker and an author's marker on their own message say nothing to me.
-        el.hidden = reader === me || (msg && msg.getAttribute("data-author") === reader);
+        el.hidden = reader === me || !!(msg && msg.getAttribute("data-author") === reader);
       }
       if (el.matches("[data-owner-only]")) {
         var owner = el.closest("[data-owner]");
         el.hidden = !owner || owner.getAttribute("data-owner") !== me;
       }
+      if (el.matches("li.conv-row")) {
+        var current = el.getAttribute("data-conversation") === open;
+        el.classList.toggle("current", current);
+        var a = el.querySelector("a");
+        if (a) {
+          if (current) a.setAttribute("aria-current", "page");
+          else a.removeAttribute("aria-current");
+        }
+      }
       if (el.matches("time[datetime]")) localTime(el);
     });
   }
 
-  function groupMessage(msg) {
-    var prev = msg.previousElementSibling;
-    while (prev && !prev.matches("article.message")) prev = prev.previousElementSibling;
-    if (!prev) return;
-    var sameDay = prev.getAttribute("data-day") === msg.getAttribute("data-day");
-    if (!sameDay && !(msg.previousElementSibling && msg.previousElementSibling.matches(".day"))) {
-      var sep = document.createElement("div");
-      sep.className = "day";
-      sep.setAttribute("role", "separator");
-      var span = document.createElement("span");
-      span.textContent = new Date(msg.getAttribute("data-at")).toLocaleDateString(undefined, {
-        weekday: "long", year: "numeric", month: "long", day: "numeric"
-      });
-      sep.appendChild(span);
-      msg.parentNode.insertBefore(sep, msg);
-      return;
+  // ---- ordered lists ----------------------------------------------------------------------------
+  // A container with data-order="asc|desc" keeps its children sorted by data-key, the same order
+  // the server renders: keys are space-separated parts, compared as numbers where both are.
+
+  function compareKeys(a, b) {
+    var x = (a || "").split(" "), y = (b || "").split(" ");
+    for (var i = 0; i < Math.max(x.length, y.length); i++) {
+      var p = x[i] || "", q = y[i] || "";
+      var np = Number(p), nq = Number(q);
+      var c = (p !== "" && q !== "" && !isNaN(np) && !isNaN(nq)) ? np - nq : (p < q ? -1 : p > q ? 1 : 0);
+      if (c) return c;
     }
-    var gap = Date.parse(msg.getAttribute("data-at")) - Date.parse(prev.getAttribute("data-at"));
-    if (sameDay && prev.getAttribute("data-author") === msg.getAttribute("data-author") && gap < 5 * 60 * 1000) {
-      msg.classList.add("continued");
+    return 0;
+  }
+
+  function placeSorted(list, el) {
+    var desc = list.getAttribute("data-order") === "desc";
+    var key = el.getAttribute("data-key");
+    var kids = list.children;
+    for (var i = 0; i < kids.length; i++) {
+      if (kids[i] === el) continue;
+      var c = compareKeys(key, kids[i].getAttribute("data-key"));
+      if (desc ? c > 0 : c < 0) {
+        list.insertBefore(el, kids[i]);
+        return;
+      }
     }
+    list.appendChild(el);
   }
 
   // ---- times ------------------------------------------------------------------------------------
@@ -140,19 +159,27 @@
   var lastReadPosted = 0;
   var readTimer = null;
 
-  function newestMessageId(cid) {
-    var list = byId("messages-" + cid);
+  // The live message list of the open conversation (an older page has none: nothing is read there).
+  function liveList() {
+    return document.querySelector(".messages[data-live]");
+  }
+
+  function newestMessageId(list) {
     var last = list && list.querySelector("article.message:last-of-type");
     if (!last) return 0;
     return Number(last.id.replace("message-", "")) || 0;
   }
 
-  function markRead() {
-    var cid = openConversationId();
-    if (!cid || document.visibilityState !== "visible") return;
+  function reading() {
     var s = scroller();
-    if (s && !nearBottom(s)) return;
-    var id = newestMessageId(cid);
+    return !!liveList() && document.visibilityState === "visible" && !!s && nearBottom(s);
+  }
+
+  function markRead() {
+    var list = liveList();
+    if (!list || !reading()) return;
+    var cid = openConversationId();
+    var id = newestMessageId(list);
     if (!id || id <= lastReadPosted) return;
     clearTimeout(readTimer);
     readTimer = setTimeout(function () {
@@ -163,90 +190,113 @@
         body: "message_id=" + id,
         credentials: "same-origin"
       }).catch(function () { lastReadPosted = 0; });
-      var row = byId("conversation-" + cid);
-      if (row) setCount(row.querySelector(".unread"), 0);
-      updateTitle();
     }, 300);
   }
 
   // ---- applying frames --------------------------------------------------------------------------
 
-  // A new message: group it on the open page, move its conversation to the top of the list,
-  // and count it as unread unless it is mine or I am reading that conversation right now.
-  // `shown` is false on pages without that conversation's message list.
-  function afterMessage(el, shown) {
-    var cid = el.getAttribute("data-conversation");
+  // A new message: follow it if the reader was at the bottom (or wrote it), and count it as
+  // unread unless it is mine or I am reading that conversation right now. `shown` is false on
+  // pages without that conversation's live message list.
+  function afterMessage(el, shown, wasNear) {
     var author = el.getAttribute("data-author");
-    if (shown) groupMessage(el);
-    var open = shown && openConversationId() === cid;
     var s = scroller();
-    if (open && s) {
-      if (author === me || nearBottom(s)) toBottom();
+    if (shown && s) {
+      if (author === me || wasNear) toBottom();
       else {
         var b = document.querySelector(".new-messages");
         if (b) b.hidden = false;
       }
     }
-    var row = byId("conversation-" + cid);
-    if (row && row.parentNode) {
-      row.parentNode.insertBefore(row, row.parentNode.firstElementChild);
-      var reading = open && document.visibilityState === "visible" && s && nearBottom(s);
-      if (author !== me && !reading) {
+    if (author !== me && !(shown && reading())) {
+      var row = byId(el.getAttribute("data-row"));
+      if (row) {
         var u = row.querySelector(".unread");
         setCount(u, count(u) + 1);
+      } else if (!document.querySelector("#conversation-list")) {
+        var badge = byId("badge-unread");
+        setCount(badge, count(badge) + 1);
       }
-    } else if (author !== me && !open) {
-      var badge = byId("badge-unread");
-      setCount(badge, count(badge) + 1);
     }
-    if (open) markRead();
+    if (shown) markRead();
     updateTitle();
+  }
+
+  // Children marked data-keep (a message's receipts) survive a replace of their record.
+  function keepParts(oldEl, newEl) {
+    newEl.querySelectorAll("[data-keep][id]").forEach(function (part) {
+      var old = oldEl.querySelector("#" + CSS.escape(part.id));
+      if (old) part.replaceWith(old);
+    });
   }
 
   function insert(action, target, el) {
     var existing = byId(el.id);
     if (existing && existing.parentNode === target) {
       // Already here (a replay, or the reply to our own send): refresh in place.
+      keepParts(existing, el);
       existing.replaceWith(el);
       return false;
     }
-    if (existing) existing.remove(); // a moved record (a read marker, a list row)
-    if (action === "prepend") target.insertBefore(el, target.firstChild);
+    if (existing) existing.remove(); // a moved record (a read marker)
+    if (target.hasAttribute("data-order")) placeSorted(target, el);
+    else if (action === "prepend") target.insertBefore(el, target.firstChild);
     else target.appendChild(el);
     return true;
   }
 
+  function setPresence(dot, online) {
+    dot.classList.toggle("online", online);
+    dot.title = online ? "Online" : "Offline";
+    if (dot.hasAttribute("aria-label")) dot.setAttribute("aria-label", online ? "online" : "offline");
+  }
+
   function apply(action, html) {
+    var wrapper = parse(html);
+    if (!wrapper) return;
+    var targetId = wrapper.getAttribute("data-target");
+    var content = wrapper.content || wrapper;
+    var el = content.firstElementChild;
+    var target = byId(targetId);
     if (action === "reload") {
-      location.reload();
+      if (targetId === "main" || target) location.reload();
       return;
     }
-    var el = parse(html);
-    if (!el) return;
-    var forUser = el.getAttribute("data-for");
-    if (forUser && forUser !== me) return;
-    var targetId = el.getAttribute("data-target");
-    el.removeAttribute("data-target");
-    el.removeAttribute("data-for");
-    var badge = el.getAttribute("data-badge-requests");
-    if (badge) {
-      el.removeAttribute("data-badge-requests");
-      var b = byId("badge-requests");
-      setCount(b, count(b) + Number(badge));
-    }
     if (action === "presence") {
-      var uid = el.getAttribute("data-presence");
-      document.querySelectorAll('[data-presence="' + uid + '"]').forEach(function (dot) {
-        dot.className = el.className;
-        dot.title = el.title;
-        if (el.hasAttribute("aria-label")) dot.setAttribute("aria-label", el.getAttribute("aria-label"));
+      if (!el) return;
+      if (targetId === "presence-all") {
+        var online = (el.getAttribute("data-online") || "").split(" ");
+        document.querySelectorAll("[data-presence]").forEach(function (dot) {
+          setPresence(dot, online.indexOf(dot.getAttribute("data-presence")) >= 0);
+        });
+      } else {
+        var on = el.classList.contains("online");
+        document.querySelectorAll('[data-presence="' + el.getAttribute("data-presence") + '"]').forEach(function (dot) {
+          setPresence(dot, on);
+        });
+      }
+      return;
+    }
+    if (action === "rename") {
+      if (!el) return;
+      var uid = el.getAttribute("data-name-of");
+      document.querySelectorAll('[data-name-of="' + uid + '"]').forEach(function (n) {
+        n.textContent = el.textContent;
+      });
+      document.querySelectorAll('[data-initials-of="' + uid + '"]').forEach(function (n) {
+        n.textContent = el.getAttribute("data-initials");
       });
       return;
     }
-    var target = byId(targetId);
+    var delta = wrapper.getAttribute("data-delta");
+    if (delta) {
+      setCount(target, count(target) + Number(delta));
+      updateTitle();
+      return;
+    }
     if (!target) {
-      if (el.matches("article.message") && (action === "append" || action === "prepend")) {
-        afterMessage(el, false);
+      if (el && el.matches("article.message") && (action === "append" || action === "prepend")) {
+        afterMessage(el, false, false);
       }
       return;
     }
@@ -255,27 +305,36 @@
       updateTitle();
       return;
     }
+    if (!el) return;
     if (action === "replace") {
+      keepParts(target, el);
       target.replaceWith(el);
       decorate(el);
+      if (el.matches(".preview")) {
+        // The row's place follows its newest activity.
+        var row = el.closest("[data-key]");
+        if (row && row.parentNode && row.parentNode.hasAttribute("data-order")) {
+          row.setAttribute("data-key", el.getAttribute("data-activity") + " " + row.getAttribute("data-conversation"));
+          placeSorted(row.parentNode, row);
+        }
+      }
+      updateTitle();
       return;
     }
     if (action === "append" || action === "prepend") {
-      // Something added to the open message list (a message, a receipt) keeps a reader who was
-      // at the bottom there.
+      // Decide before the insert whether the reader is at the bottom: a tall message must not
+      // push them out of the "near the bottom" zone.
       var s = scroller();
-      var stick = s && s.contains(target) && nearBottom(s);
+      var inList = !!(s && s.contains(target));
+      var wasNear = inList && nearBottom(s);
       var isNew = insert(action, target, el);
-      if (stick && !el.matches("article.message")) toBottom();
       decorate(el);
-      if (el.matches("article.message") && isNew) afterMessage(el, true);
-      if (el.matches("[data-reader]") && el.getAttribute("data-reader") === me) {
-        var cid = el.id.split("-")[1];
-        var row = byId("conversation-" + cid);
-        if (row) setCount(row.querySelector(".unread"), 0);
-        updateTitle();
+      if (el.matches("article.message")) {
+        if (isNew) afterMessage(el, inList, wasNear);
+      } else if (wasNear) {
+        toBottom();
       }
-      if (el.matches("li.conv-row")) updateTitle();
+      updateTitle();
     }
   }
 
@@ -371,13 +430,12 @@
     }).then(function (r) {
       button.disabled = false;
       if (r.ok) {
-        var cid = form.getAttribute("data-composer");
-        var list = byId("messages-" + cid);
+        var list = liveList();
         var el = parse(r.text);
         if (list && el) {
           var isNew = insert("append", list, el);
           decorate(el);
-          if (isNew) afterMessage(el, true);
+          if (isNew) afterMessage(el, true, true);
         }
         text.value = "";
         form.querySelector("input[name=client_id]").value = newClientId();
@@ -428,13 +486,9 @@
   // ---- start ------------------------------------------------------------------------------------
 
   decorate(document.body);
-  document.querySelectorAll(".messages article.message").forEach(function (m) {
-    if (m.getAttribute("data-author") === me) m.classList.add("mine");
-  });
   var s = scroller();
   if (s) {
-    var paged = /[?&]before=/.test(location.search);
-    if (!paged) toBottom();
+    if (liveList()) toBottom();
     s.addEventListener("scroll", function () {
       if (nearBottom(s)) {
         var b = document.querySelector(".new-messages");
@@ -456,6 +510,6 @@
   updateTitle();
   setInterval(refreshTimes, 30000);
   var composer = document.querySelector("form.composer textarea");
-  if (composer && !/[?&]before=/.test(location.search)) composer.focus();
+  if (composer) composer.focus();
   startStream();
 })();

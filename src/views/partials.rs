@@ -298,6 +298,8 @@ pub struct ConversationRowView {
     /// My unread count (0 in live frames: a row appears live only when there is nothing unread,
     /// and live.js counts up from there).
     pub unread: UnreadView,
+    /// Page only: the row of the open conversation (live.js marks it the same way).
+    pub current: bool,
 }
 
 impl ConversationRowView {

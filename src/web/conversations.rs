@@ -44,7 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations/{id}/read", post(read))
 }
 
-fn row_view(state: &AppState, r: ListRow) -> ConversationRowView {
+fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
     let other = match (r.other_id, r.other_username) {
         (Some(id), Some(username)) => Some(UserRef {
             id,
@@ -79,6 +79,7 @@ fn row_view(state: &AppState, r: ListRow) -> ConversationRowView {
             conversation_id: r.id,
             count: r.unread,
         },
+        current: r.id == current,
     }
 }
 
@@ -99,7 +100,7 @@ async fn index_page(
         status,
         &ConversationsPage {
             layout,
-            rows: rows.into_iter().map(|r| row_view(state, r)).collect(),
+            rows: rows.into_iter().map(|r| row_view(state, r, 0)).collect(),
             picks: friends
                 .iter()
                 .map(|f| PickView {
@@ -267,7 +268,7 @@ async fn show_page(
         status,
         &ConversationPage {
             layout,
-            rows: rows.into_iter().map(|r| row_view(state, r)).collect(),
+            rows: rows.into_iter().map(|r| row_view(state, r, id)).collect(),
             id,
             other: other.map(|o| UserView::new(&o, state.hub.is_online(o.id))),
             initials: initials(&title),

@@ -448,7 +448,7 @@ async fn e2e_presence_follows_the_last_tab() {
         a.goto(&env.url("/friends")).await?;
         b.goto(&env.url("/friends")).await?;
         let ann_id = js_str(a, "return document.body.dataset.me").await?;
-        let dot = format!("#presence-{ann_id}.online");
+        let dot = format!("[data-presence=\"{ann_id}\"].online");
         wait_count(b, &dot, 1, SHOW).await?;
         // Ann's only tab leaves Parley: she goes offline for Bob, live.
         a.goto("about:blank").await?;

@@ -7,6 +7,7 @@ mod conversations;
 mod e2e;
 mod friends;
 mod helpers;
+mod live;
 mod messages;
 mod security;
 mod stream;

@@ -41,6 +41,7 @@ pub fn row_view(c: &ConversationData, viewer: i64, online: Online<'_>) -> Conver
             conversation_id: c.id,
             count: 0,
         },
+        current: false,
     }
 }
 
