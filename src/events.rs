@@ -185,6 +185,10 @@ pub enum Event {
     MessageAdded {
         /// It.
         message: MessageData,
+        /// The author's unread messages in all conversations after it (their read marker moved
+        /// to their own message, so this conversation counts none).
+        #[serde(default)]
+        author_total_unread: i64,
     },
     /// A member's read marker moved.
     MessagesRead {

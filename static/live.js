@@ -342,7 +342,7 @@
   // Browsers allow six HTTP/1.1 connections per site, so one tab holds the stream (a Web Lock)
   // and shares its frames with the others (BroadcastChannel); when it closes, another takes over.
 
-  var ACTIONS = ["append", "prepend", "replace", "remove", "presence", "reload"];
+  var ACTIONS = ["append", "prepend", "replace", "remove", "rename", "presence", "reload"];
   var channel = null;
 
   function handle(frame) {

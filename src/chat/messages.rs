@@ -98,10 +98,12 @@ pub async fn post(
         .ok_or_else(|| anyhow::anyhow!("inserted message vanished"))?;
     let prev = prev_message(&mut tx.conn(), conversation_id, id).await?;
     let message = data_of(&row, prev);
+    let author_total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
     record(
         &mut tx,
         Event::MessageAdded {
             message: message.clone(),
+            author_total_unread,
         },
         members,
     )

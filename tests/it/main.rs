@@ -5,6 +5,7 @@
 mod accounts;
 mod conversations;
 mod e2e;
+mod e2e_property;
 mod friends;
 mod helpers;
 mod live;

@@ -30,8 +30,23 @@ fn reader(
     )
 }
 
-/// A new message joins the open lists, the rows' previews, and moves its author's read marker.
-pub fn added(m: &MessageData, all: Audience) -> Vec<Frame> {
+fn unread_count(conversation_id: i64, count: i64, to: Audience) -> Frame {
+    Frame::new(
+        Action::Replace,
+        dom::unread(conversation_id),
+        to,
+        &render_fragment(&UnreadPartial {
+            unread: UnreadView {
+                conversation_id,
+                count,
+            },
+        }),
+    )
+}
+
+/// A new message joins the open lists, the rows' previews, and moves its author's read marker
+/// (so the author's own counts of that conversation drop to nothing).
+pub fn added(m: &MessageData, author_total_unread: i64, all: Audience) -> Vec<Frame> {
     let cid = m.conversation_id;
     let preview = PreviewView::of(cid, Some((&m.author, m.body.as_str())), m.created_at);
     vec![
@@ -51,6 +66,8 @@ pub fn added(m: &MessageData, all: Audience) -> Vec<Frame> {
         ),
         // The author has read what they wrote; their marker on their own message shows nothing.
         reader(cid, &m.author, m.id, true, all),
+        unread_count(cid, 0, audience([m.author.id])),
+        badge("badge-unread", author_total_unread, m.author.id),
     ]
 }
 
@@ -65,17 +82,7 @@ pub fn read(
 ) -> Vec<Frame> {
     vec![
         reader(conversation_id, who, message_id, false, all),
-        Frame::new(
-            Action::Replace,
-            dom::unread(conversation_id),
-            audience([who.id]),
-            &render_fragment(&UnreadPartial {
-                unread: UnreadView {
-                    conversation_id,
-                    count: unread,
-                },
-            }),
-        ),
+        unread_count(conversation_id, unread, audience([who.id])),
         badge("badge-unread", total_unread, who.id),
     ]
 }

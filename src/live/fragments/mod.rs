@@ -64,7 +64,10 @@ pub fn frames_for(event: &Event, everyone: &[i64], online: Online<'_>) -> Vec<Fr
         } => {
             conversations::members_changed(conversation, added, removed, *left, unread_lost, online)
         }
-        Event::MessageAdded { message } => messages::added(message, all),
+        Event::MessageAdded {
+            message,
+            author_total_unread,
+        } => messages::added(message, *author_total_unread, all),
         Event::MessagesRead {
             conversation_id,
             reader,
