@@ -40,6 +40,11 @@ impl UserView {
         }
     }
 
+    /// `presence-{id}`: this person's dot in a list row or the friend list.
+    pub fn presence_dom_id(&self) -> String {
+        dom::presence(self.id)
+    }
+
     /// The id of the `rename` payload.
     pub fn dom_id_name(&self) -> String {
         dom::user(self.id)

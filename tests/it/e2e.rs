@@ -720,3 +720,132 @@ async fn e2e_screenshots_of_the_main_screens() {
     .await;
     env.finish(r).await;
 }
+
+/// A logged-in HTTP session for someone who registered in a browser.
+async fn http_session(env: &E2e, name: &str) -> Result<Client> {
+    let c = env.app.client();
+    let r = c
+        .post(
+            "/login",
+            &[
+                ("username", name),
+                ("password", &format!("password-{name}")),
+            ],
+        )
+        .await;
+    if r.status != reqwest::StatusCode::SEE_OTHER {
+        bail!("login {name}: {}", r.status);
+    }
+    let id = c.me().await;
+    Ok(Client {
+        id,
+        name: name.to_owned(),
+        ..c
+    })
+}
+
+async fn js_bool(b: &Browser, script: &str) -> Result<bool> {
+    Ok(b.execute(script, vec![]).await?.as_bool().unwrap_or(false))
+}
+
+/// Regression tests for pages that once stayed wrong until a reload (issue 8, cases 1, 2, 3, 5, 6).
+#[tokio::test]
+async fn e2e_pages_stay_right_without_a_reload() {
+    let Some(env) = E2e::start("pages_stay_right_without_a_reload", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        register(&env, b, "bob").await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        // Case 5: the welcome and an empty friend picker give way live to the first friend.
+        a.goto(&env.url("/conversations")).await?;
+        b.goto(&env.url("/friends")).await?;
+        if !a
+            .find(Locator::Css(".welcome"))
+            .await?
+            .is_displayed()
+            .await?
+        {
+            bail!("a new user sees the welcome");
+        }
+        befriend(&bob, &ann).await;
+        wait_count(a, &format!("#group-friends #pick-{}", bob.id), 1, SHOW).await?;
+        if a.find(Locator::Css(".welcome"))
+            .await?
+            .is_displayed()
+            .await?
+        {
+            bail!("the welcome stays after the first friend");
+        }
+        // Case 3: the row that arrives live shows bob online (his browser is open).
+        wait_count(
+            a,
+            &format!("#conversation-list [data-presence=\"{}\"].online", bob.id),
+            1,
+            SHOW,
+        )
+        .await?;
+        // Case 6: my own quick messages are grouped live as on a reload.
+        click(a, "#conversation-list li.conv-row a").await?;
+        wait_path(a, "/conversations/").await?;
+        let c: i64 = js_str(
+            a,
+            "return document.querySelector('.conversation').dataset.conversation",
+        )
+        .await?
+        .parse()?;
+        for text in ["one", "two"] {
+            let t = a.find(Locator::Css("form.composer textarea")).await?;
+            t.send_keys(text).await?;
+            t.send_keys("\u{E007}").await?;
+            wait_text(a, ".messages article.message .body", text, SHOW).await?;
+        }
+        wait_count(a, ".messages article.message.continued", 1, SHOW).await?;
+        a.refresh().await?;
+        wait_count(a, ".messages article.message.continued", 1, SHOW).await?;
+        // Case 1: a tall message arriving while bob is at the bottom is followed, and so is the next.
+        b.goto(&env.url(&format!("/conversations/{c}"))).await?;
+        wait_count(b, ".messages article.message", 2, SHOW).await?;
+        let tall = (0..25)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let at_bottom = "var s = document.querySelector('.messages-wrap'); \
+             return s.scrollHeight - s.scrollTop - s.clientHeight < 80 \
+             && document.querySelector('.new-messages').hidden;";
+        for body in [tall.as_str(), "short after tall"] {
+            ann.say(c, body).await;
+            wait_text(
+                b,
+                ".messages article.message .body",
+                body.lines().last().unwrap_or(body),
+                SHOW,
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if !js_bool(b, at_bottom).await? {
+                bail!("bob was at the bottom and should follow {body:?}");
+            }
+        }
+        // Case 2: an older page does not grow with new messages.
+        for i in 0..50 {
+            bob.say(c, &format!("fill {i}")).await;
+        }
+        b.goto(&env.url(&format!("/conversations/{c}"))).await?;
+        click(b, "p.older a[rel=prev]").await?;
+        wait_path(b, "/conversations/").await?;
+        let before = b.find_all(Locator::Css("article.message")).await?.len();
+        ann.say(c, "not for the older page").await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let after = b.find_all(Locator::Css("article.message")).await?.len();
+        if before != after {
+            bail!("an older page grew from {before} to {after} messages");
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}

@@ -298,7 +298,7 @@ impl<'a> World<'a> {
         let html = page.html();
         let sel = scraper::Selector::parse("article.message").unwrap();
         html.select(&sel)
-            .last()?
+            .next_back()?
             .value()
             .id()?
             .strip_prefix("message-")?
@@ -438,10 +438,10 @@ impl<'a> World<'a> {
                     format!("Group {}", self.rng.random_range(0..100)),
                 )];
                 for f in friends {
-                    if self.rng.random_bool(0.7) {
-                        if let Some(j) = self.index_of(f) {
-                            form.push(("member".into(), self.people[j].name.to_owned()));
-                        }
+                    if self.rng.random_bool(0.7)
+                        && let Some(j) = self.index_of(f)
+                    {
+                        form.push(("member".into(), self.people[j].name.to_owned()));
                     }
                 }
                 let form: Vec<(&str, &str)> =
