@@ -280,6 +280,10 @@
     if (action === "rename") {
       if (!el) return;
       var uid = el.getAttribute("data-name-of");
+      if (body.getAttribute("data-title-of") === uid) {
+        // A direct conversation's tab is titled with the other person's name.
+        document.title = document.title.replace(/^(\(\d+\) )?.*( · Parley)$/, "$1" + el.textContent + "$2");
+      }
       document.querySelectorAll('[data-name-of="' + uid + '"]').forEach(function (n) {
         n.textContent = el.textContent;
       });
@@ -377,11 +381,15 @@
       source.onopen = function () { status(""); };
       source.onerror = function () {
         if (source.readyState === EventSource.CLOSED) {
-          // Refused (401: the session ended) or a proxy error: reload if the server is up.
+          // Refused (401: the session ended) or a proxy error: every tab of this browser reloads
+          // (into the login page when the session is gone) once the server is up.
+          var all = function () {
+            onFrame({ action: "reload", data: '<template data-target="main"></template>', id: 0 });
+          };
           fetch("/healthz", { cache: "no-store" }).then(function (r) {
-            if (r.ok) location.reload();
-            else setTimeout(function () { location.reload(); }, 5000);
-          }, function () { setTimeout(function () { location.reload(); }, 5000); });
+            if (r.ok) all();
+            else setTimeout(all, 5000);
+          }, function () { setTimeout(all, 5000); });
         } else {
           status("Reconnecting…");
         }
