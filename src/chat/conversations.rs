@@ -7,17 +7,10 @@ use crate::domain::{GroupTitle, Username};
 use crate::error::{AppError, AppResult};
 use crate::events::{ConversationData, Event};
 
-use super::{Ctx, commit, record};
+use super::{Ctx, commit, member_of, record};
 
 /// The most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 500;
-
-/// The conversation if I am a member; 404 otherwise, whether or not it exists.
-pub async fn member_of(tx: &mut Tx, conversation: i64, me: i64) -> AppResult<Membership> {
-    db::conversations::membership(&mut tx.conn(), conversation, me)
-        .await?
-        .ok_or(AppError::NotFound)
-}
 
 async fn group_of(tx: &mut Tx, conversation: i64, me: i64, what: &str) -> AppResult<Membership> {
     let m = member_of(tx, conversation, me).await?;

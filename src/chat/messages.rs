@@ -7,8 +7,7 @@ use crate::domain::{ClientId, MessageBody};
 use crate::error::{AppError, AppResult};
 use crate::events::{Event, MessageData, PrevMessage};
 
-use super::conversations::member_of;
-use super::{Ctx, commit, record};
+use super::{Ctx, commit, member_of, record};
 
 /// The message as events carry it; `prev` is the message before it, for grouping.
 pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {

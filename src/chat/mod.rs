@@ -11,8 +11,9 @@ pub mod reactions;
 use std::collections::VecDeque;
 
 use crate::auth::password::Hasher;
+use crate::db::conversations::Membership;
 use crate::db::{self, Db, Tx};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::events::Event;
 use crate::live::hub::Hub;
 
@@ -25,6 +26,13 @@ pub struct Ctx<'a> {
     pub hub: &'a Hub,
     /// Password hashing (accounts).
     pub hasher: &'a Hasher,
+}
+
+/// The conversation if I am a member; 404 otherwise, whether or not it exists.
+pub async fn member_of(tx: &mut Tx, conversation: i64, me: i64) -> AppResult<Membership> {
+    db::conversations::membership(&mut tx.conn(), conversation, me)
+        .await?
+        .ok_or(AppError::NotFound)
 }
 
 /// Appends `event` for `audience` to the log, then runs the reactions to it (and to what they
