@@ -22,6 +22,45 @@ pub struct MessageData {
     /// the pair, the same way on pages and live).
     #[serde(default)]
     pub prev: Option<PrevMessage>,
+    /// Edited since it was posted.
+    #[serde(default)]
+    pub edited: bool,
+    /// The message it replies to.
+    #[serde(default)]
+    pub reply: Option<Quote>,
+    /// Reactions, grouped by emoji, in the order they first came.
+    #[serde(default)]
+    pub reactions: Vec<ReactionData>,
+    /// Members it names (`@username`).
+    #[serde(default)]
+    pub mentions: Vec<MentionData>,
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// The original's id.
+    pub id: i64,
+    /// Its author and text; None once it was deleted.
+    pub original: Option<(UserRef, String)>,
+}
+
+/// One emoji on a message and who put it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionData {
+    /// The emoji.
+    pub emoji: String,
+    /// Who reacted with it, first first.
+    pub users: Vec<UserRef>,
+}
+
+/// A member named in a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MentionData {
+    /// User id.
+    pub id: i64,
+    /// Username.
+    pub username: String,
 }
 
 /// Of the message before another, what grouping needs.
@@ -190,6 +229,39 @@ pub enum Event {
         #[serde(default)]
         author_total_unread: i64,
     },
+    /// A message's text changed.
+    MessageEdited {
+        /// It, as it is now.
+        message: MessageData,
+        /// Replies that quote it (their quotes change).
+        replies: Vec<i64>,
+        /// It is the conversation's newest message (the list preview changes).
+        is_last: bool,
+        /// The conversation's newest activity (ms).
+        last_activity_at: i64,
+    },
+    /// A message was deleted.
+    MessageDeleted {
+        /// Conversation.
+        conversation_id: i64,
+        /// The message gone.
+        message_id: i64,
+        /// The message after it, regrouped with the one before.
+        next: Option<MessageData>,
+        /// Replies that quoted it (they now say "message deleted").
+        replies: Vec<i64>,
+        /// The newest message now, when the deleted one was the newest (the preview changes).
+        new_last: Option<Option<MessageData>>,
+        /// The conversation's newest activity (ms).
+        last_activity_at: i64,
+        /// Members for whom it was unread (their counts drop by one).
+        unread_for: Vec<i64>,
+    },
+    /// Someone reacted to a message, or took a reaction back.
+    ReactionsChanged {
+        /// The message with its reactions now.
+        message: MessageData,
+    },
     /// A member's read marker moved.
     MessagesRead {
         /// Conversation id.
@@ -204,6 +276,9 @@ pub enum Event {
         /// The reader's unread messages left in all conversations (their header badge).
         #[serde(default)]
         total_unread: i64,
+        /// Of the reader's unread messages left here, those that name them.
+        #[serde(default)]
+        unread_mentions: i64,
     },
 }
 
@@ -224,6 +299,9 @@ impl Event {
             Event::MembersChanged { .. } => "MembersChanged",
             Event::MessageAdded { .. } => "MessageAdded",
             Event::MessagesRead { .. } => "MessagesRead",
+            Event::MessageEdited { .. } => "MessageEdited",
+            Event::MessageDeleted { .. } => "MessageDeleted",
+            Event::ReactionsChanged { .. } => "ReactionsChanged",
         }
     }
 }
@@ -244,6 +322,7 @@ mod tests {
             message_id: 9,
             unread: 0,
             total_unread: 2,
+            unread_mentions: 0,
         };
         let s = serde_json::to_string(&e).unwrap();
         assert!(s.contains("\"kind\":\"MessagesRead\""));

@@ -1,28 +1,124 @@
 //! Messages and read markers.
 
+use std::collections::HashMap;
+
 use crate::db::messages::MessageRow;
 use crate::db::users::UserRef;
-use crate::db::{self};
+use crate::db::{self, Tx};
 use crate::domain::{ClientId, MessageBody};
 use crate::error::{AppError, AppResult};
-use crate::events::{Event, MessageData, PrevMessage};
+use crate::events::{Event, MentionData, MessageData, PrevMessage, Quote, ReactionData};
+use crate::views::markup;
 
 use super::{Ctx, commit, member_of, record};
 
-/// The message as events carry it; `prev` is the message before it, for grouping.
+/// The message as events carry it, without its reactions, mentions and quote (see [`hydrate`]);
+/// `prev` is the message before it, for grouping.
 pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {
     MessageData {
         id: m.id,
         conversation_id: m.conversation_id,
-        author: crate::db::users::UserRef {
-            id: m.author_id,
-            username: m.author_username.clone(),
-            display_name: m.author_display_name.clone(),
-        },
+        author: author_of(m),
         body: m.body.clone(),
         created_at: m.created_at,
         prev,
+        edited: m.edited_at.is_some(),
+        reply: None,
+        reactions: Vec::new(),
+        mentions: Vec::new(),
     }
+}
+
+fn author_of(m: &MessageRow) -> UserRef {
+    UserRef {
+        id: m.author_id,
+        username: m.author_username.clone(),
+        display_name: m.author_display_name.clone(),
+    }
+}
+
+/// Messages (oldest first) as events and pages carry them, with reactions, mentions and the
+/// quote of what they answer: three queries for any number of messages. `prev` is the message
+/// before the first.
+pub async fn hydrate(
+    c: &mut db::Conn<'_>,
+    rows: &[MessageRow],
+    mut prev: Option<PrevMessage>,
+) -> AppResult<Vec<MessageData>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let reactions = db::messages::reactions_of(c, &ids).await?;
+    let mentions = db::messages::mentions_of(c, &ids).await?;
+    let mut quoted: Vec<i64> = rows.iter().filter_map(|r| r.reply_to_id).collect();
+    quoted.sort_unstable();
+    quoted.dedup();
+    let originals: HashMap<i64, MessageRow> = db::messages::by_ids(c, &quoted)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut d = data_of(row, prev);
+        prev = Some(prev_of(row));
+        d.reply = row.reply_to_id.map(|id| Quote {
+            id,
+            original: originals.get(&id).map(|o| (author_of(o), o.body.clone())),
+        });
+        for r in reactions.iter().filter(|r| r.message_id == row.id) {
+            let who = UserRef {
+                id: r.user_id,
+                username: r.username.clone(),
+                display_name: r.display_name.clone(),
+            };
+            match d.reactions.iter_mut().find(|x| x.emoji == r.emoji) {
+                Some(x) => x.users.push(who),
+                None => d.reactions.push(ReactionData {
+                    emoji: r.emoji.clone(),
+                    users: vec![who],
+                }),
+            }
+        }
+        d.mentions = mentions
+            .iter()
+            .filter(|m| m.message_id == row.id)
+            .map(|m| MentionData {
+                id: m.user_id,
+                username: m.username.clone(),
+            })
+            .collect();
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// One message of a conversation, whole; None when it is not there.
+pub async fn load(
+    c: &mut db::Conn<'_>,
+    conversation_id: i64,
+    id: i64,
+) -> AppResult<Option<MessageData>> {
+    let Some(row) = db::messages::in_conversation(c, conversation_id, id).await? else {
+        return Ok(None);
+    };
+    let prev = prev_message(c, conversation_id, id).await?;
+    Ok(hydrate(c, &[row], prev).await?.pop())
+}
+
+/// Resolves `@name`s in `body` against the conversation's members and records who is named.
+async fn set_mentions(
+    tx: &mut Tx,
+    conversation_id: i64,
+    message: i64,
+    body: &str,
+) -> AppResult<()> {
+    let names = markup::mentioned_names(body);
+    let named = if names.is_empty() {
+        Vec::new()
+    } else {
+        db::conversations::members_named(&mut tx.conn(), conversation_id, &names).await?
+    };
+    db::messages::set_mentions(&mut tx.conn(), message, &named).await?;
+    Ok(())
 }
 
 /// What grouping needs of a message row.
@@ -56,6 +152,7 @@ pub async fn post(
     conversation_id: i64,
     body: &MessageBody,
     client_id: Option<&ClientId>,
+    reply_to: Option<i64>,
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
@@ -69,6 +166,16 @@ pub async fn post(
             ));
         }
     }
+    if let Some(r) = reply_to
+        && db::messages::in_conversation(&mut tx.conn(), conversation_id, r)
+            .await?
+            .is_none()
+    {
+        return Err(AppError::invalid(
+            "reply_to",
+            "The message you answer is not in this conversation any more.",
+        ));
+    }
     let now = db::now_ms();
     let inserted = db::messages::insert(
         &mut tx.conn(),
@@ -76,6 +183,7 @@ pub async fn post(
         me.id,
         body.as_str(),
         client_id.map(ClientId::as_str),
+        reply_to,
         now,
     )
     .await?;
@@ -86,17 +194,17 @@ pub async fn post(
             .await?
             .filter(|m| m.conversation_id == conversation_id)
             .ok_or_else(|| AppError::invalid("client_id", "That client id was used elsewhere."))?;
-        let prev = prev_message(&mut tx.conn(), conversation_id, row.id).await?;
-        return Ok(data_of(&row, prev));
+        return load(&mut tx.conn(), conversation_id, row.id)
+            .await?
+            .ok_or(AppError::NotFound);
     };
     db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
     // The author has read what they wrote.
     db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, id).await?;
-    let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
+    set_mentions(&mut tx, conversation_id, id, body.as_str()).await?;
+    let message = load(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("inserted message vanished"))?;
-    let prev = prev_message(&mut tx.conn(), conversation_id, id).await?;
-    let message = data_of(&row, prev);
     let author_total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
     record(
         &mut tx,
@@ -136,6 +244,8 @@ pub async fn mark_read(
     let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
     let unread = db::conversations::unread_in(&mut tx.conn(), conversation_id, me.id).await?;
     let total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
+    let unread_mentions =
+        db::conversations::unread_mentions_in(&mut tx.conn(), conversation_id, me.id).await?;
     record(
         &mut tx,
         Event::MessagesRead {
@@ -144,10 +254,141 @@ pub async fn mark_read(
             message_id,
             unread,
             total_unread,
+            unread_mentions,
         },
         members,
     )
     .await?;
     commit(cx, tx).await?;
     Ok(true)
+}
+
+/// A message of a conversation I am in, for changing it; 404 when I cannot see it.
+async fn message_in(tx: &mut Tx, me: i64, conversation_id: i64, id: i64) -> AppResult<MessageRow> {
+    member_of(tx, conversation_id, me).await?;
+    db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Changes the text of my own message; its receipts, reactions and replies stay.
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id, message_id = id))]
+pub async fn edit(
+    cx: &Ctx<'_>,
+    me: &UserRef,
+    conversation_id: i64,
+    id: i64,
+    body: &MessageBody,
+) -> AppResult<MessageData> {
+    let mut tx = cx.db.begin().await?;
+    let m = member_of(&mut tx, conversation_id, me.id).await?;
+    let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.author_id != me.id {
+        return Err(AppError::Forbidden);
+    }
+    let now = db::now_ms();
+    db::messages::update_body(&mut tx.conn(), id, body.as_str(), now).await?;
+    set_mentions(&mut tx, conversation_id, id, body.as_str()).await?;
+    let message = load(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
+    let conversation = db::conversations::by_id_unchecked(&mut tx.conn(), conversation_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    record(
+        &mut tx,
+        Event::MessageEdited {
+            message: message.clone(),
+            replies,
+            is_last: m.last_message_id == Some(id),
+            last_activity_at: conversation.last_activity_at,
+        },
+        members,
+    )
+    .await?;
+    commit(cx, tx).await?;
+    Ok(message)
+}
+
+/// Deletes a message: its author may, and so may the owner of the group.
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id, message_id = id))]
+pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    let m = member_of(&mut tx, conversation_id, me.id).await?;
+    let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.author_id != me.id && m.owner_id != Some(me.id) {
+        return Err(AppError::Forbidden);
+    }
+    let unread_for = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
+    let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
+    db::messages::delete(&mut tx.conn(), id).await?;
+    let next = match db::messages::next_after(&mut tx.conn(), conversation_id, id).await? {
+        Some(n) => load(&mut tx.conn(), conversation_id, n.id).await?,
+        None => None,
+    };
+    let was_last = m.last_message_id == Some(id);
+    if was_last {
+        db::conversations::refresh_last_message(&mut tx.conn(), conversation_id).await?;
+    }
+    let conversation = db::conversations::by_id_unchecked(&mut tx.conn(), conversation_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let new_last = if was_last {
+        Some(match conversation.last_message_id {
+            Some(l) => load(&mut tx.conn(), conversation_id, l).await?,
+            None => None,
+        })
+    } else {
+        None
+    };
+    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    record(
+        &mut tx,
+        Event::MessageDeleted {
+            conversation_id,
+            message_id: id,
+            next,
+            replies,
+            new_last,
+            last_activity_at: conversation.last_activity_at,
+            unread_for,
+        },
+        members,
+    )
+    .await?;
+    commit(cx, tx).await
+}
+
+/// Adds my reaction to a message, or takes it back.
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id, message_id = id))]
+pub async fn react(
+    cx: &Ctx<'_>,
+    me: &UserRef,
+    conversation_id: i64,
+    id: i64,
+    emoji: &str,
+) -> AppResult<MessageData> {
+    let mut tx = cx.db.begin().await?;
+    message_in(&mut tx, me.id, conversation_id, id).await?;
+    db::messages::toggle_reaction(&mut tx.conn(), id, me.id, emoji, db::now_ms()).await?;
+    let message = load(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    record(
+        &mut tx,
+        Event::ReactionsChanged {
+            message: message.clone(),
+        },
+        members,
+    )
+    .await?;
+    commit(cx, tx).await?;
+    Ok(message)
 }

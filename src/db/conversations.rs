@@ -64,6 +64,8 @@ pub struct ListRow {
     pub last_activity_at: i64,
     /// Messages by others after my read marker.
     pub unread: i64,
+    /// Of those, the ones that name me.
+    pub unread_mentions: i64,
     /// Newest message text.
     pub last_body: Option<String>,
     /// Its author's id.
@@ -240,6 +242,9 @@ pub async fn list_for(c: &mut Conn<'_>, user: i64) -> sqlx::Result<Vec<ListRow>>
         "SELECT c.id, c.kind, c.title, c.last_activity_at, \
            (SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id \
               AND x.id > m.last_read_message_id AND x.author_id <> $1) AS unread, \
+           (SELECT COUNT(*) FROM messages x JOIN mentions n ON n.message_id = x.id AND n.user_id = $1 \
+              WHERE x.conversation_id = c.id AND x.id > m.last_read_message_id \
+              AND x.author_id <> $1) AS unread_mentions, \
            lm.body AS last_body, lm.author_id AS last_author_id, \
            la.username AS last_author_username, la.display_name AS last_author_display_name, \
            o.id AS other_id, o.username AS other_username, o.display_name AS other_display_name \
@@ -342,5 +347,78 @@ pub async fn unread_by_member(
     )
     .bind(conversation)
     .fetch_all(e)
+    .await)
+}
+
+/// The members of a conversation among these usernames (who a message names).
+pub async fn members_named(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    usernames: &[String],
+) -> sqlx::Result<Vec<i64>> {
+    if usernames.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (2..usernames.len() + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT u.id FROM members m JOIN users u ON u.id = m.user_id \
+         WHERE m.conversation_id = $1 AND u.username IN ({list}) ORDER BY u.id"
+    );
+    run!(c, e => {
+        let mut q = sqlx::query_scalar(&sql).bind(conversation);
+        for n in usernames {
+            q = q.bind(n);
+        }
+        q.fetch_all(e).await
+    })
+}
+
+/// Members for whom `message` is unread (not its author, marker before it).
+pub async fn unread_for(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    message: &super::messages::MessageRow,
+) -> sqlx::Result<Vec<i64>> {
+    run!(c, e => sqlx::query_scalar(
+        "SELECT user_id FROM members WHERE conversation_id = $1 AND last_read_message_id < $2 \
+         AND user_id <> $3",
+    )
+    .bind(conversation)
+    .bind(message.id)
+    .bind(message.author_id)
+    .fetch_all(e)
+    .await)
+}
+
+/// Points the conversation at its newest remaining message (after a delete).
+pub async fn refresh_last_message(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<()> {
+    exec!(c, e => sqlx::query(
+        "UPDATE conversations SET last_message_id = \
+         (SELECT MAX(id) FROM messages WHERE conversation_id = $1) WHERE id = $1",
+    )
+    .bind(conversation)
+    .execute(e)
+    .await)?;
+    Ok(())
+}
+
+/// Unread messages of `user` in one conversation that name them.
+pub async fn unread_mentions_in(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    user: i64,
+) -> sqlx::Result<i64> {
+    run!(c, e => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
+         JOIN mentions n ON n.message_id = x.id AND n.user_id = m.user_id \
+         WHERE m.conversation_id = $1 AND m.user_id = $2 AND x.id > m.last_read_message_id \
+         AND x.author_id <> $2",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_one(e)
     .await)
 }

@@ -1,6 +1,6 @@
 //! Messages.
 
-use super::{Conn, run};
+use super::{Conn, exec, run};
 
 /// A message with its author's face.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -19,10 +19,14 @@ pub struct MessageRow {
     pub body: String,
     /// When it was stored.
     pub created_at: i64,
+    /// When it was last edited.
+    pub edited_at: Option<i64>,
+    /// The message it replies to.
+    pub reply_to_id: Option<i64>,
 }
 
 const SELECT: &str = "SELECT m.id, m.conversation_id, m.author_id, u.username AS author_username, \
-     u.display_name AS author_display_name, m.body, m.created_at \
+     u.display_name AS author_display_name, m.body, m.created_at, m.edited_at, m.reply_to_id \
      FROM messages m JOIN users u ON u.id = m.author_id";
 
 /// Stores a message; None when this author already sent one with this client id (a retry).
@@ -32,17 +36,19 @@ pub async fn insert(
     author: i64,
     body: &str,
     client_id: Option<&str>,
+    reply_to: Option<i64>,
     now: i64,
 ) -> sqlx::Result<Option<i64>> {
     run!(c, e => sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, author_id, body, client_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO messages (conversation_id, author_id, body, client_id, reply_to_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(conversation)
     .bind(author)
     .bind(body)
     .bind(client_id)
+    .bind(reply_to)
     .bind(now)
     .fetch_optional(e)
     .await)
@@ -109,4 +115,181 @@ pub async fn before(
     .bind(message)
     .fetch_optional(e)
     .await)
+}
+
+/// The message after `message` in its conversation (regrouped when `message` goes).
+pub async fn next_after(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    message: i64,
+) -> sqlx::Result<Option<MessageRow>> {
+    let sql = format!("{SELECT} WHERE m.conversation_id = $1 AND m.id > $2 ORDER BY m.id LIMIT 1");
+    run!(c, e => sqlx::query_as(&sql)
+        .bind(conversation)
+        .bind(message)
+        .fetch_optional(e)
+        .await)
+}
+
+/// Replaces a message's text.
+pub async fn update_body(c: &mut Conn<'_>, id: i64, body: &str, now: i64) -> sqlx::Result<()> {
+    exec!(c, e => sqlx::query("UPDATE messages SET body = $1, edited_at = $2 WHERE id = $3")
+        .bind(body)
+        .bind(now)
+        .bind(id)
+        .execute(e)
+        .await)?;
+    Ok(())
+}
+
+/// Deletes a message (its reactions and mentions go with it).
+pub async fn delete(c: &mut Conn<'_>, id: i64) -> sqlx::Result<()> {
+    exec!(c, e => sqlx::query("DELETE FROM messages WHERE id = $1")
+        .bind(id)
+        .execute(e)
+        .await)?;
+    Ok(())
+}
+
+/// Ids of the messages that reply to `id`.
+pub async fn replies_to(c: &mut Conn<'_>, id: i64) -> sqlx::Result<Vec<i64>> {
+    run!(c, e => sqlx::query_scalar("SELECT id FROM messages WHERE reply_to_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(e)
+        .await)
+}
+
+/// Messages by id, with their authors (quotes of replies).
+pub async fn by_ids(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<MessageRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{SELECT} WHERE m.id IN ({})", placeholders(ids.len()));
+    run!(c, e => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(e).await
+    })
+}
+
+/// A reaction of someone to a message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReactionRow {
+    /// The message.
+    pub message_id: i64,
+    /// The emoji.
+    pub emoji: String,
+    /// Who.
+    pub user_id: i64,
+    /// Their username.
+    pub username: String,
+    /// Their display name.
+    pub display_name: String,
+}
+
+/// The reactions to these messages, oldest first.
+pub async fn reactions_of(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<ReactionRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT r.message_id, r.emoji, r.user_id, u.username, u.display_name FROM reactions r \
+         JOIN users u ON u.id = r.user_id WHERE r.message_id IN ({}) \
+         ORDER BY r.created_at, r.user_id",
+        placeholders(ids.len())
+    );
+    run!(c, e => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(e).await
+    })
+}
+
+/// Adds the reaction, or takes it back if it was there; true when added.
+pub async fn toggle_reaction(
+    c: &mut Conn<'_>,
+    message: i64,
+    user: i64,
+    emoji: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let removed = exec!(c, e => sqlx::query(
+        "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+    )
+    .bind(message)
+    .bind(user)
+    .bind(emoji)
+    .execute(&mut *e)
+    .await)?;
+    if removed > 0 {
+        return Ok(false);
+    }
+    exec!(c, e => sqlx::query(
+        "INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(message)
+    .bind(user)
+    .bind(emoji)
+    .bind(now)
+    .execute(e)
+    .await)?;
+    Ok(true)
+}
+
+/// A member named in a message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MentionRow {
+    /// The message.
+    pub message_id: i64,
+    /// Who is named.
+    pub user_id: i64,
+    /// Their username.
+    pub username: String,
+}
+
+/// Who these messages name.
+pub async fn mentions_of(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<MentionRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT n.message_id, n.user_id, u.username FROM mentions n JOIN users u ON u.id = n.user_id \
+         WHERE n.message_id IN ({}) ORDER BY n.user_id",
+        placeholders(ids.len())
+    );
+    run!(c, e => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(e).await
+    })
+}
+
+/// Sets who a message names.
+pub async fn set_mentions(c: &mut Conn<'_>, message: i64, users: &[i64]) -> sqlx::Result<()> {
+    exec!(c, e => sqlx::query("DELETE FROM mentions WHERE message_id = $1")
+        .bind(message)
+        .execute(&mut *e)
+        .await)?;
+    for u in users {
+        exec!(c, e => sqlx::query("INSERT INTO mentions (message_id, user_id) VALUES ($1, $2)")
+            .bind(message)
+            .bind(*u)
+            .execute(&mut *e)
+            .await)?;
+    }
+    Ok(())
+}
+
+/// `$1, $2, …, $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -23,6 +23,11 @@ pub fn receipts(message_id: i64) -> String {
     format!("receipts-{message_id}")
 }
 
+/// What a reply shows of the message it answers: `quote-{reply_id}`.
+pub fn quote(reply_id: i64) -> String {
+    format!("quote-{reply_id}")
+}
+
 /// A member's read marker chip: `reader-{conversation_id}-{user_id}`.
 pub fn reader(conversation_id: i64, user_id: i64) -> String {
     format!("reader-{conversation_id}-{user_id}")

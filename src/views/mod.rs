@@ -2,6 +2,7 @@
 //! everything already formatted. Templates hold only `if`/`for`/`include`.
 
 pub mod dom;
+pub mod markup;
 pub mod pages;
 pub mod partials;
 

@@ -148,3 +148,33 @@ pub struct ConversationPage {
     /// Errors of the member forms.
     pub errors: FieldErrors,
 }
+
+/// `messages/edit.html`: editing a message without JavaScript.
+#[derive(Template)]
+#[template(path = "messages/edit.html")]
+pub struct MessageEditPage {
+    /// Layout.
+    pub layout: Layout,
+    /// Conversation.
+    pub conversation_id: i64,
+    /// The message.
+    pub message_id: i64,
+    /// Text as stored or typed.
+    pub body: String,
+    /// Errors.
+    pub errors: FieldErrors,
+}
+
+/// `messages/delete.html`: the confirmation without JavaScript.
+#[derive(Template)]
+#[template(path = "messages/delete.html")]
+pub struct MessageDeletePage {
+    /// Layout.
+    pub layout: Layout,
+    /// Conversation.
+    pub conversation_id: i64,
+    /// The message.
+    pub message_id: i64,
+    /// The start of its text.
+    pub excerpt: String,
+}

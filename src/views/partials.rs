@@ -6,9 +6,10 @@
 
 use askama::Template;
 
-use super::{Segment, Stamp, dom, hue, initials, linkify};
+use super::markup::{self, Mention};
+use super::{Stamp, dom, hue, initials};
 use crate::db::users::UserRef;
-use crate::events::{MessageData, PrevMessage};
+use crate::events::{MessageData, PrevMessage, Quote};
 
 /// A person as lists show them.
 #[derive(Debug, Clone)]
@@ -138,10 +139,23 @@ pub struct MessageView {
     pub conversation_id: i64,
     /// Author.
     pub author: UserView,
-    /// Text, with links.
-    pub segments: Vec<Segment>,
-    /// Plain text (the list preview).
-    pub text: String,
+    /// The text as HTML: our Markdown subset, links and mentions, escaped (markup::render).
+    pub body_html: String,
+    /// One to three emoji only: shown large.
+    pub jumbo: bool,
+    /// Edited since posted.
+    pub edited: bool,
+    /// The message it answers.
+    pub quote: Option<QuoteView>,
+    /// Reactions.
+    pub reactions: Vec<ReactionView>,
+    /// Ids of the members it names, space-separated (`data-mentions`).
+    pub mention_ids: String,
+    /// Page only: the viewer may not edit it / may not delete it (their controls are hidden;
+    /// live.js decides the same from `data-author` and the group's owner).
+    pub hide_edit: bool,
+    /// See `hide_edit`.
+    pub hide_delete: bool,
     /// When.
     pub at: Stamp,
     /// Same author as the message before, within minutes: shown as one group.
@@ -173,17 +187,58 @@ impl MessageView {
     /// From event data.
     pub fn new(m: &MessageData) -> MessageView {
         let (continued, new_day) = grouping(m.prev, m.author.id, m.created_at);
+        let mentions: Vec<Mention> = m
+            .mentions
+            .iter()
+            .map(|x| Mention {
+                id: x.id,
+                username: x.username.clone(),
+            })
+            .collect();
         MessageView {
             id: m.id,
             conversation_id: m.conversation_id,
             author: UserView::new(&m.author, false),
-            segments: linkify(&m.body),
-            text: m.body.clone(),
+            body_html: markup::render(&m.body, &mentions),
+            jumbo: markup::is_jumbo(&m.body),
+            edited: m.edited,
+            quote: m
+                .reply
+                .as_ref()
+                .map(|q| QuoteView::new(m.conversation_id, m.id, q)),
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| ReactionView {
+                    emoji: r.emoji.clone(),
+                    count: r.users.len(),
+                    users: r.users.iter().map(|u| UserView::new(u, false)).collect(),
+                    user_ids: r
+                        .users
+                        .iter()
+                        .map(|u| u.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                })
+                .collect(),
+            mention_ids: m
+                .mentions
+                .iter()
+                .map(|x| x.id.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            hide_edit: false,
+            hide_delete: false,
             at: Stamp::new(m.created_at),
             continued,
             new_day,
             readers: Vec::new(),
         }
+    }
+
+    /// The quick reactions offered on every message.
+    pub fn quick_reactions(&self) -> &'static [&'static str] {
+        &["👍", "❤️", "😂", "🎉", "😮", "😢"]
     }
 
     /// `message-{id}`.
@@ -199,6 +254,85 @@ impl MessageView {
     /// Its conversation's row in the list (live.js counts unread there).
     pub fn row_dom_id(&self) -> String {
         dom::conversation_row(self.conversation_id)
+    }
+}
+
+/// What a reply shows of the message it answers (id `quote-{reply_id}`).
+#[derive(Debug, Clone)]
+pub struct QuoteView {
+    /// The conversation.
+    pub conversation_id: i64,
+    /// The reply showing it.
+    pub reply_id: i64,
+    /// The original.
+    pub id: i64,
+    /// Its author (None: deleted).
+    pub author: Option<UserView>,
+    /// The start of its text, on one line.
+    pub excerpt: String,
+}
+
+impl QuoteView {
+    /// From event data.
+    pub fn new(conversation_id: i64, reply_id: i64, q: &Quote) -> QuoteView {
+        let (author, excerpt) = match &q.original {
+            Some((a, text)) => (Some(UserView::new(a, false)), one_line(text, 100)),
+            None => (None, String::new()),
+        };
+        QuoteView {
+            conversation_id,
+            reply_id,
+            id: q.id,
+            author,
+            excerpt,
+        }
+    }
+
+    /// `quote-{reply_id}`.
+    pub fn dom_id(&self) -> String {
+        dom::quote(self.reply_id)
+    }
+
+    /// Where the original is: the page of history that ends with it.
+    pub fn href(&self) -> String {
+        format!(
+            "/conversations/{}?before={}#{}",
+            self.conversation_id,
+            self.id + 1,
+            dom::message(self.id)
+        )
+    }
+}
+
+/// `messages/_quote.html`.
+#[derive(Template)]
+#[template(path = "messages/_quote.html")]
+pub struct QuotePartial {
+    /// The quote.
+    pub quote: QuoteView,
+}
+
+/// One emoji on a message.
+#[derive(Debug, Clone)]
+pub struct ReactionView {
+    /// The emoji.
+    pub emoji: String,
+    /// How many.
+    pub count: usize,
+    /// Who.
+    pub users: Vec<UserView>,
+    /// Their ids, space-separated (live.js marks mine).
+    pub user_ids: String,
+}
+
+/// Text on one line, cut to `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let one = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let short: String = one.chars().take(max).collect();
+    if one.chars().count() > max {
+        format!("{short}…")
+    } else {
+        short
     }
 }
 
@@ -227,16 +361,7 @@ impl PreviewView {
     /// The preview of a conversation whose latest message is `last`.
     pub fn of(conversation_id: i64, last: Option<(&UserRef, &str)>, at_ms: i64) -> Self {
         let (author, text) = match last {
-            Some((a, b)) => {
-                let one_line = b.split_whitespace().collect::<Vec<_>>().join(" ");
-                let short: String = one_line.chars().take(80).collect();
-                let ellipsis = if one_line.chars().count() > 80 {
-                    "…"
-                } else {
-                    ""
-                };
-                (Some(UserView::new(a, false)), format!("{short}{ellipsis}"))
-            }
+            Some((a, b)) => (Some(UserView::new(a, false)), one_line(b, 80)),
             None => (None, String::new()),
         };
         PreviewView {
@@ -268,6 +393,8 @@ pub struct UnreadView {
     pub conversation_id: i64,
     /// Unread messages.
     pub count: i64,
+    /// Of those, how many name me (the row's mention marker).
+    pub mentions: i64,
 }
 
 impl UnreadView {
@@ -379,12 +506,15 @@ pub struct ComposerView {
     pub draft: String,
     /// What went wrong with the last send.
     pub error: Option<String>,
+    /// The message being answered: its id and "Name: start of text".
+    pub reply: Option<(i64, String)>,
 }
 
 impl ComposerView {
     /// An empty composer.
     pub fn new(conversation_id: i64, open: bool) -> ComposerView {
         ComposerView {
+            reply: None,
             conversation_id,
             open,
             client_id: new_client_id(),

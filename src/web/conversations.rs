@@ -19,6 +19,7 @@ use crate::db::{self};
 use crate::domain::{ClientId, FieldErrors, GroupTitle, MessageBody, Username, parse_id};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::views::partials::one_line;
 use crate::views::{
     ComposerView, ConversationPage, ConversationRowView, ConversationsPage, MembersView,
     MessagePartial, MessageView, PickView, PreviewView, ReaderView, UnreadView, UserView, dom, hue,
@@ -78,6 +79,7 @@ fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
         unread: UnreadView {
             conversation_id: r.id,
             count: r.unread,
+            mentions: r.unread_mentions,
         },
         current: r.id == current,
     }
@@ -182,15 +184,18 @@ async fn create(
 #[derive(Deserialize)]
 struct PageQuery {
     before: Option<String>,
+    reply: Option<String>,
 }
 
 /// Builds the conversation page. `composer` puts back a draft with its error; `errors` shows the
 /// member forms' errors.
+#[allow(clippy::too_many_arguments)]
 async fn show_page(
     state: &AppState,
     me: &CurrentUser,
     id: i64,
     before: Option<i64>,
+    reply_to: Option<i64>,
     status: StatusCode,
     composer: Option<ComposerView>,
     errors: FieldErrors,
@@ -211,11 +216,9 @@ async fn show_page(
         Some(o) => db::friends::are_friends(&mut rc.conn(), me.id(), o.id).await?,
         None => !m.is_direct(),
     };
-    drop(rc);
-
     // One row more than a page tells whether there are older messages, and what the first
     // message of the page follows (grouping is decided from the pair, as live).
-    let (older, mut prev) = if messages.len() as i64 > PAGE_SIZE {
+    let (older, prev) = if messages.len() as i64 > PAGE_SIZE {
         let extra = messages.remove(0);
         (
             messages.first().map(|m| m.id),
@@ -224,6 +227,12 @@ async fn show_page(
     } else {
         (None, None)
     };
+    let data = chat::messages::hydrate(&mut rc.conn(), &messages, prev).await?;
+    let reply = match reply_to {
+        Some(r) => chat::messages::load(&mut rc.conn(), id, r).await?,
+        None => None,
+    };
+    drop(rc);
     // Read markers: each member's chip sits under the newest message they have read. Mine, and
     // an author's on their own message, are there but hidden (as live.js hides them live).
     let mut readers: HashMap<i64, Vec<ReaderView>> = HashMap::new();
@@ -237,13 +246,15 @@ async fn show_page(
                 hidden: u.id == me.id(),
             });
     }
-    let mut views: Vec<MessageView> = Vec::with_capacity(messages.len());
-    for row in &messages {
-        let mut v = MessageView::new(&chat::messages::data_of(row, prev));
-        prev = Some(chat::messages::prev_of(row));
-        let mut rs = readers.remove(&row.id).unwrap_or_default();
+    let owner = m.owner_id == Some(me.id());
+    let mut views: Vec<MessageView> = Vec::with_capacity(data.len());
+    for d in &data {
+        let mut v = MessageView::new(d);
+        v.hide_edit = d.author.id != me.id();
+        v.hide_delete = d.author.id != me.id() && !owner;
+        let mut rs = readers.remove(&d.id).unwrap_or_default();
         for r in &mut rs {
-            r.hidden |= r.user.id == row.author_id;
+            r.hidden |= r.user.id == d.author.id;
         }
         rs.sort_by_key(|r| r.user.id);
         v.readers = rs;
@@ -263,7 +274,13 @@ async fn show_page(
             .collect(),
         viewer_is_owner: Some(m.owner_id == Some(me.id())),
     });
-    let composer = composer.unwrap_or_else(|| ComposerView::new(id, open));
+    let mut composer = composer.unwrap_or_else(|| ComposerView::new(id, open));
+    if let Some(r) = reply {
+        composer.reply = Some((
+            r.id,
+            format!("{}: {}", r.author.name(), one_line(&r.body, 80)),
+        ));
+    }
     Ok(render(
         status,
         &ConversationPage {
@@ -323,11 +340,13 @@ async fn show(
             chat::messages::mark_read(&state.cx(), &me.user, id, last).await?;
         }
     }
+    let reply = q.reply.as_deref().and_then(|r| r.parse::<i64>().ok());
     show_page(
         &state,
         &me,
         id,
         before,
+        reply,
         StatusCode::OK,
         None,
         FieldErrors::default(),
@@ -350,6 +369,7 @@ async fn member_result(
                 state,
                 me,
                 id,
+                None,
                 None,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
@@ -420,6 +440,7 @@ struct MessageForm {
     #[serde(default)]
     body: String,
     client_id: Option<String>,
+    reply_to: Option<String>,
 }
 
 // POST /conversations/{id}/messages
@@ -431,11 +452,26 @@ async fn create_message(
     Form(form): Form<MessageForm>,
 ) -> AppResult<Response> {
     let fetch = is_fetch(&headers);
-    let parsed = MessageBody::parse("body", &form.body)
-        .and_then(|b| ClientId::parse_opt("client_id", form.client_id.as_deref()).map(|c| (b, c)));
+    let reply_to = match form.reply_to.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(r) => parse_id("reply_to", r).map(Some),
+    };
+    let parsed = MessageBody::parse("body", &form.body).and_then(|b| {
+        ClientId::parse_opt("client_id", form.client_id.as_deref())
+            .and_then(|c| reply_to.clone().map(|r| (b, c, r)))
+    });
+    let reply_to = reply_to.ok().flatten();
     let result = match parsed {
-        Ok((body, client_id)) => {
-            chat::messages::post(&state.cx(), &me.user, id, &body, client_id.as_ref()).await
+        Ok((body, client_id, reply_to)) => {
+            chat::messages::post(
+                &state.cx(),
+                &me.user,
+                id,
+                &body,
+                client_id.as_ref(),
+                reply_to,
+            )
+            .await
         }
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.
@@ -473,12 +509,14 @@ async fn create_message(
                     .unwrap_or_else(crate::views::new_client_id),
                 draft: form.body.clone(),
                 error: Some(errors.to_string()),
+                reply: None,
             };
             show_page(
                 &state,
                 &me,
                 id,
                 None,
+                reply_to,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(composer),
                 FieldErrors::default(),

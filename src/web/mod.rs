@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod events;
 pub mod extract;
 pub mod friends;
+pub mod messages;
 pub mod security;
 pub mod sessions;
 pub mod settings;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(settings::routes())
         .merge(friends::routes())
         .merge(conversations::routes())
+        .merge(messages::routes())
         .merge(events::routes())
         .nest_service("/static", assets)
         .fallback(not_found)

@@ -40,6 +40,7 @@ pub fn row_view(c: &ConversationData, viewer: i64, online: Online<'_>) -> Conver
         unread: UnreadView {
             conversation_id: c.id,
             count: 0,
+            mentions: 0,
         },
         current: false,
     }

@@ -2,11 +2,11 @@
 
 use super::badge;
 use crate::db::users::UserRef;
-use crate::events::MessageData;
+use crate::events::{MessageData, Quote};
 use crate::live::frame::{Action, Audience, Frame, audience};
 use crate::views::{
-    MessagePartial, MessageView, PreviewPartial, PreviewView, ReaderPartial, ReaderView,
-    UnreadPartial, UnreadView, UserView, dom, render_fragment,
+    MessagePartial, MessageView, PreviewPartial, PreviewView, QuotePartial, QuoteView,
+    ReaderPartial, ReaderView, UnreadPartial, UnreadView, UserView, dom, render_fragment,
 };
 
 fn reader(
@@ -30,7 +30,7 @@ fn reader(
     )
 }
 
-fn unread_count(conversation_id: i64, count: i64, to: Audience) -> Frame {
+fn unread_count(conversation_id: i64, (count, mentions): (i64, i64), to: Audience) -> Frame {
     Frame::new(
         Action::Replace,
         dom::unread(conversation_id),
@@ -39,9 +39,131 @@ fn unread_count(conversation_id: i64, count: i64, to: Audience) -> Frame {
             unread: UnreadView {
                 conversation_id,
                 count,
+                mentions,
             },
         }),
     )
+}
+
+fn message(m: &MessageData, action: Action, target: String, to: Audience) -> Frame {
+    Frame::new(
+        action,
+        target,
+        to,
+        &render_fragment(&MessagePartial {
+            message: MessageView::new(m),
+        }),
+    )
+}
+
+fn preview(conversation_id: i64, last: Option<&MessageData>, activity: i64, to: Audience) -> Frame {
+    let preview = PreviewView::of(
+        conversation_id,
+        last.map(|m| (&m.author, m.body.as_str())),
+        activity,
+    );
+    Frame::new(
+        Action::Replace,
+        dom::preview(conversation_id),
+        to,
+        &render_fragment(&PreviewPartial { preview }),
+    )
+}
+
+/// Quotes of `m` in the replies that show it.
+fn quotes(
+    m: Option<&MessageData>,
+    conversation_id: i64,
+    id: i64,
+    replies: &[i64],
+    to: &Audience,
+) -> Vec<Frame> {
+    let quote = Quote {
+        id,
+        original: m.map(|m| (m.author.clone(), m.body.clone())),
+    };
+    replies
+        .iter()
+        .map(|r| {
+            Frame::new(
+                Action::Replace,
+                dom::quote(*r),
+                to.clone(),
+                &render_fragment(&QuotePartial {
+                    quote: QuoteView::new(conversation_id, *r, &quote),
+                }),
+            )
+        })
+        .collect()
+}
+
+/// An edited message changes in place (its receipts stay), in the replies that quote it, and
+/// in the list preview when it is the newest.
+pub fn edited(
+    m: &MessageData,
+    replies: &[i64],
+    is_last: bool,
+    activity: i64,
+    all: Audience,
+) -> Vec<Frame> {
+    let mut frames = vec![message(m, Action::Replace, dom::message(m.id), all.clone())];
+    frames.extend(quotes(Some(m), m.conversation_id, m.id, replies, &all));
+    if is_last {
+        frames.push(preview(m.conversation_id, Some(m), activity, all));
+    }
+    frames
+}
+
+/// A deleted message leaves every page; the next one regroups, replies say "message deleted",
+/// the preview falls back to the newest remaining message, and those who had it unread count one
+/// less.
+#[allow(clippy::too_many_arguments)]
+pub fn deleted(
+    conversation_id: i64,
+    id: i64,
+    next: Option<&MessageData>,
+    replies: &[i64],
+    new_last: Option<&Option<MessageData>>,
+    activity: i64,
+    unread_for: &[i64],
+    all: Audience,
+) -> Vec<Frame> {
+    let mut frames = vec![Frame::new(
+        Action::Remove,
+        dom::message(id),
+        all.clone(),
+        "",
+    )];
+    if let Some(n) = next {
+        frames.push(message(n, Action::Replace, dom::message(n.id), all.clone()));
+    }
+    frames.extend(quotes(None, conversation_id, id, replies, &all));
+    if let Some(last) = new_last {
+        frames.push(preview(conversation_id, last.as_ref(), activity, all));
+    }
+    if !unread_for.is_empty() {
+        let to = audience(unread_for.iter().copied());
+        frames.push(Frame::with_delta(
+            Action::Replace,
+            dom::unread(conversation_id),
+            to.clone(),
+            "",
+            Some(-1),
+        ));
+        frames.push(Frame::with_delta(
+            Action::Replace,
+            "badge-unread".into(),
+            to,
+            "",
+            Some(-1),
+        ));
+    }
+    frames
+}
+
+/// New reactions show on the message (its receipts stay).
+pub fn reactions_changed(m: &MessageData, all: Audience) -> Vec<Frame> {
+    vec![message(m, Action::Replace, dom::message(m.id), all)]
 }
 
 /// A new message joins the open lists, the rows' previews, and moves its author's read marker
@@ -50,14 +172,7 @@ pub fn added(m: &MessageData, author_total_unread: i64, all: Audience) -> Vec<Fr
     let cid = m.conversation_id;
     let preview = PreviewView::of(cid, Some((&m.author, m.body.as_str())), m.created_at);
     vec![
-        Frame::new(
-            Action::Append,
-            dom::messages(cid),
-            all.clone(),
-            &render_fragment(&MessagePartial {
-                message: MessageView::new(m),
-            }),
-        ),
+        message(m, Action::Append, dom::messages(cid), all.clone()),
         Frame::new(
             Action::Replace,
             dom::preview(cid),
@@ -66,7 +181,7 @@ pub fn added(m: &MessageData, author_total_unread: i64, all: Audience) -> Vec<Fr
         ),
         // The author has read what they wrote; their marker on their own message shows nothing.
         reader(cid, &m.author, m.id, true, all),
-        unread_count(cid, 0, audience([m.author.id])),
+        unread_count(cid, (0, 0), audience([m.author.id])),
         badge("badge-unread", author_total_unread, m.author.id),
     ]
 }
@@ -76,7 +191,7 @@ pub fn read(
     conversation_id: i64,
     who: &UserRef,
     message_id: i64,
-    unread: i64,
+    unread: (i64, i64),
     total_unread: i64,
     all: Audience,
 ) -> Vec<Frame> {

@@ -74,14 +74,40 @@ pub fn frames_for(event: &Event, everyone: &[i64], online: Online<'_>) -> Vec<Fr
             message_id,
             unread,
             total_unread,
+            unread_mentions,
         } => messages::read(
             *conversation_id,
             reader,
             *message_id,
-            *unread,
+            (*unread, *unread_mentions),
             *total_unread,
             all,
         ),
+        Event::MessageEdited {
+            message,
+            replies,
+            is_last,
+            last_activity_at,
+        } => messages::edited(message, replies, *is_last, *last_activity_at, all),
+        Event::MessageDeleted {
+            conversation_id,
+            message_id,
+            next,
+            replies,
+            new_last,
+            last_activity_at,
+            unread_for,
+        } => messages::deleted(
+            *conversation_id,
+            *message_id,
+            next.as_ref(),
+            replies,
+            new_last.as_ref(),
+            *last_activity_at,
+            unread_for,
+            all,
+        ),
+        Event::ReactionsChanged { message } => messages::reactions_changed(message, all),
     }
 }
 
