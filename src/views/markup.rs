@@ -106,8 +106,7 @@ fn mentions_html(text: &str, mentions: &[Mention]) -> String {
 pub fn mentioned_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut prev: Option<char> = None;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in text.char_indices() {
         if c == '@' && prev.is_none_or(|p| !(p.is_alphanumeric() || p == '_')) {
             let name: String = text[i + 1..]
                 .chars()
