@@ -56,6 +56,10 @@ fn main() {
                 body: "hello everyone".into(),
                 created_at: 1_764_000_000_000,
                 prev: None,
+                edited: false,
+                reply: None,
+                reactions: Vec::new(),
+                mentions: Vec::new(),
             },
             author_total_unread: 0,
         };
