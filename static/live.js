@@ -32,7 +32,14 @@
     n = Math.max(0, n);
     el.textContent = String(n);
     el.setAttribute("data-count", String(n));
-    if (el.classList.contains("unread")) el.setAttribute("aria-label", n + " unread");
+    if (el.classList.contains("unread")) {
+      var mentioned = Number(el.getAttribute("data-mentions") || "0") > 0;
+      el.setAttribute("aria-label", n + " unread" + (mentioned ? ", you are mentioned" : ""));
+    }
+  }
+
+  function hasId(list, id) {
+    return (list || "").split(" ").indexOf(id) >= 0;
   }
 
   function count(el) {
@@ -64,6 +71,17 @@
     scope.forEach(function (el) {
       if (el.matches("article.message")) {
         el.classList.toggle("mine", el.getAttribute("data-author") === me);
+        el.classList.toggle("mentions-me", hasId(el.getAttribute("data-mentions"), me));
+      }
+      if (el.matches(".mention")) el.classList.toggle("me", el.getAttribute("data-mention") === me);
+      if (el.matches(".reaction")) el.classList.toggle("mine", hasId(el.getAttribute("data-users"), me));
+      if (el.matches(".preview-author")) el.classList.toggle("me", el.getAttribute("data-author") === me);
+      if (el.matches("[data-author-only], [data-author-or-owner]")) {
+        var m = el.closest("article.message");
+        var mine = !!m && m.getAttribute("data-author") === me;
+        var members = document.querySelector(".members[data-owner]");
+        var owns = !!members && members.getAttribute("data-owner") === me;
+        el.hidden = !(mine || (owns && el.hasAttribute("data-author-or-owner")));
       }
       if (el.matches("[data-reader]")) {
         var msg = el.closest("article.message");
@@ -212,6 +230,9 @@
       var row = byId(el.getAttribute("data-row"));
       if (row) {
         var u = row.querySelector(".unread");
+        if (u && hasId(el.getAttribute("data-mentions"), me)) {
+          u.setAttribute("data-mentions", String(Number(u.getAttribute("data-mentions") || "0") + 1));
+        }
         setCount(u, count(u) + 1);
       } else if (!document.querySelector("#conversation-list")) {
         var badge = byId("badge-unread");
@@ -314,6 +335,10 @@
       keepParts(target, el);
       target.replaceWith(el);
       decorate(el);
+      if (el.matches(".members")) {
+        // A new owner: who may delete which message changes with it.
+        document.querySelectorAll("[data-author-or-owner]").forEach(function (a) { decorate(a); });
+      }
       if (el.matches(".preview")) {
         // The row's place follows its newest activity.
         var row = el.closest("[data-key]");
@@ -414,6 +439,134 @@
     }
   }
 
+  // ---- one message: reply, jump to a quote, edit inline, delete, react ---------------------------
+
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/x-www-form-urlencoded" }, FETCH_HEADER),
+      body: body,
+      credentials: "same-origin"
+    });
+  }
+
+  // A message partial from the server replaces the one on the page (its receipts stay).
+  function replaceMessage(html) {
+    var el = parse(html);
+    var old = el && byId(el.id);
+    if (!old) return;
+    keepParts(old, el);
+    old.replaceWith(el);
+    decorate(el);
+  }
+
+  function setReply(form, id) {
+    var msg = byId("message-" + id);
+    var box = form.querySelector(".replying");
+    var input = form.querySelector("input[name=reply_to]");
+    if (!box || !input) return;
+    input.value = id ? String(id) : "";
+    box.hidden = !id;
+    if (msg) {
+      var who = msg.querySelector(".author .name");
+      var text = (msg.querySelector(".body").textContent || "").replace(/\s+/g, " ").trim();
+      box.querySelector(".replying-to").textContent =
+        (who ? who.textContent : "") + ": " + (text.length > 80 ? text.slice(0, 80) + "…" : text);
+    }
+  }
+
+  function startEdit(link) {
+    var msg = link.closest("article.message");
+    if (!msg || msg.querySelector("form.inline-edit")) return;
+    fetch(link.href, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (page) {
+      var doc = new DOMParser().parseFromString(page, "text/html");
+      var source = doc.querySelector("#edit-body");
+      var body = msg.querySelector(".body");
+      if (!source || !body) return;
+      var form = document.createElement("form");
+      form.className = "inline-edit";
+      form.action = link.href.replace(/\/edit$/, "");
+      var area = document.createElement("textarea");
+      area.name = "body";
+      area.value = source.value;
+      area.rows = Math.min(8, area.value.split("\n").length + 1);
+      var hint = document.createElement("p");
+      hint.className = "help";
+      hint.textContent = "Enter to save, Escape to cancel";
+      form.appendChild(area);
+      form.appendChild(hint);
+      body.hidden = true;
+      body.parentNode.insertBefore(form, body.nextSibling);
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+      var done = function () { form.remove(); body.hidden = false; };
+      area.addEventListener("keydown", function (e) {
+        if (e.key === "Escape") { e.preventDefault(); done(); }
+        if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+          e.preventDefault();
+          post(form.action, "body=" + encodeURIComponent(area.value)).then(function (r) {
+            return r.text().then(function (t) { return { ok: r.ok, text: t }; });
+          }).then(function (r) {
+            if (r.ok) replaceMessage(r.text);
+            else hint.textContent = r.text;
+          });
+        }
+      });
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest && e.target.closest("a[data-reply], a.cancel-reply, a.quote, a[data-edit], a[data-delete]");
+    if (!a) return;
+    var composer = document.querySelector("form.composer");
+    if (a.matches("[data-reply]") && composer && composer.querySelector("input[name=reply_to]")) {
+      e.preventDefault();
+      setReply(composer, Number(a.getAttribute("data-reply")));
+      composer.querySelector("textarea").focus();
+    } else if (a.matches(".cancel-reply") && composer) {
+      e.preventDefault();
+      setReply(composer, 0);
+    } else if (a.matches(".quote")) {
+      var original = byId("message-" + a.getAttribute("data-quote"));
+      if (original) {
+        e.preventDefault();
+        original.scrollIntoView({ block: "center", behavior: "smooth" });
+        original.classList.add("flash");
+        setTimeout(function () { original.classList.remove("flash"); }, 1600);
+      }
+    } else if (a.matches("[data-edit]")) {
+      e.preventDefault();
+      startEdit(a);
+    } else if (a.matches("[data-delete]")) {
+      e.preventDefault();
+      if (window.confirm("Delete this message for everyone?")) {
+        post(a.href, "").then(function (r) {
+          if (r.ok) {
+            var m = a.closest("article.message");
+            if (m) m.remove();
+          }
+        });
+      }
+    }
+  });
+
+  // Reactions without a page load; the live frame brings everyone else's.
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form.matches || !form.action || !/\/reactions$/.test(form.action)) return;
+    e.preventDefault();
+    var emoji = e.submitter && e.submitter.name === "emoji" ? e.submitter.value : "";
+    var typed = form.querySelector("input[name=emoji]");
+    if (!emoji && typed) emoji = typed.value;
+    post(form.action, "emoji=" + encodeURIComponent(emoji)).then(function (r) {
+      return r.text().then(function (t) { return { ok: r.ok, text: t }; });
+    }).then(function (r) {
+      if (r.ok) replaceMessage(r.text);
+    });
+    var menu = form.closest("details");
+    if (menu) menu.open = false;
+  });
+
   // ---- the composer -----------------------------------------------------------------------------
 
   function newClientId() {
@@ -447,6 +600,7 @@
         }
         text.value = "";
         form.querySelector("input[name=client_id]").value = newClientId();
+        setReply(form, 0);
         if (err) err.textContent = "";
         text.removeAttribute("aria-invalid");
         toBottom();
@@ -480,6 +634,15 @@
 
   document.addEventListener("keydown", function (e) {
     var t = e.target;
+    // Up in an empty composer edits my last message.
+    if (t.matches && t.matches("form.composer textarea") && e.key === "ArrowUp" && !t.value) {
+      var mine = document.querySelectorAll('.messages[data-live] article.message[data-author="' + me + '"] a[data-edit]');
+      if (mine.length) {
+        e.preventDefault();
+        startEdit(mine[mine.length - 1]);
+        return;
+      }
+    }
     if (t.matches && t.matches("form.composer textarea") && e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       sendMessage(t.form);

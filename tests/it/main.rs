@@ -9,6 +9,7 @@ mod e2e_property;
 mod friends;
 mod helpers;
 mod live;
+mod message_features;
 mod messages;
 mod security;
 mod stream;

@@ -1,0 +1,339 @@
+//! Edit, delete, reactions, replies, formatting and mentions: each route with success, bad input
+//! and a user who may not act; each live change reaching the members and nobody else.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{LIVE, TestApp};
+
+#[tokio::test]
+async fn the_author_edits_a_message_and_members_see_it_live_with_receipts_and_reactions_kept() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let c = ann.direct_with(&bob).await;
+    let m = ann.say(c, "helo").await;
+    bob.post(
+        &format!("/conversations/{c}/read"),
+        &[("message_id", &m.to_string())],
+    )
+    .await;
+    bob.post(
+        &format!("/conversations/{c}/messages/{m}/reactions"),
+        &[("emoji", "👍")],
+    )
+    .await;
+    let mut b = bob.stream().await;
+    let mut x = carl.stream().await;
+    // The edit page (no JS) has the text as typed.
+    let page = ann
+        .get(&format!("/conversations/{c}/messages/{m}/edit"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.text("#edit-body").as_deref(), Some("helo"));
+    let r = ann
+        .post(
+            &format!("/conversations/{c}/messages/{m}"),
+            &[("body", "hello")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let f = b.expect_target("replace", &format!("message-{m}")).await;
+    assert!(f.content().contains("hello") && f.content().contains("(edited)"));
+    x.assert_none(Duration::from_millis(300), "anything", |f| {
+        f.event != "presence"
+    })
+    .await;
+    let page = bob
+        .get(&format!("/conversations/{c}?before={}", m + 1))
+        .await;
+    assert_eq!(
+        page.text(&format!("#message-{m} .body")).as_deref(),
+        Some("hello")
+    );
+    assert!(page.has(&format!("#message-{m} .edited")));
+    assert!(page.has(&format!("#receipts-{m} #reader-{c}-{}", bob.id)));
+    assert_eq!(
+        page.text(&format!("#message-{m} .reaction .count"))
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn only_the_author_edits_and_bad_input_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let c = ann.direct_with(&bob).await;
+    let m = ann.say(c, "original").await;
+    let path = format!("/conversations/{c}/messages/{m}");
+    assert_eq!(
+        ann.post(&path, &[("body", "   ")]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        bob.post(&path, &[("body", "mine now")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        bob.get(&format!("{path}/edit")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        carl.post(&path, &[("body", "x")]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        carl.post(&path, &[("body", "")]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let page = ann.get(&format!("/conversations/{c}")).await;
+    assert_eq!(
+        page.text(&format!("#message-{m} .body")).as_deref(),
+        Some("original")
+    );
+    assert!(!page.has(&format!("#message-{m} .edited")));
+}
+
+#[tokio::test]
+async fn a_deleted_message_leaves_every_page_and_its_replies_say_so() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let first = ann.say(c, "first").await;
+    let m = ann.say(c, "oops").await;
+    let reply = bob
+        .post_fetch(
+            &format!("/conversations/{c}/messages"),
+            &[("body", "what?"), ("reply_to", &m.to_string())],
+        )
+        .await;
+    assert!(reply.has(".quote"), "{}", reply.body);
+    let reply_id: i64 = reply
+        .attr("article.message", "id")
+        .and_then(|s| s.strip_prefix("message-").map(str::to_owned))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let last = ann.say(c, "unread by bob").await;
+    let mut b = bob.stream().await;
+    // The confirmation page, then the delete.
+    let confirm = ann
+        .get(&format!("/conversations/{c}/messages/{m}/delete"))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert_eq!(
+        bob.post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "not the author, not a group owner"
+    );
+    let r = ann
+        .post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    b.expect_target("remove", &format!("message-{m}")).await;
+    let q = b
+        .expect_target("replace", &format!("quote-{reply_id}"))
+        .await;
+    assert!(q.content().contains("message deleted"));
+    let page = bob.get(&format!("/conversations/{c}")).await;
+    assert!(!page.has(&format!("#message-{m}")));
+    assert!(page.has(&format!("#message-{first}")) && page.has(&format!("#message-{last}")));
+    assert_eq!(
+        page.text(&format!("#quote-{reply_id}")).as_deref(),
+        Some("message deleted")
+    );
+    // Deleting the newest message brings the preview back to the one before.
+    ann.post(&format!("/conversations/{c}/messages/{last}/delete"), &[])
+        .await;
+    let p = b.expect_target("replace", &format!("preview-{c}")).await;
+    assert!(p.content().contains("what?"), "{}", p.data);
+}
+
+#[tokio::test]
+async fn a_group_owner_deletes_any_message_and_unread_counts_follow() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    crate::helpers::befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob, &carl]).await;
+    let m = bob.say(g, "spam").await;
+    let mut cs = carl.stream().await;
+    let r = ann
+        .post(&format!("/conversations/{g}/messages/{m}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    cs.expect(LIVE, "unread drop", |f| {
+        f.target().as_deref() == Some(&format!("unread-{g}"))
+            && f.data.contains("data-delta=\"-1\"")
+    })
+    .await;
+    let list = carl.get("/conversations").await;
+    assert_eq!(
+        list.attr(&format!("#unread-{g}"), "data-count").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        carl.post(&format!("/conversations/{g}/messages/{m}/delete"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "already gone"
+    );
+}
+
+#[tokio::test]
+async fn reactions_toggle_live_for_members_and_only_emoji_are_accepted() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let c = ann.direct_with(&bob).await;
+    let m = ann.say(c, "party?").await;
+    let path = format!("/conversations/{c}/messages/{m}/reactions");
+    let mut a = ann.stream().await;
+    let r = bob.post(&path, &[("emoji", "🎉"), ("emoji", "")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let f = a.expect_target("replace", &format!("message-{m}")).await;
+    assert!(
+        f.content().contains("🎉") && f.content().contains(&format!("data-users=\"{}\"", bob.id))
+    );
+    // Any single emoji typed in the field.
+    bob.post(&path, &[("emoji", ""), ("emoji", "🦀")]).await;
+    a.expect_target("replace", &format!("message-{m}")).await;
+    let page = ann.get(&format!("/conversations/{c}")).await;
+    assert_eq!(page.count(&format!("#message-{m} .reaction")), 2);
+    // Toggle off.
+    bob.post(&path, &[("emoji", "🎉")]).await;
+    let page = ann.get(&format!("/conversations/{c}")).await;
+    assert_eq!(page.count(&format!("#message-{m} .reaction")), 1);
+    assert_eq!(
+        bob.post(&path, &[("emoji", "lol")]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        bob.post(&path, &[("emoji", "")]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        carl.post(&path, &[("emoji", "👍")]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        carl.post(&path, &[("emoji", "lol")]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let page = ann.get(&format!("/conversations/{c}")).await;
+    assert_eq!(page.count(&format!("#message-{m} .reaction")), 1);
+}
+
+#[tokio::test]
+async fn a_reply_quotes_its_original_and_must_answer_this_conversation() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    crate::helpers::befriend(&ann, &carl).await;
+    let c = ann.direct_with(&bob).await;
+    let other = ann.direct_with(&carl).await;
+    let m = ann.say(c, "lunch at noon?").await;
+    let elsewhere = ann.say(other, "secret").await;
+    // Without JS the reply link opens the conversation with the composer answering it.
+    let page = bob.get(&format!("/conversations/{c}?reply={m}")).await;
+    assert_eq!(
+        page.attr("input[name=reply_to]", "value").as_deref(),
+        Some(m.to_string().as_str())
+    );
+    assert!(
+        page.text(".replying-to")
+            .unwrap_or_default()
+            .contains("lunch at noon?")
+    );
+    let r = bob
+        .post(
+            &format!("/conversations/{c}/messages"),
+            &[("body", "yes"), ("reply_to", &m.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = ann.get(&format!("/conversations/{c}")).await;
+    assert!(
+        page.text(".message .quote")
+            .unwrap_or_default()
+            .contains("lunch at noon?")
+    );
+    let bad = bob
+        .post(
+            &format!("/conversations/{c}/messages"),
+            &[("body", "leak?"), ("reply_to", &elsewhere.to_string())],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!bad.body.contains("secret"));
+    let bad = bob
+        .post(
+            &format!("/conversations/{c}/messages"),
+            &[("body", "x"), ("reply_to", "abc")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = ann.get(&format!("/conversations/{c}")).await;
+    assert_eq!(page.count(".message"), 2);
+}
+
+#[tokio::test]
+async fn formatting_is_rendered_safely_and_mentions_mark_the_row_until_read() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    crate::helpers::befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob]).await;
+    let m = ann
+        .say(g, "**bold** `code` @bob and @carl <b>no</b> snake_case")
+        .await;
+    let page = bob
+        .get(&format!("/conversations/{g}?before={}", m + 1))
+        .await;
+    assert_eq!(
+        page.text(&format!("#message-{m} strong")).as_deref(),
+        Some("bold")
+    );
+    assert_eq!(
+        page.text(&format!("#message-{m} code")).as_deref(),
+        Some("code")
+    );
+    assert!(!page.has(&format!("#message-{m} .body b")));
+    assert!(
+        page.text(&format!("#message-{m} .body"))
+            .unwrap_or_default()
+            .contains("<b>no</b> snake_case")
+    );
+    // Bob is a member and is named; carl is not a member, so "@carl" stays text.
+    assert_eq!(
+        page.attr(&format!("#message-{m} .mention"), "data-mention")
+            .as_deref(),
+        Some(bob.id.to_string().as_str())
+    );
+    assert_eq!(page.count(&format!("#message-{m} .mention")), 1);
+    let list = bob.get("/conversations").await;
+    assert_eq!(
+        list.attr(&format!("#unread-{g}"), "data-mentions")
+            .as_deref(),
+        Some("1")
+    );
+    bob.post(
+        &format!("/conversations/{g}/read"),
+        &[("message_id", &m.to_string())],
+    )
+    .await;
+    let list = bob.get("/conversations").await;
+    assert_eq!(
+        list.attr(&format!("#unread-{g}"), "data-mentions")
+            .as_deref(),
+        Some("0")
+    );
+    let jumbo = ann.say(g, "🎉🎉").await;
+    let page = bob.get(&format!("/conversations/{g}")).await;
+    assert!(page.has(&format!("#message-{jumbo}.jumbo")));
+}
