@@ -34,6 +34,9 @@ pub struct MessageData {
     /// Members it names (`@username`).
     #[serde(default)]
     pub mentions: Vec<MentionData>,
+    /// A note about the group ("added @cat"), not written by a person.
+    #[serde(default)]
+    pub note: bool,
 }
 
 /// What a reply shows of the message it answers.
@@ -70,6 +73,9 @@ pub struct PrevMessage {
     pub author_id: i64,
     /// Stored at (ms).
     pub created_at: i64,
+    /// A note about the group (nothing groups with it).
+    #[serde(default)]
+    pub note: bool,
 }
 
 /// A conversation as a list row needs it, independent of the viewer.
@@ -229,6 +235,13 @@ pub enum Event {
         #[serde(default)]
         author_total_unread: i64,
     },
+    /// A group got a new title.
+    ConversationRenamed {
+        /// Conversation id.
+        conversation_id: i64,
+        /// The new title.
+        title: String,
+    },
     /// A message's text changed.
     MessageEdited {
         /// It, as it is now.
@@ -300,6 +313,7 @@ impl Event {
             Event::MessageAdded { .. } => "MessageAdded",
             Event::MessagesRead { .. } => "MessagesRead",
             Event::MessageEdited { .. } => "MessageEdited",
+            Event::ConversationRenamed { .. } => "ConversationRenamed",
             Event::MessageDeleted { .. } => "MessageDeleted",
             Event::ReactionsChanged { .. } => "ReactionsChanged",
         }

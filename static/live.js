@@ -226,7 +226,8 @@
         if (b) b.hidden = false;
       }
     }
-    if (author !== me && !(shown && reading())) {
+    // Notes about the group ("ann added @cat") are never unread.
+    if (author !== me && !el.matches(".note") && !(shown && reading())) {
       var row = byId(el.getAttribute("data-row"));
       if (row) {
         var u = row.querySelector(".unread");
@@ -295,6 +296,19 @@
         document.querySelectorAll('[data-presence="' + el.getAttribute("data-presence") + '"]').forEach(function (dot) {
           setPresence(dot, on);
         });
+      }
+      return;
+    }
+    if (action === "rename" && el && el.hasAttribute("data-title-of")) {
+      var gid = el.getAttribute("data-title-of");
+      document.querySelectorAll('[data-title-of="' + gid + '"]').forEach(function (n) {
+        n.textContent = el.textContent;
+      });
+      document.querySelectorAll('[data-group-initials-of="' + gid + '"]').forEach(function (n) {
+        n.textContent = el.getAttribute("data-initials");
+      });
+      if (body.getAttribute("data-title-group") === gid) {
+        document.title = document.title.replace(/^(\(\d+\) )?.*( · Parley)$/, "$1" + el.textContent + "$2");
       }
       return;
     }

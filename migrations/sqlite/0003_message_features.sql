@@ -1,5 +1,8 @@
 -- Conversation features: edits, replies, reactions and mentions.
 
+-- 'text' (written by a person) or 'note' (a line about the group: "added @cat", "left the
+-- group"; its author is who did it). Notes are never unread.
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
 -- When the author last edited the text (NULL: never).
 ALTER TABLE messages ADD COLUMN edited_at BIGINT;
 -- The message this one replies to. No foreign key: a deleted original leaves the reply in place,

@@ -199,19 +199,21 @@ pub async fn add_member(
         ));
     }
     let conversation = data_of(&mut tx, conversation_id).await?;
-    let audience = conversation.members.iter().map(|u| u.id).collect();
+    let audience: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
     record(
         &mut tx,
         Event::MembersChanged {
             conversation,
-            added: vec![user],
+            added: vec![user.clone()],
             removed: vec![],
             left: false,
             unread_lost: vec![],
         },
-        audience,
+        audience.clone(),
     )
     .await?;
+    let text = format!("added @{}", user.username);
+    super::messages::note(&mut tx, conversation_id, me, &text, audience).await?;
     commit(cx, tx).await
 }
 
@@ -243,8 +245,10 @@ pub async fn remove_member(
         return Err(AppError::NotFound);
     }
     let conversation = data_of(&mut tx, conversation_id).await?;
-    let mut audience: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
+    let members: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
+    let mut audience = members.clone();
     audience.push(user_id);
+    let text = format!("removed @{}", removed.username);
     record(
         &mut tx,
         Event::MembersChanged {
@@ -257,6 +261,7 @@ pub async fn remove_member(
         audience,
     )
     .await?;
+    super::messages::note(&mut tx, conversation_id, me, &text, members).await?;
     commit(cx, tx).await
 }
 
@@ -286,7 +291,8 @@ pub async fn leave(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResul
         db::conversations::set_owner(&mut tx.conn(), conversation_id, remaining[0].id).await?;
     }
     let conversation = data_of(&mut tx, conversation_id).await?;
-    let mut audience: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
+    let members: Vec<i64> = conversation.members.iter().map(|u| u.id).collect();
+    let mut audience = members.clone();
     audience.push(me.id);
     record(
         &mut tx,
@@ -300,6 +306,7 @@ pub async fn leave(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResul
         audience,
     )
     .await?;
+    super::messages::note(&mut tx, conversation_id, me, "left the group", members).await?;
     commit(cx, tx).await
 }
 
@@ -327,5 +334,34 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResu
         audience,
     )
     .await?;
+    commit(cx, tx).await
+}
+
+/// Any member gives a group a new title.
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
+pub async fn rename(
+    cx: &Ctx<'_>,
+    me: &UserRef,
+    conversation_id: i64,
+    title: &GroupTitle,
+) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    let m = group_of(&mut tx, conversation_id, me.id, "renamed").await?;
+    if m.title.as_deref() == Some(title.as_str()) {
+        return Ok(());
+    }
+    db::conversations::set_title(&mut tx.conn(), conversation_id, title.as_str()).await?;
+    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
+    record(
+        &mut tx,
+        Event::ConversationRenamed {
+            conversation_id,
+            title: title.as_str().to_owned(),
+        },
+        members.clone(),
+    )
+    .await?;
+    let text = format!("renamed the group to “{}”", title.as_str());
+    super::messages::note(&mut tx, conversation_id, me, &text, members).await?;
     commit(cx, tx).await
 }

@@ -26,6 +26,7 @@ pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {
         reply: None,
         reactions: Vec::new(),
         mentions: Vec::new(),
+        note: m.kind == "note",
     }
 }
 
@@ -126,6 +127,7 @@ pub fn prev_of(m: &MessageRow) -> PrevMessage {
     PrevMessage {
         author_id: m.author_id,
         created_at: m.created_at,
+        note: m.kind == "note",
     }
 }
 
@@ -137,9 +139,10 @@ pub async fn prev_message(
 ) -> AppResult<Option<PrevMessage>> {
     Ok(db::messages::before(c, conversation_id, message_id)
         .await?
-        .map(|(author_id, created_at)| PrevMessage {
+        .map(|(author_id, created_at, kind)| PrevMessage {
             author_id,
             created_at,
+            note: kind == "note",
         }))
 }
 
@@ -285,7 +288,7 @@ pub async fn edit(
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if row.author_id != me.id {
+    if row.author_id != me.id || row.kind == "note" {
         return Err(AppError::Forbidden);
     }
     let now = db::now_ms();
@@ -322,7 +325,7 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if row.author_id != me.id && m.owner_id != Some(me.id) {
+    if (row.author_id != me.id && m.owner_id != Some(me.id)) || row.kind == "note" {
         return Err(AppError::Forbidden);
     }
     let unread_for = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
@@ -375,7 +378,9 @@ pub async fn react(
     emoji: &str,
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
-    message_in(&mut tx, me.id, conversation_id, id).await?;
+    if message_in(&mut tx, me.id, conversation_id, id).await?.kind == "note" {
+        return Err(AppError::Forbidden);
+    }
     db::messages::toggle_reaction(&mut tx.conn(), id, me.id, emoji, db::now_ms()).await?;
     let message = load(&mut tx.conn(), conversation_id, id)
         .await?
@@ -391,4 +396,33 @@ pub async fn react(
     .await?;
     commit(cx, tx).await?;
     Ok(message)
+}
+
+/// Records a note about the group ("added @cat") by `actor`, as a message of its own: it moves
+/// the conversation up, shows in the preview, and is never unread. `audience`: the members now.
+pub async fn note(
+    tx: &mut Tx,
+    conversation_id: i64,
+    actor: &UserRef,
+    text: &str,
+    audience: Vec<i64>,
+) -> AppResult<()> {
+    let now = db::now_ms();
+    let id =
+        db::messages::insert_note(&mut tx.conn(), conversation_id, actor.id, text, now).await?;
+    db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
+    db::conversations::mark_read(&mut tx.conn(), conversation_id, actor.id, id).await?;
+    let message = load(&mut tx.conn(), conversation_id, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("inserted note vanished"))?;
+    let author_total_unread = db::conversations::total_unread(&mut tx.conn(), actor.id).await?;
+    record(
+        tx,
+        Event::MessageAdded {
+            message,
+            author_total_unread,
+        },
+        audience,
+    )
+    .await
 }

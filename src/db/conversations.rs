@@ -68,6 +68,8 @@ pub struct ListRow {
     pub unread_mentions: i64,
     /// Newest message text.
     pub last_body: Option<String>,
+    /// Its kind (`text`, `note`).
+    pub last_kind: Option<String>,
     /// Its author's id.
     pub last_author_id: Option<i64>,
     /// Its author's username.
@@ -241,11 +243,11 @@ pub async fn list_for(c: &mut Conn<'_>, user: i64) -> sqlx::Result<Vec<ListRow>>
     run!(c, e => sqlx::query_as(
         "SELECT c.id, c.kind, c.title, c.last_activity_at, \
            (SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id \
-              AND x.id > m.last_read_message_id AND x.author_id <> $1) AS unread, \
+              AND x.id > m.last_read_message_id AND x.author_id <> $1 AND x.kind = 'text') AS unread, \
            (SELECT COUNT(*) FROM messages x JOIN mentions n ON n.message_id = x.id AND n.user_id = $1 \
               WHERE x.conversation_id = c.id AND x.id > m.last_read_message_id \
-              AND x.author_id <> $1) AS unread_mentions, \
-           lm.body AS last_body, lm.author_id AS last_author_id, \
+              AND x.author_id <> $1 AND x.kind = 'text') AS unread_mentions, \
+           lm.body AS last_body, lm.kind AS last_kind, lm.author_id AS last_author_id, \
            la.username AS last_author_username, la.display_name AS last_author_display_name, \
            o.id AS other_id, o.username AS other_username, o.display_name AS other_display_name \
          FROM members m \
@@ -302,7 +304,8 @@ pub async fn member_ids(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<Vec
 pub async fn total_unread(c: &mut Conn<'_>, user: i64) -> sqlx::Result<i64> {
     run!(c, e => sqlx::query_scalar(
         "SELECT COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
-         AND x.id > m.last_read_message_id AND x.author_id <> $1 WHERE m.user_id = $1",
+         AND x.id > m.last_read_message_id AND x.author_id <> $1 AND x.kind = 'text' \
+         WHERE m.user_id = $1",
     )
     .bind(user)
     .fetch_one(e)
@@ -327,7 +330,7 @@ pub async fn unread_in(c: &mut Conn<'_>, conversation: i64, user: i64) -> sqlx::
     run!(c, e => sqlx::query_scalar(
         "SELECT COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
          WHERE m.conversation_id = $1 AND m.user_id = $2 AND x.id > m.last_read_message_id \
-         AND x.author_id <> $2",
+         AND x.author_id <> $2 AND x.kind = 'text'",
     )
     .bind(conversation)
     .bind(user)
@@ -343,7 +346,7 @@ pub async fn unread_by_member(
     run!(c, e => sqlx::query_as(
         "SELECT m.user_id, COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
          WHERE m.conversation_id = $1 AND x.id > m.last_read_message_id AND x.author_id <> m.user_id \
-         GROUP BY m.user_id",
+         AND x.kind = 'text' GROUP BY m.user_id",
     )
     .bind(conversation)
     .fetch_all(e)
@@ -415,10 +418,20 @@ pub async fn unread_mentions_in(
         "SELECT COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
          JOIN mentions n ON n.message_id = x.id AND n.user_id = m.user_id \
          WHERE m.conversation_id = $1 AND m.user_id = $2 AND x.id > m.last_read_message_id \
-         AND x.author_id <> $2",
+         AND x.author_id <> $2 AND x.kind = 'text'",
     )
     .bind(conversation)
     .bind(user)
     .fetch_one(e)
     .await)
+}
+
+/// Gives a group a new title.
+pub async fn set_title(c: &mut Conn<'_>, conversation: i64, title: &str) -> sqlx::Result<()> {
+    exec!(c, e => sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2")
+        .bind(title)
+        .bind(conversation)
+        .execute(e)
+        .await)?;
+    Ok(())
 }

@@ -23,10 +23,12 @@ pub struct MessageRow {
     pub edited_at: Option<i64>,
     /// The message it replies to.
     pub reply_to_id: Option<i64>,
+    /// `text` or `note`.
+    pub kind: String,
 }
 
 const SELECT: &str = "SELECT m.id, m.conversation_id, m.author_id, u.username AS author_username, \
-     u.display_name AS author_display_name, m.body, m.created_at, m.edited_at, m.reply_to_id \
+     u.display_name AS author_display_name, m.body, m.created_at, m.edited_at, m.reply_to_id, m.kind \
      FROM messages m JOIN users u ON u.id = m.author_id";
 
 /// Stores a message; None when this author already sent one with this client id (a retry).
@@ -101,14 +103,14 @@ pub async fn page(
     Ok(rows)
 }
 
-/// Author and time of the message before `message` in its conversation (grouping).
+/// Author, time and kind of the message before `message` in its conversation (grouping).
 pub async fn before(
     c: &mut Conn<'_>,
     conversation: i64,
     message: i64,
-) -> sqlx::Result<Option<(i64, i64)>> {
+) -> sqlx::Result<Option<(i64, i64, String)>> {
     run!(c, e => sqlx::query_as(
-        "SELECT author_id, created_at FROM messages WHERE conversation_id = $1 AND id < $2 \
+        "SELECT author_id, created_at, kind FROM messages WHERE conversation_id = $1 AND id < $2 \
          ORDER BY id DESC LIMIT 1",
     )
     .bind(conversation)
@@ -292,4 +294,24 @@ fn placeholders(n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Stores a note about the group ("added @cat"), by `actor`.
+pub async fn insert_note(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    actor: i64,
+    text: &str,
+    now: i64,
+) -> sqlx::Result<i64> {
+    run!(c, e => sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, author_id, body, kind, created_at) \
+         VALUES ($1, $2, $3, 'note', $4) RETURNING id",
+    )
+    .bind(conversation)
+    .bind(actor)
+    .bind(text)
+    .bind(now)
+    .fetch_one(e)
+    .await)
 }

@@ -89,6 +89,12 @@ pub fn presence(user_id: i64) -> String {
     format!("presence-{user_id}")
 }
 
+/// A group's title, wherever it is shown (several per page; they share `data-title-of`):
+/// `group-{id}`.
+pub fn group(conversation_id: i64) -> String {
+    format!("group-{conversation_id}")
+}
+
 /// A user's name, wherever it is shown (several per page; they share `data-name-of`): `user-{id}`.
 pub fn user(user_id: i64) -> String {
     format!("user-{user_id}")

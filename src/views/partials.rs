@@ -151,6 +151,10 @@ pub struct MessageView {
     pub reactions: Vec<ReactionView>,
     /// Ids of the members it names, space-separated (`data-mentions`).
     pub mention_ids: String,
+    /// A note about the group: shown as a small line, without controls.
+    pub note: bool,
+    /// The plain text (what a note says).
+    pub text: String,
     /// Page only: the viewer may not edit it / may not delete it (their controls are hidden;
     /// live.js decides the same from `data-author` and the group's owner).
     pub hide_edit: bool,
@@ -171,13 +175,21 @@ const GROUP_GAP_MS: i64 = 5 * 60 * 1000;
 
 /// How a message joins the one before it: `(continued, new_day)`. The one place that decides
 /// grouping and day separators, for pages and live frames alike.
-pub fn grouping(prev: Option<PrevMessage>, author_id: i64, created_at: i64) -> (bool, bool) {
+pub fn grouping(
+    prev: Option<PrevMessage>,
+    author_id: i64,
+    created_at: i64,
+    note: bool,
+) -> (bool, bool) {
     match prev {
         None => (false, true),
         Some(p) => {
             let new_day = Stamp::new(p.created_at).day != Stamp::new(created_at).day;
-            let continued =
-                !new_day && p.author_id == author_id && created_at - p.created_at < GROUP_GAP_MS;
+            let continued = !new_day
+                && !note
+                && !p.note
+                && p.author_id == author_id
+                && created_at - p.created_at < GROUP_GAP_MS;
             (continued, new_day)
         }
     }
@@ -186,7 +198,7 @@ pub fn grouping(prev: Option<PrevMessage>, author_id: i64, created_at: i64) -> (
 impl MessageView {
     /// From event data.
     pub fn new(m: &MessageData) -> MessageView {
-        let (continued, new_day) = grouping(m.prev, m.author.id, m.created_at);
+        let (continued, new_day) = grouping(m.prev, m.author.id, m.created_at, m.note);
         let mentions: Vec<Mention> = m
             .mentions
             .iter()
@@ -227,6 +239,8 @@ impl MessageView {
                 .map(|x| x.id.to_string())
                 .collect::<Vec<_>>()
                 .join(" "),
+            note: m.note,
+            text: m.body.clone(),
             hide_edit: false,
             hide_delete: false,
             at: Stamp::new(m.created_at),
@@ -234,6 +248,11 @@ impl MessageView {
             new_day,
             readers: Vec::new(),
         }
+    }
+
+    /// What a note says after its author's name ("added @cat").
+    pub fn note_text(&self) -> &str {
+        &self.text
     }
 
     /// The quick reactions offered on every message.
@@ -353,13 +372,17 @@ pub struct PreviewView {
     pub author: Option<UserView>,
     /// Its text on one line, shortened.
     pub text: String,
+    /// The latest message is a note about the group ("ann added @cat", no colon).
+    pub note: bool,
     /// Last activity (ms): the row's place in the list.
     pub activity: i64,
 }
 
 impl PreviewView {
-    /// The preview of a conversation whose latest message is `last`.
-    pub fn of(conversation_id: i64, last: Option<(&UserRef, &str)>, at_ms: i64) -> Self {
+    /// The preview of a conversation whose latest message is `last` (author, text, is a note).
+    pub fn of(conversation_id: i64, last: Option<(&UserRef, &str, bool)>, at_ms: i64) -> Self {
+        let note = last.is_some_and(|(_, _, n)| n);
+        let last = last.map(|(a, b, _)| (a, b));
         let (author, text) = match last {
             Some((a, b)) => (Some(UserView::new(a, false)), one_line(b, 80)),
             None => (None, String::new()),
@@ -368,6 +391,7 @@ impl PreviewView {
             conversation_id,
             author,
             text,
+            note,
             activity: at_ms,
         }
     }
@@ -616,4 +640,30 @@ pub struct PickView {
 pub struct PickPartial {
     /// The friend to pick.
     pub pick: PickView,
+}
+
+/// A group's title wherever it shows, and the payload of its `rename` frame (id `group-{id}`).
+#[derive(Debug, Clone)]
+pub struct GroupTitleView {
+    /// Conversation.
+    pub conversation_id: i64,
+    /// The title.
+    pub title: String,
+    /// Its avatar initials.
+    pub initials: String,
+}
+
+impl GroupTitleView {
+    /// `group-{id}`.
+    pub fn dom_id(&self) -> String {
+        dom::group(self.conversation_id)
+    }
+}
+
+/// `conversations/_title.html`.
+#[derive(Template)]
+#[template(path = "conversations/_title.html")]
+pub struct GroupTitlePartial {
+    /// The title.
+    pub group: GroupTitleView,
 }

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
             "/conversations/{id}/members/{user_id}/remove",
             post(remove_member),
         )
+        .route("/conversations/{id}/title", post(rename))
         .route("/conversations/{id}/leave", post(leave))
         .route("/conversations/{id}/delete", post(destroy))
         .route("/conversations/{id}/messages", post(create_message))
@@ -61,7 +62,10 @@ fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
     });
     let preview = PreviewView::of(
         r.id,
-        author.as_ref().zip(r.last_body.as_deref()),
+        author
+            .as_ref()
+            .zip(r.last_body.as_deref())
+            .map(|(a, b)| (a, b, r.last_kind.as_deref() == Some("note"))),
         r.last_activity_at,
     );
     let (title, avatar_initials, avatar_hue) = match (&r.title, &other) {
@@ -412,6 +416,30 @@ async fn remove_member(
     Path((id, user_id)): Path<(i64, i64)>,
 ) -> AppResult<Response> {
     let r = chat::conversations::remove_member(&state.cx(), &me.user, id, user_id).await;
+    member_result(&state, &me, id, r, format!("/conversations/{id}")).await
+}
+
+#[derive(Deserialize)]
+struct TitleForm {
+    #[serde(default)]
+    title: String,
+}
+
+// POST /conversations/{id}/title
+async fn rename(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+    Form(form): Form<TitleForm>,
+) -> AppResult<Response> {
+    let r = match GroupTitle::parse("title", &form.title) {
+        Ok(t) => chat::conversations::rename(&state.cx(), &me.user, id, &t).await,
+        Err(e) => {
+            // Strangers get 404 before they learn anything about their input.
+            ensure_member(&state, id, &me).await?;
+            Err(AppError::Invalid(e))
+        }
+    };
     member_result(&state, &me, id, r, format!("/conversations/{id}")).await
 }
 

@@ -306,6 +306,23 @@ impl<'a> World<'a> {
             .ok()
     }
 
+    /// Messages of a conversation's newest page: (id, author id).
+    async fn messages_in(&self, i: usize, c: i64) -> Vec<(i64, i64)> {
+        let page = self.people[i]
+            .http
+            .get(&format!("/conversations/{c}?before={}", i64::MAX))
+            .await;
+        let html = page.html();
+        let sel = scraper::Selector::parse("article.message").unwrap();
+        html.select(&sel)
+            .filter_map(|a| {
+                let id = a.value().id()?.strip_prefix("message-")?.parse().ok()?;
+                let author = a.value().attr("data-author")?.parse().ok()?;
+                Some((id, author))
+            })
+            .collect()
+    }
+
     async fn older_url(&self, i: usize, c: i64) -> Option<String> {
         let page = self.people[i]
             .http
@@ -331,7 +348,11 @@ impl<'a> World<'a> {
 
     async fn step(&mut self) -> Result<String> {
         const ACTIONS: &[(&str, u32)] = &[
-            ("send", 28),
+            ("send", 24),
+            ("reply", 5),
+            ("edit", 5),
+            ("unsay", 4),
+            ("react", 6),
             ("read", 8),
             ("request", 9),
             ("answer", 9),
@@ -343,6 +364,7 @@ impl<'a> World<'a> {
             ("leave", 4),
             ("delete", 2),
             ("rename", 5),
+            ("retitle", 3),
             ("password", 1),
             ("navigate", 12),
         ];
@@ -376,6 +398,58 @@ impl<'a> World<'a> {
                     .post_fetch(&format!("/conversations/{c}/messages"), &[("body", &body)])
                     .await;
                 format!("{me} sends to {c}: {}", r.status)
+            }
+            "reply" | "edit" | "unsay" | "react" => {
+                let Some((c, _)) = convs.choose(&mut self.rng).copied() else {
+                    return Ok(format!("{me}: no conversation to {action} in"));
+                };
+                let all = self.messages_in(i, c).await;
+                let candidates: Vec<(i64, i64)> = match action {
+                    "edit" => all.iter().copied().filter(|(_, a)| *a == http.id).collect(),
+                    "unsay" if self.rng.random_bool(0.8) => {
+                        all.iter().copied().filter(|(_, a)| *a == http.id).collect()
+                    }
+                    _ => all,
+                };
+                let Some((m, _)) = candidates.choose(&mut self.rng).copied() else {
+                    return Ok(format!("{me}: no message to {action} in {c}"));
+                };
+                let n = self.rng.random_range(0..1000);
+                let r = match action {
+                    "reply" => {
+                        http.post_fetch(
+                            &format!("/conversations/{c}/messages"),
+                            &[
+                                ("body", &format!("re {n} **ok**")),
+                                ("reply_to", &m.to_string()),
+                            ],
+                        )
+                        .await
+                    }
+                    "edit" => {
+                        http.post(
+                            &format!("/conversations/{c}/messages/{m}"),
+                            &[("body", &format!("edited {n} _by_ {me}"))],
+                        )
+                        .await
+                    }
+                    "unsay" => {
+                        http.post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
+                            .await
+                    }
+                    _ => {
+                        let emoji = ["👍", "❤️", "😂", "🎉"]
+                            .choose(&mut self.rng)
+                            .copied()
+                            .unwrap_or("👍");
+                        http.post(
+                            &format!("/conversations/{c}/messages/{m}/reactions"),
+                            &[("emoji", emoji)],
+                        )
+                        .await
+                    }
+                };
+                format!("{me} {action}s message {m} in {c}: {}", r.status)
             }
             "read" => {
                 let Some((c, _)) = convs.choose(&mut self.rng).copied() else {
@@ -499,6 +573,17 @@ impl<'a> World<'a> {
                         format!("{me} (owner {owner}) deletes {g}: {}", r.status)
                     }
                 }
+            }
+            "retitle" => {
+                let groups: Vec<i64> = convs.iter().filter(|(_, d)| !d).map(|(c, _)| *c).collect();
+                let Some(g) = groups.choose(&mut self.rng).copied() else {
+                    return Ok(format!("{me}: no group to retitle"));
+                };
+                let title = format!("Retitled {}", self.rng.random_range(0..100));
+                let r = http
+                    .post(&format!("/conversations/{g}/title"), &[("title", &title)])
+                    .await;
+                format!("{me} retitles {g} to {title:?}: {}", r.status)
             }
             "rename" => {
                 let name = if self.rng.random_bool(0.2) {

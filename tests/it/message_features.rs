@@ -337,3 +337,83 @@ async fn formatting_is_rendered_safely_and_mentions_mark_the_row_until_read() {
     let page = bob.get(&format!("/conversations/{g}")).await;
     assert!(page.has(&format!("#message-{jumbo}.jumbo")));
 }
+
+#[tokio::test]
+async fn renaming_a_group_and_member_changes_leave_notes_live_and_in_history() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let dan = app.user("dan").await;
+    crate::helpers::befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob]).await;
+    let mut b = bob.stream().await;
+    let mut d = dan.stream().await;
+    let r = bob
+        .post(
+            &format!("/conversations/{g}/title"),
+            &[("title", "Summer trip")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let f = b.expect_target("rename", &format!("group-{g}")).await;
+    assert!(f.content().contains("Summer trip"));
+    let n = b.expect_target("append", &format!("messages-{g}")).await;
+    assert!(n.content().contains("renamed the group to “Summer trip”"));
+    assert!(n.content().contains("message note"));
+    ann.post(
+        &format!("/conversations/{g}/members"),
+        &[("username", "carl")],
+    )
+    .await;
+    let n = b.expect_target("append", &format!("messages-{g}")).await;
+    assert!(n.content().contains("added @carl"));
+    carl.post(&format!("/conversations/{g}/leave"), &[]).await;
+    let n = b.expect_target("append", &format!("messages-{g}")).await;
+    assert!(n.content().contains("left the group"));
+    d.assert_none(Duration::from_millis(200), "anything", |f| {
+        f.event != "presence"
+    })
+    .await;
+    // Notes are history, never unread, and cannot be edited, deleted or reacted to.
+    let page = bob
+        .get(&format!("/conversations/{g}?before={}", i64::MAX))
+        .await;
+    assert_eq!(page.count(".message.note"), 3);
+    assert_eq!(
+        page.text(&format!("[data-title-of=\"{g}\"]")).as_deref(),
+        Some("Summer trip")
+    );
+    let list = bob.get("/conversations").await;
+    assert_eq!(
+        list.attr(&format!("#unread-{g}"), "data-count").as_deref(),
+        Some("0")
+    );
+    let note: i64 = page
+        .attr(".message.note", "id")
+        .and_then(|s| s.strip_prefix("message-").map(str::to_owned))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert_eq!(
+        bob.post(&format!("/conversations/{g}/messages/{note}/delete"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // Bad input and strangers.
+    let r = bob
+        .post(&format!("/conversations/{g}/title"), &[("title", "  ")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = dan
+        .post(&format!("/conversations/{g}/title"), &[("title", "Mine")])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let direct = ann.direct_with(&bob).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{direct}/title"),
+            &[("title", "Us")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -7,8 +7,8 @@ use crate::live::frame::{self, Action, Audience, Frame, audience};
 use crate::views::dom::containers;
 use crate::views::{
     ComposerPartial, ComposerView, ConversationRowPartial, ConversationRowView, GonePartial,
-    MembersPartial, MembersView, PreviewView, UnreadView, UserView, dom, hue, initials,
-    render_fragment,
+    GroupTitlePartial, GroupTitleView, MembersPartial, MembersView, PreviewView, UnreadView,
+    UserView, dom, hue, initials, render_fragment,
 };
 
 /// A list row for `c` as `viewer` sees it (a direct conversation shows the other person; a group
@@ -27,7 +27,7 @@ pub fn row_view(c: &ConversationData, viewer: i64, online: Online<'_>) -> Conver
         c.id,
         c.last_message
             .as_ref()
-            .map(|m| (&m.author, m.body.as_str())),
+            .map(|m| (&m.author, m.body.as_str(), m.note)),
         c.last_activity_at,
     );
     ConversationRowView {
@@ -160,4 +160,20 @@ pub fn members_changed(
         frames.extend(unread_drops(unread_lost));
     }
     frames
+}
+
+/// A new group title reaches every place that shows it.
+pub fn renamed(conversation_id: i64, title: &str, all: Audience) -> Vec<Frame> {
+    vec![Frame::new(
+        Action::Rename,
+        dom::group(conversation_id),
+        all,
+        &render_fragment(&GroupTitlePartial {
+            group: GroupTitleView {
+                conversation_id,
+                title: title.to_owned(),
+                initials: initials(title),
+            },
+        }),
+    )]
 }

@@ -59,7 +59,7 @@ fn message(m: &MessageData, action: Action, target: String, to: Audience) -> Fra
 fn preview(conversation_id: i64, last: Option<&MessageData>, activity: i64, to: Audience) -> Frame {
     let preview = PreviewView::of(
         conversation_id,
-        last.map(|m| (&m.author, m.body.as_str())),
+        last.map(|m| (&m.author, m.body.as_str(), m.note)),
         activity,
     );
     Frame::new(
@@ -170,7 +170,11 @@ pub fn reactions_changed(m: &MessageData, all: Audience) -> Vec<Frame> {
 /// (so the author's own counts of that conversation drop to nothing).
 pub fn added(m: &MessageData, author_total_unread: i64, all: Audience) -> Vec<Frame> {
     let cid = m.conversation_id;
-    let preview = PreviewView::of(cid, Some((&m.author, m.body.as_str())), m.created_at);
+    let preview = PreviewView::of(
+        cid,
+        Some((&m.author, m.body.as_str(), m.note)),
+        m.created_at,
+    );
     vec![
         message(m, Action::Append, dom::messages(cid), all.clone()),
         Frame::new(

@@ -108,6 +108,10 @@ pub fn frames_for(event: &Event, everyone: &[i64], online: Online<'_>) -> Vec<Fr
             all,
         ),
         Event::ReactionsChanged { message } => messages::reactions_changed(message, all),
+        Event::ConversationRenamed {
+            conversation_id,
+            title,
+        } => conversations::renamed(*conversation_id, title, all),
     }
 }
 
