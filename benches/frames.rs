@@ -60,6 +60,7 @@ fn main() {
                 reply: None,
                 reactions: Vec::new(),
                 mentions: Vec::new(),
+                note: false,
             },
             author_total_unread: 0,
         };
