@@ -714,10 +714,15 @@ impl<'a> World<'a> {
         self.settle().await;
         let mut result = Ok(());
         for attempt in 0..2 {
-            let f = Self::snap(&p.browser, 0).await?;
+            // Compare the messages both windows hold: a page that stayed open has history a
+            // fresh one does not, and a delete pulls an older message into a fresh page.
+            let f0 = Self::snap(&p.browser, 0).await?;
             p.browser.switch_to_window(live_tab.clone()).await?;
-            let l = Self::snap(&p.browser, f.first_live).await?;
+            let l0 = Self::snap(&p.browser, 0).await?;
+            let from = f0.first_live.max(l0.first_live);
+            let l = Self::snap(&p.browser, from).await?;
             p.browser.switch_to_window(fresh.clone()).await?;
+            let f = Self::snap(&p.browser, from).await?;
             result = compare(p.name, t, &l, &f);
             if result.is_ok() || attempt == 1 {
                 break;
