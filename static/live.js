@@ -218,6 +218,7 @@
   // pages without that conversation's live message list.
   function afterMessage(el, shown, wasNear) {
     var author = el.getAttribute("data-author");
+    stopTyping(author);
     var s = scroller();
     if (shown && s) {
       if (author === me || wasNear) toBottom();
@@ -243,6 +244,48 @@
     if (shown) markRead();
     updateTitle();
   }
+
+  // ---- typing ---------------------------------------------------------------------------------
+  // "ann is typing…" fades 5 s after the last signal, or when ann's message arrives.
+
+  var typers = {}; // user id -> { name, timer }
+
+  function renderTyping(box) {
+    var names = Object.keys(typers).map(function (u) { return typers[u].name; });
+    box.textContent = names.length === 0 ? "" :
+      names.length === 1 ? names[0] + " is typing…" :
+      names.length === 2 ? names[0] + " and " + names[1] + " are typing…" :
+      "Several people are typing…";
+  }
+
+  function showTyping(box, el) {
+    var uid = el.getAttribute("data-typer");
+    if (!uid || uid === me) return;
+    if (typers[uid]) clearTimeout(typers[uid].timer);
+    typers[uid] = {
+      name: el.textContent,
+      timer: setTimeout(function () { delete typers[uid]; renderTyping(box); }, 5000)
+    };
+    renderTyping(box);
+  }
+
+  function stopTyping(uid) {
+    if (!typers[uid]) return;
+    clearTimeout(typers[uid].timer);
+    delete typers[uid];
+    var box = document.querySelector(".typing");
+    if (box) renderTyping(box);
+  }
+
+  var lastTyping = 0;
+  document.addEventListener("input", function (e) {
+    var t = e.target;
+    if (!t.matches || !t.matches("form.composer textarea") || !t.value.trim()) return;
+    var now = Date.now();
+    if (now - lastTyping < 3000) return;
+    lastTyping = now;
+    post("/conversations/" + t.form.getAttribute("data-composer") + "/typing", "").catch(function () {});
+  });
 
   // Children marked data-keep (a message's receipts) survive a replace of their record.
   function keepParts(oldEl, newEl) {
@@ -327,6 +370,10 @@
       });
       return;
     }
+    if (action === "typing") {
+      if (target && el) showTyping(target, el);
+      return;
+    }
     var delta = wrapper.getAttribute("data-delta");
     if (delta) {
       setCount(target, count(target) + Number(delta));
@@ -385,7 +432,7 @@
   // Browsers allow six HTTP/1.1 connections per site, so one tab holds the stream (a Web Lock)
   // and shares its frames with the others (BroadcastChannel); when it closes, another takes over.
 
-  var ACTIONS = ["append", "prepend", "replace", "remove", "rename", "presence", "reload"];
+  var ACTIONS = ["append", "prepend", "replace", "remove", "rename", "presence", "typing", "reload"];
   var channel = null;
 
   function handle(frame) {
@@ -410,7 +457,7 @@
         source.close();
         release();
       });
-      var ephemeral = { presence: true, reload: true };
+      var ephemeral = { presence: true, typing: true, reload: true };
       ACTIONS.forEach(function (action) {
         source.addEventListener(action, function (e) {
           var id = ephemeral[action] ? 0 : Number(e.lastEventId || "0");
@@ -613,6 +660,7 @@
           if (isNew) afterMessage(el, true, true);
         }
         text.value = "";
+        lastTyping = 0;
         form.querySelector("input[name=client_id]").value = newClientId();
         setReply(form, 0);
         if (err) err.textContent = "";

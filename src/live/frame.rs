@@ -24,6 +24,8 @@ pub enum Action {
     Presence,
     /// Set every place that shows a user's name and initials.
     Rename,
+    /// Someone is typing in a conversation (ephemeral; the browser lets it fade).
+    Typing,
     /// Reload the page: always when the target is `main`, else only when the target is on it.
     Reload,
 }
@@ -38,6 +40,7 @@ impl Action {
             Action::Remove => "remove",
             Action::Presence => "presence",
             Action::Rename => "rename",
+            Action::Typing => "typing",
             Action::Reload => "reload",
         }
     }

@@ -232,6 +232,20 @@ impl Hub {
         }
     }
 
+    /// Sends an ephemeral frame (never logged, never replayed: typing) to its audience's streams.
+    pub fn send_ephemeral(&self, frame: &frame::Frame) {
+        let delivery = Arc::new(Delivery {
+            id: None,
+            chunks: vec![frame.encode(None)],
+        });
+        let mut users = self.users();
+        for u in frame.audience.iter() {
+            if let Some(entry) = users.get_mut(u) {
+                Self::push(entry, &delivery);
+            }
+        }
+    }
+
     /// Routes each frame of a logged event to the open streams of its audience. Recipients who
     /// get the same frames share one delivery; nobody gets a frame meant for someone else.
     pub fn deliver(&self, rendered: Arc<Rendered>) {

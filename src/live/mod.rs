@@ -76,6 +76,48 @@ pub fn render(
     Arc::new(Rendered::new(row.id, frames))
 }
 
+/// Someone typing in a conversation, as nodes tell each other on `parley_typing`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct TypingMsg {
+    node: u64,
+    conversation_id: i64,
+    who: crate::db::users::UserRef,
+    to: Vec<i64>,
+}
+
+/// Someone is typing: the other members' streams on this node get an ephemeral frame at once;
+/// on PostgreSQL the other nodes are told too. Nothing is logged.
+pub async fn typing(
+    hub: &Hub,
+    db: &Db,
+    conversation_id: i64,
+    who: &crate::db::users::UserRef,
+    members: &[i64],
+) {
+    let to: Vec<i64> = members.iter().copied().filter(|m| *m != who.id).collect();
+    hub.send_ephemeral(&fragments::messages::typing(
+        conversation_id,
+        who,
+        frame::audience(to.iter().copied()),
+    ));
+    if let Db::Postgres(pool) = db {
+        let msg = TypingMsg {
+            node: hub.node,
+            conversation_id,
+            who: who.clone(),
+            to,
+        };
+        if let Ok(payload) = serde_json::to_string(&msg)
+            && let Err(e) = sqlx::query("SELECT pg_notify('parley_typing', $1)")
+                .bind(payload)
+                .execute(pool)
+                .await
+        {
+            tracing::warn!(error = %e, "publishing typing failed");
+        }
+    }
+}
+
 /// Reads the log after `cursor` and delivers, until shutdown.
 pub async fn run_log_reader(hub: Arc<Hub>, db: Db, mut cursor: i64, shutdown: CancellationToken) {
     // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener.
@@ -229,7 +271,7 @@ pub async fn run_pg_listener(
             }
         };
         if let Err(e) = listener
-            .listen_all(["parley_events", "parley_presence"])
+            .listen_all(["parley_events", "parley_presence", "parley_typing"])
             .await
         {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
@@ -244,6 +286,17 @@ pub async fn run_pg_listener(
         loop {
             tokio::select! {
                 n = listener.recv() => match n {
+                    Ok(n) if n.channel() == "parley_typing" => {
+                        if let Ok(t) = serde_json::from_str::<TypingMsg>(n.payload())
+                            && t.node != hub.node
+                        {
+                            hub.send_ephemeral(&fragments::messages::typing(
+                                t.conversation_id,
+                                &t.who,
+                                frame::audience(t.to),
+                            ));
+                        }
+                    }
                     Ok(n) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
                         Some(PresenceMsg::Change { node, user, online }) => {
                             hub.remote_presence(node, user, online)

@@ -28,6 +28,11 @@ pub fn quote(reply_id: i64) -> String {
     format!("quote-{reply_id}")
 }
 
+/// Who is typing in a conversation: `typing-{conversation_id}`.
+pub fn typing(conversation_id: i64) -> String {
+    format!("typing-{conversation_id}")
+}
+
 /// A member's read marker chip: `reader-{conversation_id}-{user_id}`.
 pub fn reader(conversation_id: i64, user_id: i64) -> String {
     format!("reader-{conversation_id}-{user_id}")

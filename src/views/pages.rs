@@ -137,6 +137,8 @@ pub struct ConversationPage {
     pub messages: Vec<MessageView>,
     /// The message list's DOM id (older pages have their own, so live appends skip them).
     pub list_id: String,
+    /// Where "ann is typing…" shows.
+    pub typing_id: String,
     /// Id to page back from, when there are older messages.
     pub older: Option<i64>,
     /// True when this is an older page (`?before=`): no composer jump, a link back to the newest.

@@ -667,3 +667,11 @@ pub struct GroupTitlePartial {
     /// The title.
     pub group: GroupTitleView,
 }
+
+/// `users/_typing.html`: who is typing (the payload of a `typing` frame).
+#[derive(Template)]
+#[template(path = "users/_typing.html")]
+pub struct TypingPartial {
+    /// Who.
+    pub user: UserView,
+}

@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations/{id}/delete", post(destroy))
         .route("/conversations/{id}/messages", post(create_message))
         .route("/conversations/{id}/read", post(read))
+        .route("/conversations/{id}/typing", post(typing))
 }
 
 fn row_view(state: &AppState, r: ListRow, current: i64) -> ConversationRowView {
@@ -296,6 +297,7 @@ async fn show_page(
             hue: hue(id),
             title,
             messages: views,
+            typing_id: dom::typing(id),
             list_id: match before {
                 Some(b) => dom::messages_page(id, b),
                 None => dom::messages(id),
@@ -584,4 +586,21 @@ async fn read(
         Ok(()) => Ok(Redirect::to(&format!("/conversations/{id}")).into_response()),
         Err(e) => Err(e),
     }
+}
+
+// POST /conversations/{id}/typing
+async fn typing(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    let members = {
+        let mut rc = state.db.read().await?;
+        db::conversations::membership(&mut rc.conn(), id, me.id())
+            .await?
+            .ok_or(AppError::NotFound)?;
+        db::conversations::member_ids(&mut rc.conn(), id).await?
+    };
+    crate::live::typing(&state.hub, &state.db, id, &me.user, &members).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

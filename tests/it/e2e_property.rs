@@ -42,7 +42,7 @@ function canon(node) {
   var el = node, tag = el.tagName.toLowerCase();
   if (tag === 'time') return '<time>';
   if (tag === 'script' || tag === 'template') return '';
-  if (el.matches('p.older, .page-day, .new-messages')) return '';
+  if (el.matches('p.older, .page-day, .new-messages, .typing, .unread-divider')) return '';
   if (keepFrom && el.matches('article.message') && Number(el.id.replace('message-', '')) < keepFrom) return '';
   var attrs = [];
   for (var i = 0; i < el.attributes.length; i++) {

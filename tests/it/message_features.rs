@@ -417,3 +417,63 @@ async fn renaming_a_group_and_member_changes_leave_notes_live_and_in_history() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn typing_reaches_the_other_members_only_and_is_never_logged() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let g = ann.group("Trip", &[&bob]).await;
+    let mut a = ann.stream().await;
+    let mut b = bob.stream().await;
+    let mut c = carl.stream().await;
+    let r = bob.post(&format!("/conversations/{g}/typing"), &[]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let f = a.expect_target("typing", &format!("typing-{g}")).await;
+    assert!(f.id.is_none(), "ephemeral");
+    assert!(f.content().contains(&format!("data-typer=\"{}\"", bob.id)));
+    b.assert_none(Duration::from_millis(200), "own typing", |f| {
+        f.event == "typing"
+    })
+    .await;
+    c.assert_none(Duration::from_millis(200), "typing", |f| {
+        f.event == "typing"
+    })
+    .await;
+    assert_eq!(
+        carl.post(&format!("/conversations/{g}/typing"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // A stream that reconnects after it gets no typing replayed.
+    let mut a2 = ann.stream_at("/events?after=0").await;
+    a2.assert_none(Duration::from_millis(300), "replayed typing", |f| {
+        f.event == "typing"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_postgresql_typing_crosses_nodes() {
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        // Several nodes are a PostgreSQL deployment; the PostgreSQL run of the suite covers this.
+        return;
+    }
+    let node_b = app.second_node().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let bob_b = crate::helpers::Client {
+        base: node_b.base.clone(),
+        ..bob.clone()
+    };
+    let mut b = bob_b.stream().await;
+    ann.post(&format!("/conversations/{c}/typing"), &[]).await;
+    let f = b
+        .expect(Duration::from_secs(2), "typing from the other node", |f| {
+            f.event == "typing"
+        })
+        .await;
+    assert!(f.content().contains(&format!("data-typer=\"{}\"", ann.id)));
+}

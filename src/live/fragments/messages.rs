@@ -6,7 +6,8 @@ use crate::events::{MessageData, Quote};
 use crate::live::frame::{Action, Audience, Frame, audience};
 use crate::views::{
     MessagePartial, MessageView, PreviewPartial, PreviewView, QuotePartial, QuoteView,
-    ReaderPartial, ReaderView, UnreadPartial, UnreadView, UserView, dom, render_fragment,
+    ReaderPartial, ReaderView, TypingPartial, UnreadPartial, UnreadView, UserView, dom,
+    render_fragment,
 };
 
 fn reader(
@@ -204,4 +205,16 @@ pub fn read(
         unread_count(conversation_id, unread, audience([who.id])),
         badge("badge-unread", total_unread, who.id),
     ]
+}
+
+/// "ann is typing…" for the others in the conversation (ephemeral, never logged).
+pub fn typing(conversation_id: i64, who: &UserRef, to: Audience) -> Frame {
+    Frame::new(
+        Action::Typing,
+        dom::typing(conversation_id),
+        to,
+        &render_fragment(&TypingPartial {
+            user: UserView::new(who, false),
+        }),
+    )
 }
