@@ -172,6 +172,39 @@
     if (b) b.hidden = true;
   }
 
+  // ---- history: scrolling to the top loads the previous page in place ---------------------------
+
+  var loadingOlder = false;
+
+  function loadOlder() {
+    var s = scroller();
+    var list = liveList();
+    var link = document.querySelector("p.older a[rel=prev]");
+    if (!s || !list || !link || loadingOlder) return;
+    loadingOlder = true;
+    fetch(link.href, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (page) {
+      var doc = new DOMParser().parseFromString(page, "text/html");
+      var first = list.firstElementChild;
+      var height = s.scrollHeight;
+      doc.querySelectorAll(".messages article.message").forEach(function (m) {
+        if (byId(m.id)) return;
+        var el = document.importNode(m, true);
+        list.insertBefore(el, first);
+        decorate(el);
+      });
+      // The day label above the page belongs to its new first message.
+      var oldDay = s.querySelector(".page-day");
+      if (oldDay) oldDay.remove();
+      var newDay = doc.querySelector(".page-day");
+      if (newDay) list.parentNode.insertBefore(document.importNode(newDay, true), list);
+      s.scrollTop += s.scrollHeight - height;
+      var next = doc.querySelector("p.older a[rel=prev]");
+      if (next) link.setAttribute("href", next.getAttribute("href"));
+      else link.closest("p.older").remove();
+      loadingOlder = false;
+    }, function () { loadingOlder = false; });
+  }
+
   // ---- read markers -----------------------------------------------------------------------------
 
   var lastReadPosted = 0;
@@ -721,8 +754,15 @@
   decorate(document.body);
   var s = scroller();
   if (s) {
-    if (liveList()) toBottom();
+    var divider = byId("unread-divider");
+    if (divider && liveList()) {
+      // Land on the first unread message, the divider just above it.
+      s.scrollTop += divider.getBoundingClientRect().top - s.getBoundingClientRect().top - 8;
+    } else if (liveList()) {
+      toBottom();
+    }
     s.addEventListener("scroll", function () {
+      if (s.scrollTop < 200) loadOlder();
       if (nearBottom(s)) {
         var b = document.querySelector(".new-messages");
         if (b) b.hidden = true;

@@ -315,3 +315,14 @@ pub async fn insert_note(
     .fetch_one(e)
     .await)
 }
+
+/// How many messages a conversation has after `message`.
+pub async fn count_after(c: &mut Conn<'_>, conversation: i64, message: i64) -> sqlx::Result<i64> {
+    run!(c, e => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND id > $2",
+    )
+    .bind(conversation)
+    .bind(message)
+    .fetch_one(e)
+    .await)
+}

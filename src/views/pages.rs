@@ -135,6 +135,8 @@ pub struct ConversationPage {
     pub hue: i64,
     /// Messages, oldest first.
     pub messages: Vec<MessageView>,
+    /// The first unread message: the "New messages" divider goes above it.
+    pub divider: Option<i64>,
     /// The message list's DOM id (older pages have their own, so live appends skip them).
     pub list_id: String,
     /// Where "ann is typing…" shows.
@@ -179,4 +181,11 @@ pub struct MessageDeletePage {
     pub message_id: i64,
     /// The start of its text.
     pub excerpt: String,
+}
+
+impl ConversationPage {
+    /// Whether the "New messages" divider goes above message `id`.
+    pub fn divider_before(&self, id: &i64) -> bool {
+        self.divider == Some(*id)
+    }
 }

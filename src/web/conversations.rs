@@ -194,13 +194,26 @@ struct PageQuery {
 
 /// Builds the conversation page. `composer` puts back a draft with its error; `errors` shows the
 /// member forms' errors.
-#[allow(clippy::too_many_arguments)]
+/// Which window of a conversation a page shows.
+#[derive(Default, Clone, Copy)]
+struct Window {
+    /// An older page: the messages before this id.
+    before: Option<i64>,
+    /// The composer answers this message.
+    reply_to: Option<i64>,
+    /// My read marker before this visit: the "New messages" divider goes above the first
+    /// message after it, and the page reaches back to it (up to `MAX_UNREAD_PAGE`).
+    read_up_to: Option<i64>,
+}
+
+/// The most messages a newest page shows to reach back to the first unread one.
+const MAX_UNREAD_PAGE: i64 = 500;
+
 async fn show_page(
     state: &AppState,
     me: &CurrentUser,
     id: i64,
-    before: Option<i64>,
-    reply_to: Option<i64>,
+    window: Window,
     status: StatusCode,
     composer: Option<ComposerView>,
     errors: FieldErrors,
@@ -210,8 +223,20 @@ async fn show_page(
     let m = db::conversations::membership(&mut rc.conn(), id, me.id())
         .await?
         .ok_or(AppError::NotFound)?;
+    let Window {
+        before,
+        reply_to,
+        read_up_to,
+    } = window;
     let rows = db::conversations::list_for(&mut rc.conn(), me.id()).await?;
-    let mut messages = db::messages::page(&mut rc.conn(), id, before, PAGE_SIZE + 1).await?;
+    let size = match read_up_to {
+        Some(marker) => db::messages::count_after(&mut rc.conn(), id, marker)
+            .await?
+            .saturating_add(5)
+            .clamp(PAGE_SIZE, MAX_UNREAD_PAGE),
+        None => PAGE_SIZE,
+    };
+    let mut messages = db::messages::page(&mut rc.conn(), id, before, size + 1).await?;
     let members = db::conversations::members(&mut rc.conn(), id).await?;
     let other = members
         .iter()
@@ -223,7 +248,7 @@ async fn show_page(
     };
     // One row more than a page tells whether there are older messages, and what the first
     // message of the page follows (grouping is decided from the pair, as live).
-    let (older, prev) = if messages.len() as i64 > PAGE_SIZE {
+    let (older, prev) = if messages.len() as i64 > size {
         let extra = messages.remove(0);
         (
             messages.first().map(|m| m.id),
@@ -252,6 +277,11 @@ async fn show_page(
             });
     }
     let owner = m.owner_id == Some(me.id());
+    let divider = read_up_to.and_then(|marker| {
+        data.iter()
+            .find(|d| d.id > marker && d.author.id != me.id() && !d.note)
+            .map(|d| d.id)
+    });
     let mut views: Vec<MessageView> = Vec::with_capacity(data.len());
     for d in &data {
         let mut v = MessageView::new(d);
@@ -297,6 +327,7 @@ async fn show_page(
             hue: hue(id),
             title,
             messages: views,
+            divider,
             typing_id: dom::typing(id),
             list_id: match before {
                 Some(b) => dom::messages_page(id, b),
@@ -331,6 +362,7 @@ async fn show(
         None | Some("") => None,
         Some(b) => Some(parse_id("before", b).map_err(|_| AppError::NotFound)?),
     };
+    let mut read_up_to = None;
     if before.is_none() {
         // Opening the newest page reads it: the read marker moves to the newest message.
         let latest = {
@@ -343,16 +375,20 @@ async fn show(
             .last_message_id
             .filter(|l| *l > latest.last_read_message_id)
         {
+            read_up_to = Some(latest.last_read_message_id);
             chat::messages::mark_read(&state.cx(), &me.user, id, last).await?;
         }
     }
-    let reply = q.reply.as_deref().and_then(|r| r.parse::<i64>().ok());
+    let reply_to = q.reply.as_deref().and_then(|r| r.parse::<i64>().ok());
     show_page(
         &state,
         &me,
         id,
-        before,
-        reply,
+        Window {
+            before,
+            reply_to,
+            read_up_to,
+        },
         StatusCode::OK,
         None,
         FieldErrors::default(),
@@ -375,8 +411,7 @@ async fn member_result(
                 state,
                 me,
                 id,
-                None,
-                None,
+                Window::default(),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
                 errors,
@@ -545,8 +580,10 @@ async fn create_message(
                 &state,
                 &me,
                 id,
-                None,
-                reply_to,
+                Window {
+                    reply_to,
+                    ..Window::default()
+                },
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(composer),
                 FieldErrors::default(),

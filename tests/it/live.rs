@@ -20,7 +20,7 @@ async fn an_older_page_has_its_own_list_so_live_messages_skip_it() {
             first = id;
         }
     }
-    let newest = bob.get(&format!("/conversations/{c}")).await;
+    let newest = ann.get(&format!("/conversations/{c}")).await;
     let before = newest
         .attr(".older a", "href")
         .expect("older link")

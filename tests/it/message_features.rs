@@ -477,3 +477,52 @@ async fn on_postgresql_typing_crosses_nodes() {
         .await;
     assert!(f.content().contains(&format!("data-typer=\"{}\"", ann.id)));
 }
+
+#[tokio::test]
+async fn opening_a_conversation_lands_on_a_divider_above_the_first_unread_message_even_far_back() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let read = ann.say(c, "seen").await;
+    bob.post(
+        &format!("/conversations/{c}/read"),
+        &[("message_id", &read.to_string())],
+    )
+    .await;
+    let mut first_unread = 0;
+    for i in 0..70 {
+        let id = ann.say(c, &format!("new {i}")).await;
+        if i == 0 {
+            first_unread = id;
+        }
+    }
+    let page = bob.get(&format!("/conversations/{c}")).await;
+    // More than a page of unread: the page reaches back to the first of them.
+    assert!(page.has(&format!("#message-{first_unread}")));
+    assert!(
+        page.has(&format!("#message-{read}")),
+        "with a little context above"
+    );
+    let html = page.body.clone();
+    let divider = html.find("id=\"unread-divider\"").expect("divider");
+    let first = html
+        .find(&format!("id=\"message-{first_unread}\""))
+        .unwrap();
+    let before = html.find(&format!("id=\"message-{read}\"")).unwrap();
+    assert!(
+        before < divider && divider < first,
+        "the divider sits right above the first unread"
+    );
+    // Read now: the next visit has no divider and ends with an anchor to land on.
+    let again = bob.get(&format!("/conversations/{c}")).await;
+    assert!(!again.has("#unread-divider"));
+    assert!(again.has("#start"));
+    assert_eq!(again.count("article.message"), 50);
+    // Rows link to the landing point, so without JavaScript a page opens at its end.
+    let list = bob.get("/conversations").await;
+    assert_eq!(
+        list.attr(&format!("#conversation-{c} a"), "href")
+            .as_deref(),
+        Some(format!("/conversations/{c}#start").as_str())
+    );
+}
