@@ -27,8 +27,9 @@ use crate::helpers::{Client, TestApp, befriend};
 
 /// A canonical serialisation of the parts of a page the invariant is about: the main region,
 /// the header's badges and name. Attributes and classes are sorted, whitespace collapsed; times,
-/// drafts (input values, ticks, textareas), idempotency keys and the "New messages" button (a
-/// scroll state) are left out. `arguments[0]`, when set, is the oldest message id to keep: a
+/// drafts (input values, ticks, textareas), idempotency keys, the "New messages" button (a
+/// scroll state), who is typing (ephemeral) and where a visit landed (the unread divider as of
+/// that visit, `#start`) are left out. `arguments[0]`, when set, is the oldest message id to keep: a
 /// newest page that stayed open has more history loaded than a fresh one.
 const SNAPSHOT_JS: &str = r#"
 var keepFrom = arguments[0];
@@ -42,7 +43,7 @@ function canon(node) {
   var el = node, tag = el.tagName.toLowerCase();
   if (tag === 'time') return '<time>';
   if (tag === 'script' || tag === 'template') return '';
-  if (el.matches('p.older, .page-day, .new-messages, .typing, .unread-divider')) return '';
+  if (el.matches('p.older, .page-day, .new-messages, .typing, .unread-divider, #start')) return '';
   if (keepFrom && el.matches('article.message') && Number(el.id.replace('message-', '')) < keepFrom) return '';
   var attrs = [];
   for (var i = 0; i < el.attributes.length; i++) {
