@@ -242,6 +242,13 @@ pub enum Event {
         /// The new title.
         title: String,
     },
+    /// A member changed what they are notified of in a conversation (audience: their own tabs).
+    NotifyChanged {
+        /// Whose settings.
+        user_id: i64,
+        /// All their conversations not on "all", after the change: (conversation, level).
+        prefs: Vec<(i64, String)>,
+    },
     /// A message's text changed.
     MessageEdited {
         /// It, as it is now.
@@ -314,6 +321,7 @@ impl Event {
             Event::MessagesRead { .. } => "MessagesRead",
             Event::MessageEdited { .. } => "MessageEdited",
             Event::ConversationRenamed { .. } => "ConversationRenamed",
+            Event::NotifyChanged { .. } => "NotifyChanged",
             Event::MessageDeleted { .. } => "MessageDeleted",
             Event::ReactionsChanged { .. } => "ReactionsChanged",
         }

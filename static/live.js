@@ -58,6 +58,16 @@
     }
     var base = document.title.replace(/^\(\d+\) /, "");
     document.title = total > 0 ? "(" + total + ") " + base : base;
+    var icon = document.querySelector("link[rel=icon]");
+    var href = total > 0 ? "/icon/" + Math.min(total, 100) : "/static/favicon.svg";
+    if (icon && icon.getAttribute("href") !== href) icon.setAttribute("href", href);
+  }
+
+  // ---- notification settings (mine: muted and mentions-only conversations) ---------------------
+
+  function prefs(kind) {
+    var p = byId("notify-prefs");
+    return p ? (p.getAttribute("data-" + kind) || "").split(" ").filter(Boolean) : [];
   }
 
   // ---- per-viewer touches on shared fragments ---------------------------------------------------
@@ -94,6 +104,7 @@
         el.hidden = !owner || owner.getAttribute("data-owner") !== me;
       }
       if (el.matches("li.conv-row")) {
+        el.classList.toggle("muted", prefs("muted").indexOf(el.getAttribute("data-conversation")) >= 0);
         var current = el.getAttribute("data-conversation") === open;
         el.classList.toggle("current", current);
         var a = el.querySelector("a");
@@ -252,6 +263,7 @@
   function afterMessage(el, shown, wasNear) {
     var author = el.getAttribute("data-author");
     stopTyping(author);
+    if (author !== me && !el.matches(".note") && applyingDirect) notify(el);
     var s = scroller();
     if (shown && s) {
       if (author === me || wasNear) toBottom();
@@ -276,6 +288,66 @@
     }
     if (shown) markRead();
     updateTitle();
+  }
+
+  // ---- desktop notifications and sound: one per browser (the tab holding the stream) ------------
+
+  var applyingDirect = false; // the frame being applied came from this tab's own stream
+
+  function notify(el) {
+    if (document.visibilityState === "visible") return;
+    var cid = el.getAttribute("data-conversation");
+    if (prefs("muted").indexOf(cid) >= 0) return;
+    if (prefs("mentions").indexOf(cid) >= 0 && !hasId(el.getAttribute("data-mentions"), me)) return;
+    if (localStorage.getItem("parley-sound") === "1") beep();
+    if (!window.Notification || Notification.permission !== "granted") return;
+    var who = el.querySelector(".author .name");
+    var text = (el.querySelector(".body") || el).textContent.replace(/\s+/g, " ").trim();
+    var n = new Notification(who ? who.textContent : "Parley", {
+      body: text.length > 140 ? text.slice(0, 140) + "…" : text,
+      tag: "parley-" + cid,
+      icon: "/static/favicon.svg"
+    });
+    n.onclick = function () {
+      window.focus();
+      location.href = "/conversations/" + cid + "#start";
+      n.close();
+    };
+  }
+
+  function beep() {
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    try {
+      var ctx = new Ctx();
+      var osc = ctx.createOscillator();
+      var gain = ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.08, ctx.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + 0.25);
+      osc.connect(gain);
+      gain.connect(ctx.destination);
+      osc.start();
+      osc.stop(ctx.currentTime + 0.25);
+    } catch (e) { /* no sound, then */ }
+  }
+
+  // Settings: permission is asked on a click, never on load; the sound is this browser's choice.
+  var enable = byId("enable-notifications");
+  if (enable && window.Notification) {
+    var state = byId("notification-state");
+    var show = function () {
+      if (state) state.textContent = Notification.permission === "granted" ? "Desktop notifications are on in this browser." :
+        Notification.permission === "denied" ? "This browser blocks notifications from Parley; allow them in its site settings." : "";
+      enable.hidden = Notification.permission !== "default";
+    };
+    enable.addEventListener("click", function () { Notification.requestPermission().then(show); });
+    show();
+  }
+  var sound = byId("notification-sound");
+  if (sound) {
+    sound.checked = localStorage.getItem("parley-sound") === "1";
+    sound.addEventListener("change", function () { localStorage.setItem("parley-sound", sound.checked ? "1" : "0"); });
   }
 
   // ---- typing ---------------------------------------------------------------------------------
@@ -429,6 +501,9 @@
       keepParts(target, el);
       target.replaceWith(el);
       decorate(el);
+      if (el.id === "notify-prefs") {
+        document.querySelectorAll("li.conv-row").forEach(function (r) { decorate(r); });
+      }
       if (el.matches(".members")) {
         // A new owner: who may delete which message changes with it.
         document.querySelectorAll("[data-author-or-owner]").forEach(function (a) { decorate(a); });
@@ -524,12 +599,16 @@
       channel.onmessage = function (m) { handle(m.data); };
       navigator.locks.request(name, function () {
         return openStream(function (frame) {
-          handle(frame);
+          applyingDirect = true;
+          try { handle(frame); } finally { applyingDirect = false; }
           channel.postMessage(frame);
         });
       });
     } else {
-      openStream(handle);
+      openStream(function (frame) {
+        applyingDirect = true;
+        try { handle(frame); } finally { applyingDirect = false; }
+      });
     }
   }
 

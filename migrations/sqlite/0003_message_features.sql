@@ -26,3 +26,6 @@ CREATE TABLE mentions (
     PRIMARY KEY (message_id, user_id)
 );
 CREATE INDEX mentions_user ON mentions (user_id, message_id);
+
+-- What a member is notified of in a conversation: 'all', 'mentions' (groups) or 'mute'.
+ALTER TABLE members ADD COLUMN notify TEXT NOT NULL DEFAULT 'all';

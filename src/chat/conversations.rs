@@ -365,3 +365,65 @@ pub async fn rename(
     super::messages::note(&mut tx, conversation_id, me, &text, members).await?;
     commit(cx, tx).await
 }
+
+/// What a member is notified of in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyLevel {
+    /// Every message.
+    All,
+    /// Only messages that name me (groups).
+    Mentions,
+    /// Nothing; unread shows quietly.
+    Mute,
+}
+
+impl NotifyLevel {
+    /// From the form field.
+    pub fn parse(raw: &str) -> Option<NotifyLevel> {
+        match raw {
+            "all" => Some(NotifyLevel::All),
+            "mentions" => Some(NotifyLevel::Mentions),
+            "mute" => Some(NotifyLevel::Mute),
+            _ => None,
+        }
+    }
+
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyLevel::All => "all",
+            NotifyLevel::Mentions => "mentions",
+            NotifyLevel::Mute => "mute",
+        }
+    }
+}
+
+/// Sets what I am notified of in a conversation; my other tabs follow live.
+#[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
+pub async fn set_notify(
+    cx: &Ctx<'_>,
+    me: &UserRef,
+    conversation_id: i64,
+    level: NotifyLevel,
+) -> AppResult<()> {
+    let mut tx = cx.db.begin().await?;
+    let m = member_of(&mut tx, conversation_id, me.id).await?;
+    if m.is_direct() && level == NotifyLevel::Mentions {
+        return Err(AppError::invalid(
+            "level",
+            "A direct conversation is all mentions: choose all or mute.",
+        ));
+    }
+    db::conversations::set_notify(&mut tx.conn(), conversation_id, me.id, level.as_str()).await?;
+    let prefs = db::conversations::notify_prefs(&mut tx.conn(), me.id).await?;
+    record(
+        &mut tx,
+        Event::NotifyChanged {
+            user_id: me.id,
+            prefs,
+        },
+        vec![me.id],
+    )
+    .await?;
+    commit(cx, tx).await
+}

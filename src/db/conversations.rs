@@ -18,6 +18,8 @@ pub struct Membership {
     pub last_message_id: Option<i64>,
     /// This member's read marker.
     pub last_read_message_id: i64,
+    /// What this member is notified of: all, mentions, mute.
+    pub notify: String,
 }
 
 impl Membership {
@@ -160,7 +162,7 @@ pub async fn membership(
     user: i64,
 ) -> sqlx::Result<Option<Membership>> {
     run!(c, e => sqlx::query_as(
-        "SELECT c.id, c.kind, c.title, c.owner_id, c.last_message_id, m.last_read_message_id \
+        "SELECT c.id, c.kind, c.title, c.owner_id, c.last_message_id, m.last_read_message_id, m.notify \
          FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 \
          WHERE c.id = $1",
     )
@@ -434,4 +436,33 @@ pub async fn set_title(c: &mut Conn<'_>, conversation: i64, title: &str) -> sqlx
         .execute(e)
         .await)?;
     Ok(())
+}
+
+/// Sets what `user` is notified of in a conversation; false when not a member.
+pub async fn set_notify(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    user: i64,
+    level: &str,
+) -> sqlx::Result<bool> {
+    let done = exec!(c, e => sqlx::query(
+        "UPDATE members SET notify = $3 WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation)
+    .bind(user)
+    .bind(level)
+    .execute(e)
+    .await)?;
+    Ok(done == 1)
+}
+
+/// `user`'s conversations that are not on "all": (conversation, level).
+pub async fn notify_prefs(c: &mut Conn<'_>, user: i64) -> sqlx::Result<Vec<(i64, String)>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT conversation_id, notify FROM members WHERE user_id = $1 AND notify <> 'all' \
+         ORDER BY conversation_id",
+    )
+    .bind(user)
+    .fetch_all(e)
+    .await)
 }

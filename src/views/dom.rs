@@ -121,6 +121,8 @@ pub mod containers {
     pub const CURRENT_USER: &str = "current-user";
     /// The header badge of requests waiting for me.
     pub const REQUESTS_BADGE: &str = "badge-requests";
+    /// My notification settings (muted, mentions-only conversations), on every page.
+    pub const NOTIFY_PREFS: &str = "notify-prefs";
     /// The whole page (a `reload` aimed here reloads any page).
     pub const PAGE: &str = "main";
 }

@@ -31,6 +31,8 @@ pub struct Layout {
     pub unread: i64,
     /// No navigation at all (error pages, which do not look the visitor up).
     pub bare: bool,
+    /// My muted and mentions-only conversations (live.js: notifications, quiet rows).
+    pub prefs: NotifyPrefsView,
 }
 
 impl Layout {

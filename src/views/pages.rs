@@ -137,6 +137,8 @@ pub struct ConversationPage {
     pub messages: Vec<MessageView>,
     /// The first unread message: the "New messages" divider goes above it.
     pub divider: Option<i64>,
+    /// What I am notified of here: all, mentions, mute.
+    pub notify: String,
     /// The message list's DOM id (older pages have their own, so live appends skip them).
     pub list_id: String,
     /// Where "ann is typing…" shows.

@@ -675,3 +675,39 @@ pub struct TypingPartial {
     /// Who.
     pub user: UserView,
 }
+
+/// A user's notification settings per conversation (id `notify-prefs`): which conversations are
+/// muted, and which notify only of mentions. Per user, in every page's layout.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyPrefsView {
+    /// Muted conversation ids, space-separated.
+    pub muted: String,
+    /// Mentions-only conversation ids, space-separated.
+    pub mentions: String,
+}
+
+impl NotifyPrefsView {
+    /// From (conversation, level) pairs.
+    pub fn new(prefs: &[(i64, String)]) -> NotifyPrefsView {
+        let ids = |level: &str| {
+            prefs
+                .iter()
+                .filter(|(_, l)| l == level)
+                .map(|(c, _)| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        NotifyPrefsView {
+            muted: ids("mute"),
+            mentions: ids("mentions"),
+        }
+    }
+}
+
+/// `users/_prefs.html`.
+#[derive(Template)]
+#[template(path = "users/_prefs.html")]
+pub struct NotifyPrefsPartial {
+    /// The settings.
+    pub prefs: NotifyPrefsView,
+}

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
             post(remove_member),
         )
         .route("/conversations/{id}/title", post(rename))
+        .route("/conversations/{id}/notifications", post(notifications))
         .route("/conversations/{id}/leave", post(leave))
         .route("/conversations/{id}/delete", post(destroy))
         .route("/conversations/{id}/messages", post(create_message))
@@ -328,6 +329,7 @@ async fn show_page(
             title,
             messages: views,
             divider,
+            notify: m.notify.clone(),
             typing_id: dom::typing(id),
             list_id: match before {
                 Some(b) => dom::messages_page(id, b),
@@ -477,6 +479,34 @@ async fn rename(
             Err(AppError::Invalid(e))
         }
     };
+    member_result(&state, &me, id, r, format!("/conversations/{id}")).await
+}
+
+#[derive(Deserialize)]
+struct NotifyForm {
+    #[serde(default)]
+    level: String,
+}
+
+// POST /conversations/{id}/notifications
+async fn notifications(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<NotifyForm>,
+) -> AppResult<Response> {
+    let r = match chat::conversations::NotifyLevel::parse(form.level.trim()) {
+        Some(level) => chat::conversations::set_notify(&state.cx(), &me.user, id, level).await,
+        None => {
+            // Strangers get 404 before they learn anything about their input.
+            ensure_member(&state, id, &me).await?;
+            Err(AppError::invalid("level", "Choose all, mentions or mute."))
+        }
+    };
+    if r.is_ok() && is_fetch(&headers) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     member_result(&state, &me, id, r, format!("/conversations/{id}")).await
 }
 

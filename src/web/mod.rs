@@ -39,12 +39,14 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
     let after = db::events::last_id(&mut rc.conn()).await?;
     let requests = db::friends::incoming_count(&mut rc.conn(), me.id()).await?;
     let unread = db::conversations::total_unread(&mut rc.conn(), me.id()).await?;
+    let prefs = db::conversations::notify_prefs(&mut rc.conn(), me.id()).await?;
     Ok(Layout {
         me: Some(me.user.clone()),
         after,
         requests,
         unread,
         bare: false,
+        prefs: crate::views::NotifyPrefsView::new(&prefs),
     })
 }
 
@@ -60,6 +62,32 @@ async fn root(auth: AuthSession) -> Redirect {
     } else {
         Redirect::to("/login")
     }
+}
+
+/// The favicon with an unread count (live.js swaps it in; an SVG, so the CSP needs no data: URLs).
+// GET /icon/{count}
+async fn icon(axum::extract::Path(count): axum::extract::Path<String>) -> impl IntoResponse {
+    let n: u32 = count.trim_end_matches(".svg").parse().unwrap_or(0);
+    let label = if n > 99 {
+        "99+".to_owned()
+    } else {
+        n.to_string()
+    };
+    let size = if label.len() > 2 { 20 } else { 28 };
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 64 64\">\
+         <path fill=\"#3a5bd9\" d=\"M14 6h36a10 10 0 0 1 10 10v22a10 10 0 0 1-10 10H28l-13 10a2 2 0 0 1-3.2-1.6V48A10 10 0 0 1 4 38V16A10 10 0 0 1 14 6z\"/>\
+         <circle cx=\"44\" cy=\"20\" r=\"20\" fill=\"#d93025\"/>\
+         <text x=\"44\" y=\"29\" font-family=\"Arial,sans-serif\" font-weight=\"700\" font-size=\"{size}\" \
+         text-anchor=\"middle\" fill=\"#fff\">{label}</text></svg>"
+    );
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        svg,
+    )
 }
 
 // GET /healthz
@@ -102,6 +130,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(healthz))
+        .route("/icon/{count}", get(icon))
         .merge(sessions::routes())
         .merge(settings::routes())
         .merge(friends::routes())

@@ -49,6 +49,7 @@ function canon(node) {
   for (var i = 0; i < el.attributes.length; i++) {
     var n = el.attributes[i].name, v = el.attributes[i].value;
     if ((tag === 'input' || tag === 'textarea') && (n === 'value' || n === 'checked')) continue;
+    if (tag === 'option' && n === 'selected') continue;
     if (n === 'class') v = v.split(/\s+/).filter(Boolean).sort().join(' ');
     attrs.push(n + '="' + v + '"');
   }

@@ -526,3 +526,72 @@ async fn opening_a_conversation_lands_on_a_divider_above_the_first_unread_messag
         Some(format!("/conversations/{c}#start").as_str())
     );
 }
+
+#[tokio::test]
+async fn notification_settings_are_mine_live_on_my_tabs_and_checked() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let g = ann.group("Trip", &[&bob]).await;
+    let c = ann.direct_with(&bob).await;
+    let mut a = ann.stream().await;
+    let mut b = bob.stream().await;
+    let r = ann
+        .post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "mentions")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let f = a.expect_target("replace", "notify-prefs").await;
+    assert!(f.content().contains(&format!("data-mentions=\"{g}\"")));
+    b.assert_none(Duration::from_millis(200), "ann's settings", |f| {
+        f.target().as_deref() == Some("notify-prefs")
+    })
+    .await;
+    ann.post(
+        &format!("/conversations/{c}/notifications"),
+        &[("level", "mute")],
+    )
+    .await;
+    let page = ann.get("/friends").await;
+    assert_eq!(
+        page.attr("#notify-prefs", "data-muted").as_deref(),
+        Some(c.to_string().as_str())
+    );
+    let page = ann.get(&format!("/conversations/{g}")).await;
+    assert!(page.has("select[name=level] option[value=mentions][selected]"));
+    // Bad input, a direct conversation has no "mentions only", strangers get 404.
+    let bad = ann
+        .post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "loud")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = ann
+        .post(
+            &format!("/conversations/{c}/notifications"),
+            &[("level", "mentions")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = carl
+        .post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "mute")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = carl
+        .post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "loud")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The favicon with a count.
+    let icon = ann.get("/icon/7").await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert!(icon.body.contains(">7</text>"));
+}

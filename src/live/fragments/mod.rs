@@ -108,6 +108,7 @@ pub fn frames_for(event: &Event, everyone: &[i64], online: Online<'_>) -> Vec<Fr
             all,
         ),
         Event::ReactionsChanged { message } => messages::reactions_changed(message, all),
+        Event::NotifyChanged { user_id, prefs } => users::notify_changed(*user_id, prefs),
         Event::ConversationRenamed {
             conversation_id,
             title,

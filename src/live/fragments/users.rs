@@ -1,8 +1,10 @@
 //! Frames of events about a user's profile.
 
 use crate::db::users::UserRef;
-use crate::live::frame::{Action, Audience, Frame};
-use crate::views::{NamePartial, UserView, dom, render_fragment};
+use crate::live::frame::{Action, Audience, Frame, audience};
+use crate::views::{
+    NamePartial, NotifyPrefsPartial, NotifyPrefsView, UserView, dom, render_fragment,
+};
 
 /// A new display name reaches every place that shows it, on the pages of everyone who may see it.
 pub fn profile_updated(user: &UserRef, all: Audience) -> Vec<Frame> {
@@ -12,6 +14,18 @@ pub fn profile_updated(user: &UserRef, all: Audience) -> Vec<Frame> {
         all,
         &render_fragment(&NamePartial {
             user: UserView::new(user, false),
+        }),
+    )]
+}
+
+/// New notification settings reach the user's own tabs (the rest of the world never sees them).
+pub fn notify_changed(user_id: i64, prefs: &[(i64, String)]) -> Vec<Frame> {
+    vec![Frame::new(
+        Action::Replace,
+        dom::containers::NOTIFY_PREFS.to_owned(),
+        audience([user_id]),
+        &render_fragment(&NotifyPrefsPartial {
+            prefs: NotifyPrefsView::new(prefs),
         }),
     )]
 }
