@@ -382,6 +382,79 @@
     if (box) renderTyping(box);
   }
 
+  // ---- @mentions: typing "@" in the composer offers the conversation's members ------------------
+
+  function memberHandles() {
+    var seen = {};
+    var out = [];
+    document.querySelectorAll(".conversation .member-list .handle, #conversation-title .handle").forEach(function (h) {
+      var u = h.textContent.replace(/^@/, "");
+      if (u && !seen[u]) { seen[u] = true; out.push(u); }
+    });
+    return out;
+  }
+
+  var suggest = null;
+
+  function closeSuggest() {
+    if (suggest) suggest.remove();
+    suggest = null;
+  }
+
+  function offerMentions(area) {
+    var upto = area.value.slice(0, area.selectionStart);
+    var m = /(^|[^\w])@(\w*)$/.exec(upto);
+    closeSuggest();
+    if (!m) return;
+    var prefix = m[2].toLowerCase();
+    var names = memberHandles().filter(function (u) { return u.toLowerCase().indexOf(prefix) === 0; }).slice(0, 8);
+    if (!names.length) return;
+    suggest = document.createElement("ul");
+    suggest.className = "mention-suggest";
+    suggest.setAttribute("role", "listbox");
+    names.forEach(function (u, i) {
+      var li = document.createElement("li");
+      li.textContent = "@" + u;
+      li.setAttribute("role", "option");
+      if (i === 0) li.className = "active";
+      li.addEventListener("mousedown", function (e) { e.preventDefault(); pickMention(area, u); });
+      suggest.appendChild(li);
+    });
+    area.parentNode.insertBefore(suggest, area);
+  }
+
+  function pickMention(area, u) {
+    var at = area.selectionStart;
+    var before = area.value.slice(0, at).replace(/@\w*$/, "@" + u + " ");
+    area.value = before + area.value.slice(at);
+    area.setSelectionRange(before.length, before.length);
+    closeSuggest();
+    area.focus();
+  }
+
+  document.addEventListener("input", function (e) {
+    if (e.target.matches && e.target.matches("form.composer textarea")) offerMentions(e.target);
+  });
+
+  // Arrow keys move through the offer; Enter or Tab takes it; Escape closes it.
+  document.addEventListener("keydown", function (e) {
+    if (!suggest || !e.target.matches || !e.target.matches("form.composer textarea")) return;
+    var items = Array.prototype.slice.call(suggest.children);
+    var i = items.findIndex(function (li) { return li.classList.contains("active"); });
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      items[i].classList.remove("active");
+      items[(i + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length].classList.add("active");
+    } else if (e.key === "Enter" || e.key === "Tab") {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      pickMention(e.target, items[i].textContent.slice(1));
+    } else if (e.key === "Escape") {
+      closeSuggest();
+    }
+  }, true);
+
   var lastTyping = 0;
   document.addEventListener("input", function (e) {
     var t = e.target;
