@@ -83,9 +83,9 @@
         el.classList.toggle("mine", el.getAttribute("data-author") === me);
         el.classList.toggle("mentions-me", hasId(el.getAttribute("data-mentions"), me));
       }
-      if (el.matches(".mention")) el.classList.toggle("me", el.getAttribute("data-mention") === me);
+      if (el.matches(".mention")) el.classList.toggle("is-me", el.getAttribute("data-mention") === me);
       if (el.matches(".reaction")) el.classList.toggle("mine", hasId(el.getAttribute("data-users"), me));
-      if (el.matches(".preview-author")) el.classList.toggle("me", el.getAttribute("data-author") === me);
+      if (el.matches(".preview-author")) el.classList.toggle("is-me", el.getAttribute("data-author") === me);
       if (el.matches("[data-author-only], [data-author-or-owner]")) {
         var m = el.closest("article.message");
         var mine = !!m && m.getAttribute("data-author") === me;

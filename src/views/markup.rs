@@ -192,6 +192,23 @@ pub fn render(body: &str, mentions: &[Mention]) -> String {
     out.trim_end().to_owned()
 }
 
+/// The words of a message without its Markdown (quotes and previews).
+pub fn plain(body: &str) -> String {
+    let mut opts = Options::empty();
+    opts.insert(Options::ENABLE_STRIKETHROUGH);
+    let mut out = String::with_capacity(body.len());
+    for ev in Parser::new_ext(body, opts) {
+        match ev {
+            Event::Text(t) | Event::Code(t) | Event::Html(t) | Event::InlineHtml(t) => {
+                out.push_str(&t)
+            }
+            Event::SoftBreak | Event::HardBreak | Event::End(TagEnd::Paragraph) => out.push(' '),
+            _ => {}
+        }
+    }
+    out.trim().to_owned()
+}
+
 /// One to three emoji and nothing else: shown large.
 pub fn is_jumbo(body: &str) -> bool {
     let graphemes: Vec<&str> = body
@@ -272,6 +289,15 @@ mod tests {
             mentioned_names("hi @Ann and @bob_2, x@y"),
             vec!["ann", "bob_2"]
         );
+    }
+
+    #[test]
+    fn plain_text_drops_the_markup() {
+        assert_eq!(
+            plain("**Plan** for *Sunday*, `x` @bob"),
+            "Plan for Sunday, x @bob"
+        );
+        assert_eq!(plain("a * b"), "a * b");
     }
 
     #[test]

@@ -295,7 +295,10 @@ impl QuoteView {
     /// From event data.
     pub fn new(conversation_id: i64, reply_id: i64, q: &Quote) -> QuoteView {
         let (author, excerpt) = match &q.original {
-            Some((a, text)) => (Some(UserView::new(a, false)), one_line(text, 100)),
+            Some((a, text)) => (
+                Some(UserView::new(a, false)),
+                one_line(&markup::plain(text), 100),
+            ),
             None => (None, String::new()),
         };
         QuoteView {
@@ -384,7 +387,10 @@ impl PreviewView {
         let note = last.is_some_and(|(_, _, n)| n);
         let last = last.map(|(a, b, _)| (a, b));
         let (author, text) = match last {
-            Some((a, b)) => (Some(UserView::new(a, false)), one_line(b, 80)),
+            Some((a, b)) => (
+                Some(UserView::new(a, false)),
+                one_line(&markup::plain(b), 80),
+            ),
             None => (None, String::new()),
         };
         PreviewView {

@@ -849,3 +849,143 @@ async fn e2e_pages_stay_right_without_a_reload() {
     .await;
     env.finish(r).await;
 }
+
+/// The conversation features in Chromium, end to end (issue 11): formatting and mentions, typing,
+/// inline edit with the Up arrow, reactions, replies, delete with its confirmation, the unread
+/// divider and favicon count, group rename and notes; with screenshots in light and dark.
+#[tokio::test]
+async fn e2e_conversation_features_in_chromium() {
+    let Some(env) = E2e::start("conversation_features", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let dir = out_dir().join("screens");
+        std::fs::create_dir_all(&dir)?;
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        let c = ann.direct_with(&bob).await;
+        let url = env.url(&format!("/conversations/{c}"));
+        a.goto(&url).await?;
+        b.goto(&url).await?;
+        // Formatting and a mention of bob, strongly marked on his page.
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("**Plan** for `saturday`, @bob?").await?;
+        // Typing shows on bob's page while ann writes.
+        wait_text(b, ".typing", "is typing", SHOW).await?;
+        t.send_keys("\u{E007}").await?;
+        wait_text(b, ".messages .body strong", "Plan", SHOW).await?;
+        wait_count(b, ".messages .mention.is-me", 1, SHOW).await?;
+        wait_count(b, ".messages article.mentions-me", 1, SHOW).await?;
+        // Up arrow in the empty composer edits ann's last message inline.
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("\u{E013}").await?;
+        wait_count(a, ".inline-edit textarea", 1, SHOW).await?;
+        let e = a.find(Locator::Css(".inline-edit textarea")).await?;
+        e.clear().await?;
+        e.send_keys("**Plan** for *Sunday*, @bob?").await?;
+        e.send_keys("\u{E007}").await?;
+        wait_text(b, ".messages .body em", "Sunday", SHOW).await?;
+        wait_count(b, ".messages .edited", 1, SHOW).await?;
+        // Bob reacts with a quick emoji; ann sees it live.
+        b.execute(
+            "document.querySelector('.messages article.message details.react-menu').open = true",
+            vec![],
+        )
+        .await?;
+        click(
+            b,
+            ".messages article.message .react-form button[value='🎉']",
+        )
+        .await?;
+        wait_text(a, ".messages .reaction", "🎉", SHOW).await?;
+        wait_count(b, ".messages .reaction.mine", 1, SHOW).await?;
+        // Bob replies to it; the reply quotes it on ann's page.
+        b.execute(
+            "document.querySelector('.messages article.message a[data-reply]').click()",
+            vec![],
+        )
+        .await?;
+        let replying: bool = b
+            .execute("return !document.querySelector('.replying').hidden", vec![])
+            .await?
+            .as_bool()
+            .unwrap_or(false);
+        if !replying {
+            bail!("the composer should say what it replies to");
+        }
+        let t = b.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("Sunday works 👍").await?;
+        t.send_keys("\u{E007}").await?;
+        wait_text(a, ".messages .quote", "Sunday", SHOW).await?;
+        // Light and dark screenshots of the new conversation UI.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        std::fs::write(dir.join("features-light.png"), b.screenshot().await?)?;
+        let dark = open_browser_dark(&env.driver).await?;
+        let shot = async {
+            dark.goto(&env.url("/login")).await?;
+            fill(&dark, "#username", "ann").await?;
+            fill(&dark, "#password", "password-ann").await?;
+            click(&dark, "form button[type=submit].primary").await?;
+            wait_path(&dark, "/conversations").await?;
+            dark.goto(&url).await?;
+            wait_text(&dark, ".messages .quote", "Sunday", SHOW).await?;
+            std::fs::write(dir.join("features-dark.png"), dark.screenshot().await?)?;
+            anyhow::Ok(())
+        }
+        .await;
+        let _ = dark.close().await;
+        shot?;
+        // Ann deletes her first message after confirming; it leaves bob's page and his reply's
+        // quote says so.
+        a.execute(
+            "document.querySelector('.messages article.message a[data-delete]').click()",
+            vec![],
+        )
+        .await?;
+        a.accept_alert().await?;
+        wait_text(b, ".messages .quote", "message deleted", SHOW).await?;
+        wait_count(b, ".messages article.message", 1, SHOW).await?;
+        // Away from the conversation: the favicon counts, and coming back lands on the divider.
+        b.goto(&env.url("/friends")).await?;
+        ann.say(c, "one more thing").await;
+        ann.say(c, "and another").await;
+        let deadline = tokio::time::Instant::now() + SHOW;
+        loop {
+            let href = js_str(
+                b,
+                "return document.querySelector('link[rel=icon]').getAttribute('href')",
+            )
+            .await?;
+            if href == "/icon/2" {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the favicon should count 2 unread, has {href}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        b.goto(&url).await?;
+        wait_count(b, "#unread-divider", 1, SHOW).await?;
+        // A group renamed by ann: bob's open page follows, with a note in the history.
+        let g = ann.group("Hike", &[&bob]).await;
+        b.goto(&env.url(&format!("/conversations/{g}"))).await?;
+        let r = ann
+            .post(
+                &format!("/conversations/{g}/title"),
+                &[("title", "Sunday hike")],
+            )
+            .await;
+        if r.status != reqwest::StatusCode::SEE_OTHER {
+            bail!("rename: {}", r.status);
+        }
+        wait_text(b, "#conversation-title", "Sunday hike", SHOW).await?;
+        wait_text(b, ".messages .note", "renamed the group", SHOW).await?;
+        if !b.title().await?.contains("Sunday hike") {
+            bail!("the tab title follows the group's new title");
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
