@@ -989,3 +989,62 @@ async fn e2e_conversation_features_in_chromium() {
     .await;
     env.finish(r).await;
 }
+
+/// History loads in place when scrolled to the top; typing "@" offers the members; muting a
+/// conversation quiets its row (issue 11).
+#[tokio::test]
+async fn e2e_history_mentions_offer_and_mute() {
+    let Some(env) = E2e::start("history_mentions_offer_and_mute", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, _b) = ann_and_bob_as_friends(&env).await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        let c = ann.direct_with(&bob).await;
+        let mut first = 0;
+        for i in 0..70 {
+            let id = bob.say(c, &format!("line {i}")).await;
+            if i == 0 {
+                first = id;
+            }
+        }
+        // Read them all, so the newest page is one page of fifty.
+        ann.get(&format!("/conversations/{c}")).await;
+        a.goto(&env.url(&format!("/conversations/{c}"))).await?;
+        wait_count(a, ".messages article.message", 50, SHOW).await?;
+        a.execute(
+            "document.querySelector('.messages-wrap').scrollTop = 0",
+            vec![],
+        )
+        .await?;
+        wait_count(a, ".messages article.message", 70, SHOW).await?;
+        wait_count(a, &format!("#message-{first}"), 1, SHOW).await?;
+        wait_count(a, "p.older", 0, SHOW).await?;
+        // "@" offers bob; Enter takes the offer.
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("hi @b").await?;
+        wait_text(a, ".mention-suggest li", "@bob", SHOW).await?;
+        t.send_keys("\u{E007}").await?;
+        let v = js_str(
+            a,
+            "return document.querySelector('form.composer textarea').value",
+        )
+        .await?;
+        if v != "hi @bob " {
+            bail!("the offer should complete the name, got {v:?}");
+        }
+        // Mute: the row goes quiet on this page and on a fresh one.
+        a.execute(
+            "document.querySelector('.notify-form select').value = 'mute'",
+            vec![],
+        )
+        .await?;
+        click(a, ".notify-form button[type=submit]").await?;
+        wait_path(a, "/conversations/").await?;
+        wait_count(a, &format!("#conversation-{c}.muted"), 1, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
