@@ -154,25 +154,18 @@ async fn create(
         }
     }
     let result = match title {
-        Some(title) if errors.is_empty() => {
-            chat::conversations::create_group(&state, &me, &title, &members).await
-        }
+        Some(title) if errors.is_empty() => match state.limits.group(me.id()) {
+            Ok(()) => chat::conversations::create_group(&state, &me, &title, &members).await,
+            Err(e) => Err(e),
+        },
         _ => Err(AppError::Invalid(errors)),
     };
     match result {
         Ok(id) => Ok(Redirect::to(&format!("/conversations/{id}")).into_response()),
-        Err(AppError::Invalid(errors)) => {
-            index_page(
-                &state,
-                &me,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                title_raw,
-                members_raw,
-                errors,
-            )
-            .await
+        Err(e) => {
+            let (status, errors) = e.form_errors()?;
+            index_page(&state, &me, status, title_raw, members_raw, errors).await
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -296,6 +289,7 @@ async fn ensure_member(state: &AppState, id: i64, me: &CurrentUser) -> AppResult
 async fn show(
     State(state): State<AppState>,
     me: CurrentUser,
+    headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Response> {
@@ -303,7 +297,8 @@ async fn show(
         None | Some("") => None,
         Some(b) => Some(parse_id("before", b).map_err(|_| AppError::NotFound)?),
     };
-    if before.is_none() {
+    // A link on another site shows the conversation but moves nothing (no state change cross-site).
+    if before.is_none() && !super::security::from_another_site(&headers) {
         // Opening the newest page reads it: the read marker moves to the newest message.
         let latest = {
             let mut rc = state.db.read().await?;
@@ -429,9 +424,10 @@ async fn create_message(
     let parsed = MessageBody::parse("body", &form.body)
         .and_then(|b| ClientId::parse_opt("client_id", form.client_id.as_deref()).map(|c| (b, c)));
     let result = match parsed {
-        Ok((body, client_id)) => {
-            chat::messages::post(&state, &me, id, &body, client_id.as_ref()).await
-        }
+        Ok((body, client_id)) => match state.limits.message(me.id()) {
+            Ok(()) => chat::messages::post(&state, &me, id, &body, client_id.as_ref()).await,
+            Err(e) => Err(e),
+        },
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.
             ensure_member(&state, id, &me).await?;
@@ -451,13 +447,17 @@ async fn create_message(
                 .into_response())
         }
         Ok(_) => Ok(Redirect::to(&format!("/conversations/{id}#composer-{id}")).into_response()),
-        Err(AppError::Invalid(errors)) if fetch => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            errors.to_string(),
-        )
-            .into_response()),
-        Err(AppError::Invalid(errors)) => {
+        Err(e) => {
+            // A broken rule (422) or too many messages (429): the draft stays, with the reason.
+            let (status, errors) = e.form_errors()?;
+            if fetch {
+                return Ok((
+                    status,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    errors.to_string(),
+                )
+                    .into_response());
+            }
             let composer = ComposerView {
                 conversation_id: id,
                 open: true,
@@ -474,13 +474,12 @@ async fn create_message(
                 &me,
                 id,
                 None,
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status,
                 Some(composer),
                 FieldErrors::default(),
             )
             .await
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -17,7 +17,7 @@ use axum::routing::get;
 use futures_util::Stream;
 use serde::Deserialize;
 
-use crate::auth::{AuthSession, keys, session_value};
+use crate::auth::{AuthSession, current_login};
 use crate::db;
 use crate::error::AppResult;
 use crate::live::fragments::{presence_frame, reload_frame};
@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct After {
     after: Option<String>,
+    /// live.js asks why its stream was refused: 204, 401 or 429, and no stream.
+    probe: Option<String>,
 }
 
 /// One SSE event per frame; every frame of a logged event carries the event's id, so a tab that
@@ -47,7 +49,10 @@ fn sse_frames(frames: &[Frame], id: Option<i64>) -> Vec<SseEvent> {
     frames
         .iter()
         .map(|f| {
-            let e = SseEvent::default().event(f.action).data(&*f.html);
+            // axum panics on a CR in data and on CR/LF in a name: neither may reach it.
+            let e = SseEvent::default()
+                .event(f.action.replace(['\r', '\n'], ""))
+                .data(f.html.replace("\r\n", "\n").replace('\r', "\n"));
             match id {
                 Some(id) => e.id(id.to_string()),
                 None => e,
@@ -64,17 +69,25 @@ enum Start {
 // GET /events
 async fn stream(
     State(state): State<AppState>,
-    auth: AuthSession,
+    mut auth: AuthSession,
     headers: HeaderMap,
     Query(q): Query<After>,
 ) -> AppResult<Response> {
-    let Some(user) = auth.user.clone() else {
+    // The same session check as every page: idle and absolute expiry.
+    let Some(login) = current_login(&mut auth, &state).await? else {
         // 401 stops EventSource from reconnecting; live.js then reloads into the login page.
         return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
     };
-    let me = user.user.id;
-    let session = auth.session.clone();
-    let login_id: u64 = session_value(&session, keys::LOGIN_ID).await.unwrap_or(0);
+    let me = login.user.user.id;
+    let login_id = login.login_id;
+    let cap = usize::try_from(state.config.max_streams_per_user).unwrap_or(usize::MAX);
+    if q.probe.is_some() {
+        return Ok(if state.hub.stream_count(me) >= cap {
+            too_many_streams(cap)
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        });
+    }
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -87,7 +100,9 @@ async fn stream(
         let mut rc = state.db.read().await?;
         db::friends::friend_ids(&mut rc.conn(), me).await?
     };
-    let mut sub = state.hub.register(me, login_id, &friends);
+    let Some(mut sub) = state.hub.try_register(me, login_id, &friends, cap) else {
+        return Ok(too_many_streams(cap));
+    };
 
     let start = match after {
         None => Start::Replay(Vec::new()),
@@ -114,12 +129,9 @@ async fn stream(
     };
     let online = state.hub.online_among(&friends);
     let shutdown = state.shutdown.clone();
-    // A stream lives no longer than its session: past the expiry it closes and the reconnect
-    // finds out whether the session was extended meanwhile.
-    let expires_in = (session.expiry_date() - time::OffsetDateTime::now_utc())
-        .try_into()
-        .unwrap_or(Duration::ZERO)
-        .max(Duration::from_secs(1));
+    // A stream lives no longer than its session: past the idle expiry or the absolute lifetime it
+    // closes, and the reconnect finds out whether the session was extended meanwhile.
+    let expires_in = login.remaining().max(Duration::from_secs(1));
 
     let body = async_stream::stream! {
         let hello = SseEvent::default().retry(RETRY).comment("parley");
@@ -167,6 +179,24 @@ async fn stream(
         }
     };
     Ok(sse_response(body))
+}
+
+/// 429 for one stream too many (live.js shows the text and retries later).
+fn too_many_streams(cap: usize) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("60")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        format!(
+            "Live updates paused: your account has {cap} live windows open already. Close one (here or on another device); this one retries in a minute."
+        ),
+    )
+        .into_response()
 }
 
 fn sse_response<S>(body: S) -> Response

@@ -97,6 +97,14 @@ pub fn test_config(db_url: &str) -> Config {
     c.addr = "127.0.0.1:0".parse().unwrap();
     c.rate_limit_ip = 100_000;
     c.rate_limit_account = 100_000;
+    c.login_backoff_after = 100_000;
+    c.message_rate = 100_000;
+    c.message_burst = 100_000;
+    c.friend_requests_per_hour = 100_000;
+    c.groups_per_hour = 100_000;
+    c.max_streams_per_user = 1_000;
+    // Every test client connects from 127.0.0.1: the per-IP cap has its own tests.
+    c.max_connections_per_ip = 0;
     c.presence_grace_secs = 1;
     c
 }
