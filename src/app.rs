@@ -44,7 +44,37 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<(Db, Store)>
         .migrate()
         .await
         .context("creating the session table")?;
+    fill_name_keys(&db)
+        .await
+        .context("computing look-alike keys of names")?;
     Ok((db, store))
+}
+
+/// Computes the look-alike keys of users that have none of the current version (an upgraded
+/// install, or new Unicode data), in batches.
+async fn fill_name_keys(db: &Db) -> anyhow::Result<()> {
+    use crate::domain::{NAME_KEYS_VERSION, name_keys};
+    let mut total = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        let users = db::users::without_name_keys(&mut tx.conn(), NAME_KEYS_VERSION, 500).await?;
+        if users.is_empty() {
+            break;
+        }
+        let now = db::now_ms();
+        for u in &users {
+            let (user, display) = (name_keys(&u.username), name_keys(&u.display_name));
+            let v = NAME_KEYS_VERSION;
+            db::users::set_name_keys(&mut tx.conn(), u.id, "u", &user, v, now).await?;
+            db::users::set_name_keys(&mut tx.conn(), u.id, "d", &display, v, now).await?;
+        }
+        tx.commit().await?;
+        total += users.len();
+    }
+    if total > 0 {
+        tracing::info!(users = total, "computed look-alike keys of names");
+    }
+    Ok(())
 }
 
 impl App {

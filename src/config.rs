@@ -213,12 +213,7 @@ pub struct Config {
     pub max_streams_per_user: u32,
 
     /// Messages one user may post per second, on average (see `--message-burst`).
-    #[arg(
-        long,
-        env = "PARLEY_MESSAGE_RATE",
-        default_value_t = 2,
-        global = true
-    )]
+    #[arg(long, env = "PARLEY_MESSAGE_RATE", default_value_t = 2, global = true)]
     pub message_rate: u32,
 
     /// Messages one user may post in a quick burst before `--message-rate` applies.

@@ -109,12 +109,7 @@ pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
     let (soft, hard) = rlimit::Resource::NOFILE.get()?;
     let raised = rlimit::increase_nofile_limit(u64::MAX)?;
     if raised != soft {
-        tracing::info!(
-            from = soft,
-            to = raised,
-            hard,
-            "raised the open-file limit"
-        );
+        tracing::info!(from = soft, to = raised, hard, "raised the open-file limit");
     } else {
         tracing::info!(soft, hard, "open-file limit");
     }
@@ -563,13 +558,7 @@ async fn serve_connection(
         let activity = activity.clone();
         let body_timeout = limits.body_timeout;
         hyper::service::service_fn(move |req| {
-            handle(
-                router.clone(),
-                activity.clone(),
-                peer,
-                body_timeout,
-                req,
-            )
+            handle(router.clone(), activity.clone(), peer, body_timeout, req)
         })
     };
     // Our watchdog enforces the header and idle timeouts (hyper's own header timer would also

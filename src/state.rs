@@ -144,7 +144,10 @@ impl RateLimits {
         if map.len() >= FAILURE_KEYS && !map.contains_key(account) {
             map.retain(|_, (_, at)| at.elapsed() < FAILURE_MEMORY);
             if map.len() >= FAILURE_KEYS
-                && let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
             {
                 map.remove(&oldest);
             }

@@ -230,7 +230,11 @@ async fn create_registration(
     }
     let mut errors = FieldErrors::default();
     let username = errors.check(Username::parse("username", &form.username));
-    let password = errors.check(Password::parse_new("password", form.password));
+    let password = errors.check(Password::parse_new(
+        "password",
+        form.password,
+        &[form.username.trim()],
+    ));
     let (Some(username), Some(password)) = (username, password) else {
         return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
     };

@@ -123,7 +123,11 @@ async fn update_password(
         "current_password",
         form.current_password,
     ));
-    let new = errors.check(Password::parse_new("new_password", form.new_password));
+    let new = errors.check(Password::parse_new(
+        "new_password",
+        form.new_password,
+        &[&me.user.username, &me.user.display_name],
+    ));
     let name = me.user.display_name.clone();
     let result = match (current, new) {
         (Some(current), Some(new)) => {

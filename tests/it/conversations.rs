@@ -399,7 +399,7 @@ async fn the_list_orders_by_activity_with_unread_counts_and_previews() {
     assert_eq!(
         page.text(&format!("#conversation-{with_bob} .conv-title"))
             .as_deref(),
-        Some("bob")
+        Some("bob @bob")
     );
     // Bob's own messages do not count for him.
     let page = bob.get("/conversations").await;

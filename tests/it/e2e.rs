@@ -275,7 +275,7 @@ async fn click(b: &Browser, css: &str) -> Result<()> {
 async fn register(env: &E2e, b: &Browser, name: &str) -> Result<()> {
     b.goto(&env.url("/register")).await?;
     fill(b, "#username", name).await?;
-    fill(b, "#password", &format!("password-{name}")).await?;
+    fill(b, "#password", &password_for(name)).await?;
     click(b, "form button[type=submit].primary").await?;
     wait_path(b, "/conversations").await
 }
@@ -582,7 +582,7 @@ async fn e2e_everything_works_without_javascript() {
         click(a, "form[action='/logout'] button").await?;
         wait_path(a, "/login").await?;
         fill(a, "#username", "ann").await?;
-        fill(a, "#password", "password-ann").await?;
+        fill(a, "#password", &password_for("ann")).await?;
         click(a, "form button[type=submit].primary").await?;
         wait_path(a, "/conversations").await?;
         Ok(())
@@ -696,7 +696,7 @@ async fn e2e_screenshots_of_the_main_screens() {
             ] {
                 browser.goto(&env.url("/login")).await?;
                 fill(browser, "#username", "bob").await?;
-                fill(browser, "#password", "password-bob").await?;
+                fill(browser, "#password", &password_for("bob")).await?;
                 click(browser, "form button[type=submit].primary").await?;
                 wait_path(browser, "/conversations").await?;
                 browser.goto(&group_url).await?;

@@ -80,6 +80,11 @@ fn mark_backend(name: &str) {
     let _ = std::fs::write(dir.join(format!("test-backend-{name}.marker")), b"ran\n");
 }
 
+/// The password `TestApp::user` registers `name` with (strong enough for the password rule).
+pub fn password_for(name: &str) -> String {
+    format!("quiet harbour {name} mornings")
+}
+
 /// A running app.
 pub struct TestApp {
     #[allow(dead_code)]
@@ -189,16 +194,13 @@ impl TestApp {
         Client::new(&self.base)
     }
 
-    /// Registers `name` (password `password-<name>`) and returns their logged-in client.
+    /// Registers `name` (password [`password_for`]) and returns their logged-in client.
     pub async fn user(&self, name: &str) -> Client {
         let c = self.client();
         let r = c
             .post(
                 "/register",
-                &[
-                    ("username", name),
-                    ("password", &format!("password-{name}")),
-                ],
+                &[("username", name), ("password", &password_for(name))],
             )
             .await;
         assert_eq!(
