@@ -150,6 +150,11 @@ impl TestApp {
         }
     }
 
+    /// The app on an existing database (one another process used, say).
+    pub async fn on(db: TestDb) -> TestApp {
+        Self::start(db, |_| {}).await
+    }
+
     /// Another node on the same database (PostgreSQL only: nodes meet through LISTEN/NOTIFY).
     pub async fn second_node(&self) -> TestApp {
         let db = TestDb {

@@ -3,10 +3,12 @@
 //! `PARLEY_TEST_DATABASE_URL=postgres://…` runs the same suite on PostgreSQL.
 
 mod accounts;
+mod connections;
 mod conversations;
 mod e2e;
 mod friends;
 mod helpers;
 mod messages;
+mod process;
 mod security;
 mod stream;
