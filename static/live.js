@@ -318,9 +318,13 @@
       source.onopen = function () { status(""); };
       source.onerror = function () {
         if (source.readyState === EventSource.CLOSED) {
-          // Refused (401: the session ended) or a proxy error: reload if the server is up.
-          fetch("/healthz", { cache: "no-store" }).then(function (r) {
-            if (r.ok) location.reload();
+          // Refused. Ask why: 429 (too many streams for this account) waits and tries again;
+          // 401 (the session ended) and anything else reload, at once if the server is up.
+          fetch("/events?probe=1", { cache: "no-store", credentials: "same-origin" }).then(function (r) {
+            if (r.status === 429) {
+              r.text().then(status);
+              setTimeout(function () { openStream(onFrame).then(release); }, 60000);
+            } else if (r.ok || r.status === 401) location.reload();
             else setTimeout(function () { location.reload(); }, 5000);
           }, function () { setTimeout(function () { location.reload(); }, 5000); });
         } else {
@@ -387,7 +391,8 @@
       } else if (r.status === 401 || r.status === 303) {
         location.reload();
       } else {
-        if (err) err.textContent = r.status === 422 ? r.text : "Could not send: " + (r.text || r.status);
+        // 422: a broken rule; 429: sending too fast. The draft stays either way.
+        if (err) err.textContent = r.status === 422 || r.status === 429 ? r.text : "Could not send: " + (r.text || r.status);
         text.setAttribute("aria-invalid", "true");
       }
       text.focus();
