@@ -342,12 +342,14 @@ pub struct MessageBody(String);
 impl MessageBody {
     /// Parses form input.
     pub fn parse(field: &'static str, raw: &str) -> Result<MessageBody, FieldErrors> {
-        let s = raw.replace("\r\n", "\n");
-        let s: String = s
-            .trim()
+        // Controls go before trimming, or a body of controls around a line break would leave
+        // a message of nothing but whitespace.
+        let s: String = raw
+            .replace("\r\n", "\n")
             .chars()
             .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
             .collect();
+        let s = s.trim().to_owned();
         if s.is_empty() {
             return Err(FieldErrors::one(field, "Write a message first."));
         }
@@ -520,6 +522,10 @@ mod tests {
             "hi\nthere"
         );
         assert!(MessageBody::parse("b", "   \n ").is_err());
+        assert!(
+            MessageBody::parse("b", "\0\n\0").is_err(),
+            "found by a property test"
+        );
         assert!(MessageBody::parse("b", &"é".repeat(4000)).is_ok());
         assert!(MessageBody::parse("b", &"é".repeat(4001)).is_err());
     }
@@ -536,5 +542,148 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use unicode_normalization::is_nfc;
+
+        /// Text rich in what breaks naive parsers: line breaks, tabs, invisible and bidi
+        /// characters, combining marks, emoji parts, full-width and Cyrillic look-alikes.
+        fn hostile_text(max: usize) -> impl Strategy<Value = String> {
+            let tricky = prop::sample::select(vec![
+                '\r',
+                '\n',
+                '\t',
+                ' ',
+                '\u{a0}',
+                '\u{3000}',
+                '\0',
+                '\u{7f}',
+                '\u{200b}',
+                '\u{200c}',
+                '\u{200d}',
+                '\u{202e}',
+                '\u{2066}',
+                '\u{feff}',
+                '\u{301}',
+                '\u{fe0f}',
+                '\u{3164}',
+                '\u{e0041}',
+                '\u{e000}',
+                'a',
+                'A',
+                'é',
+                'ａ',
+                '\u{430}',
+                '_',
+                '-',
+                '1',
+                '🏳',
+                '🌈',
+                '\u{1f3fb}',
+            ]);
+            prop::collection::vec(prop_oneof![tricky, any::<char>()], 0..max)
+                .prop_map(String::from_iter)
+        }
+
+        fn is_clean_name(s: &str) -> bool {
+            let chars: Vec<char> = s.chars().collect();
+            is_nfc(s)
+                && s.trim() == s
+                && !s.contains("  ")
+                && !s.chars().any(|c| c.is_whitespace() && c != ' ')
+                && chars.iter().enumerate().all(|(i, &c)| {
+                    let prev = i.checked_sub(1).map(|j| chars[j]);
+                    !invisible_or_control(c, prev, chars.get(i + 1).copied())
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn usernames_are_3_to_32_of_a_z_0_9_and_parse_to_themselves(raw in hostile_text(40)) {
+                if let Ok(u) = Username::parse("u", &raw) {
+                    let s = u.as_str();
+                    prop_assert!((3..=32).contains(&s.len()));
+                    prop_assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+                    prop_assert_eq!(Username::parse("u", s), Ok(u.clone()));
+                }
+            }
+
+            #[test]
+            fn passwords_keep_their_bounds(raw in hostile_text(40), long in 1000usize..1100) {
+                if let Ok(p) = Password::parse_new("p", raw.clone(), &["ann"]) {
+                    prop_assert!(p.expose().chars().count() >= 8 && p.expose().len() <= 1024);
+                    prop_assert_eq!(p.expose(), raw.as_str());
+                }
+                prop_assert_eq!(Password::parse_existing("p", raw.clone()).is_ok(), !raw.is_empty());
+                let big = "x".repeat(long);
+                prop_assert_eq!(Password::parse_existing("p", big.clone()).is_ok(), long <= 1024);
+                prop_assert!(long <= 1024 || Password::parse_new("p", big, &[]).is_err());
+            }
+
+            #[test]
+            fn display_names_are_clean_bounded_and_stable(raw in hostile_text(80)) {
+                if let Ok(n) = DisplayName::parse("d", &raw) {
+                    prop_assert!(n.as_str().chars().count() <= 64);
+                    prop_assert!(is_clean_name(n.as_str()), "{:?}", n);
+                    prop_assert_eq!(DisplayName::parse("d", n.as_str()), Ok(n.clone()));
+                }
+            }
+
+            #[test]
+            fn group_titles_are_clean_bounded_and_stable(raw in hostile_text(120)) {
+                if let Ok(t) = GroupTitle::parse("t", &raw) {
+                    prop_assert!((1..=100).contains(&t.as_str().chars().count()));
+                    prop_assert!(is_clean_name(t.as_str()), "{:?}", t);
+                    prop_assert_eq!(GroupTitle::parse("t", t.as_str()), Ok(t.clone()));
+                }
+            }
+
+            #[test]
+            fn message_bodies_are_trimmed_bounded_and_stable(raw in hostile_text(64), n in 3990usize..4010) {
+                if let Ok(b) = MessageBody::parse("b", &raw) {
+                    let s = b.as_str();
+                    prop_assert!(!s.is_empty() && s.chars().count() <= MESSAGE_MAX_CHARS);
+                    prop_assert_eq!(s.trim(), s);
+                    prop_assert!(s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control()));
+                    prop_assert_eq!(MessageBody::parse("b", s), Ok(b.clone()));
+                }
+                prop_assert_eq!(MessageBody::parse("b", &"é".repeat(n)).is_ok(), n <= MESSAGE_MAX_CHARS);
+            }
+
+            #[test]
+            fn client_ids_and_ids_accept_only_their_alphabet(raw in hostile_text(70), n in any::<i64>()) {
+                if let Ok(Some(c)) = ClientId::parse_opt("c", Some(&raw)) {
+                    prop_assert!((1..=64).contains(&c.as_str().len()));
+                    prop_assert!(c.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                }
+                if let Ok(id) = parse_id("i", &raw) {
+                    prop_assert!(id > 0);
+                }
+                prop_assert_eq!(parse_id("i", &n.to_string()).ok(), (n > 0).then_some(n));
+            }
+
+            #[test]
+            fn name_keys_ignore_case_spacing_and_invisible_characters(
+                words in prop::collection::vec("[a-zA-Z]{1,8}", 1..4),
+            ) {
+                let name = words.join(" ");
+                let keys = name_keys(&name);
+                prop_assert!(!keys.is_empty());
+                let shares = |other: &str| name_keys(other).iter().any(|k| keys.contains(k));
+                prop_assert!(shares(&name.to_uppercase()));
+                prop_assert!(shares(&name.to_lowercase()));
+                prop_assert!(shares(&words.concat()));
+                let hidden = format!("\u{200b}{name}\u{feff}");
+                prop_assert!(shares(&hidden));
+            }
+
+            #[test]
+            fn name_keys_never_panic(raw in hostile_text(80)) {
+                let _ = name_keys(&raw);
+            }
+        }
     }
 }

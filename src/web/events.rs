@@ -211,3 +211,121 @@ where
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a browser makes of an event stream (WHATWG "interpreting an event stream"): the
+    /// dispatched events as (type, data, last event id), and the name of every field it read.
+    fn interpret(stream: &str) -> (Vec<(String, String, Option<String>)>, Vec<String>) {
+        let (mut events, mut fields) = (Vec::new(), Vec::new());
+        let (mut data, mut kind, mut last_id) = (String::new(), String::new(), None);
+        let text = stream.replace("\r\n", "\n").replace('\r', "\n");
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        lines.pop(); // what follows the last line break is not a line (yet)
+        for line in lines {
+            if line.is_empty() {
+                if !data.is_empty() {
+                    data.pop();
+                    let kind = if kind.is_empty() { "message" } else { &kind };
+                    events.push((kind.to_owned(), data.clone(), last_id.clone()));
+                }
+                data.clear();
+                kind.clear();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line, ""),
+            };
+            fields.push(field.to_owned());
+            match field {
+                "event" => kind = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" if !value.contains('\0') => last_id = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        (events, fields)
+    }
+
+    /// The bytes axum's `Sse` writes for `events`.
+    fn encode(events: Vec<SseEvent>) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
+            let body = Sse::new(stream).into_response().into_body();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+            String::from_utf8(bytes.to_vec()).expect("utf-8")
+        })
+    }
+
+    /// Text rich in what could break a frame: line breaks of every kind, colons, NULs.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just('\r'),
+                Just('\n'),
+                Just(':'),
+                Just(' '),
+                Just('\0'),
+                any::<char>()
+            ],
+            0..48,
+        )
+        .prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #[test]
+        fn no_action_data_or_id_injects_a_field_or_another_frame(
+            frames in prop::collection::vec((hostile_text(), hostile_text()), 1..4),
+            id in proptest::option::of(any::<i64>()),
+        ) {
+            let frames: Vec<Frame> = frames
+                .into_iter()
+                .map(|(action, html)| Frame {
+                    // Actions are `&'static str` in the Hub; a test may leak a few.
+                    action: Box::leak(action.into_boxed_str()),
+                    html: html.into(),
+                })
+                .collect();
+            let (events, fields) = interpret(&encode(sse_frames(&frames, id)));
+            // Only the fields we write; exactly one `event:` per frame.
+            prop_assert!(fields.iter().all(|f| ["event", "data", "id"].contains(&f.as_str())), "{:?}", fields);
+            prop_assert_eq!(fields.iter().filter(|f| *f == "event").count(), frames.len());
+            // One browser event per frame, never more (a frame without data is not dispatched by
+            // browsers; ours always carry HTML).
+            let carrying: Vec<&Frame> = frames.iter().filter(|f| !f.html.is_empty()).collect();
+            prop_assert_eq!(events.len(), carrying.len());
+            for (frame, (kind, data, last_id)) in carrying.iter().zip(&events) {
+                let name = frame.action.replace(['\r', '\n'], "");
+                prop_assert_eq!(kind, if name.is_empty() { "message" } else { name.as_str() });
+                // The HTML arrives whole, line breaks folded to LF.
+                prop_assert_eq!(data, &frame.html.replace("\r\n", "\n").replace('\r', "\n"));
+                prop_assert_eq!(last_id, &id.map(|i| i.to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_interpreter_sees_an_injected_frame_where_there_is_one() {
+        // The property's oracle: a raw stream with a forged field and frame is read as such.
+        let (events, fields) =
+            interpret("event: a\ndata: x\n\nid: 9\nevent: forged\ndata: y\r\n\r\n");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1], ("forged".into(), "y".into(), Some("9".into())));
+        assert_eq!(fields, ["event", "data", "id", "event", "data"]);
+    }
+}
