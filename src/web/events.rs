@@ -217,9 +217,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A dispatched browser event: type, data, last event id.
+    type Dispatched = (String, String, Option<String>);
+
     /// What a browser makes of an event stream (WHATWG "interpreting an event stream"): the
-    /// dispatched events as (type, data, last event id), and the name of every field it read.
-    fn interpret(stream: &str) -> (Vec<(String, String, Option<String>)>, Vec<String>) {
+    /// dispatched events, and the name of every field it read.
+    fn interpret(stream: &str) -> (Vec<Dispatched>, Vec<String>) {
         let (mut events, mut fields) = (Vec::new(), Vec::new());
         let (mut data, mut kind, mut last_id) = (String::new(), String::new(), None);
         let text = stream.replace("\r\n", "\n").replace('\r', "\n");
