@@ -111,6 +111,40 @@ def fmt_ms(xs):
             f"max={max(xs) * 1000:.1f} ms")
 
 
+def server_sockets(pid):
+    """Sockets the server process holds open (its descriptors that are sockets)."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    n += 1
+            except OSError:
+                pass
+    except OSError:
+        return -1
+    return n
+
+
+def kernel_connections(port):
+    """Server-side TCP connections on `port` the kernel knows: established (accepted or waiting
+    in the accept queue) and half-open (SYN received)."""
+    est = syn = 0
+    hexport = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[1].endswith(hexport):
+                        est += parts[3] == "01"
+                        syn += parts[3] == "03"
+        except OSError:
+            pass
+    return est, syn
+
+
 def open_silent(port, n, sources):
     socks = []
     for i in range(n):
@@ -158,23 +192,30 @@ def watch_closes(socks, wait, on_tick=None):
     return closed, shed, still
 
 
-def silent(port, n, sources, label, wait):
+def silent(pid, port, n, sources, label, wait):
     print(f"\n== silent: {n} connections from {len(sources)} address(es) ({label})")
     prober = Prober(port)
     prober.start()
     time.sleep(1.0)
     before = list(prober.samples)
+    base = server_sockets(pid)
     t = time.monotonic()
     socks = open_silent(port, n, sources)
     print(f"opened {n} in {time.monotonic() - t:.2f} s")
-    held = []
-    closed, shed, still = watch_closes(socks, wait, on_tick=held.append)
+    held, kernel = [], []
+
+    def tick(_client_open):
+        held.append(server_sockets(pid) - base)
+        kernel.append(kernel_connections(port))
+
+    closed, shed, still = watch_closes(socks, wait, on_tick=tick)
     prober.stop.set()
     prober.join()
     during = prober.samples[len(before):]
-    print(f"held by the server, sampled each second: {held[:14]}{' …' if len(held) > 14 else ''}")
-    print(f"peak held: {max(held) if held else 0}; closed by the server: {len(closed)} "
-          f"(answered 503 and closed: {shed}); still open after {wait:.0f} s: {still}")
+    print(f"sockets the server held, each second: {held[:14]}{' …' if len(held) > 14 else ''}")
+    print(f"kernel (established, half-open), each second: {kernel[:14]}{' …' if len(kernel) > 14 else ''}")
+    print(f"peak held by the server: {max(held) if held else 0}; closed by the server: {len(closed)} "
+          f"(answered 503 and closed: {shed}); open on the client side after {wait:.0f} s: {still}")
     if closed:
         print(f"time from connect to close: min {min(closed):.2f} s, median "
               f"{statistics.median(closed):.2f} s, max {max(closed):.2f} s")
@@ -254,8 +295,8 @@ def main():
         port = free_port()
         proc = start(args.bin, port, d, args.fd_limit)
         try:
-            silent(port, args.connections, ["127.0.0.1"], "one attacker", args.wait)
-            silent(port, args.connections, [f"127.0.0.{i}" for i in range(2, 12)],
+            silent(proc.pid, port, args.connections, ["127.0.0.1"], "one attacker", args.wait)
+            silent(proc.pid, port, args.connections, [f"127.0.0.{i}" for i in range(2, 12)],
                    "ten attackers", args.wait)
             trickle(port, 200, args.wait)
         finally:

@@ -121,9 +121,8 @@ impl App {
         let auth_layer =
             AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
         let router = web::router(state.clone()).layer(auth_layer);
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
+        let listener =
+            server::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         Ok(App {
             listener,
             router,

@@ -102,6 +102,24 @@ pub fn auto_max_connections(fd_soft_limit: u64) -> usize {
     usize::try_from(usable.clamp(16, AUTO_MAX_CONNECTIONS)).unwrap_or(16)
 }
 
+/// Connections the kernel may hold for us before we accept them (it caps this at
+/// `net.core.somaxconn`). Tokio's default of 1024 overflowed under a burst of 1,500 connects: the
+/// overflow's handshakes then wait for SYN-ACK retries, and a new client waits a second or more.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket, with a backlog for bursts of connections.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restart must not wait for the old process's connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises the soft open-file limit to the hard limit and returns both (soft, hard) afterwards.
 /// Each connection costs a descriptor: the usual soft limit of 1024 is what let ~1,100 silent
 /// connections starve the server.
@@ -218,44 +236,86 @@ struct Entry {
     ip: IpAddr,
     activity: Arc<Activity>,
     evict: CancellationToken,
+    /// Told to close, not closed yet: its descriptor still counts.
+    closing: bool,
 }
 
 #[derive(Default)]
 struct Registry {
     next_id: u64,
     conns: HashMap<u64, Entry>,
+    /// Open connections per IP, closing ones included.
     per_ip: HashMap<IpAddr, usize>,
+    /// Connections told to close that have not yet, in all and per IP.
+    closing: usize,
+    closing_per_ip: HashMap<IpAddr, usize>,
+}
+
+/// What to do with a new connection.
+enum Admission {
+    /// Serve it.
+    Admit(u64, Arc<Activity>, CancellationToken),
+    /// Idle connections are closing to make room: ask again when one has.
+    Wait,
+    /// Every connection is busy: answer 503.
+    Shed,
+}
+
+fn decrement(map: &mut HashMap<IpAddr, usize>, ip: &IpAddr) {
+    if let Some(n) = map.get_mut(ip) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(ip);
+        }
+    }
 }
 
 impl Registry {
-    fn remove(&mut self, id: u64) -> Option<Entry> {
-        let e = self.conns.remove(&id)?;
-        if let Some(n) = self.per_ip.get_mut(&e.ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&e.ip);
-            }
+    fn remove(&mut self, id: u64) {
+        let Some(e) = self.conns.remove(&id) else {
+            return;
+        };
+        decrement(&mut self.per_ip, &e.ip);
+        if e.closing {
+            self.closing -= 1;
+            decrement(&mut self.closing_per_ip, &e.ip);
         }
-        Some(e)
     }
 
-    /// Closes the connection idle the longest (of `ip`, or of anyone), preferring connections
-    /// that never sent a request. False when every candidate is busy.
+    /// Tells the connection idle the longest (of `ip`, or of anyone) to close, preferring
+    /// connections that never sent a request. False when every candidate is busy or closing.
     fn evict_one(&mut self, ip: Option<IpAddr>) -> bool {
         let victim = self
             .conns
             .iter()
-            .filter(|(_, e)| ip.is_none_or(|ip| e.ip == ip))
+            .filter(|(_, e)| !e.closing && ip.is_none_or(|ip| e.ip == ip))
             .filter_map(|(id, e)| e.activity.idle_since().map(|k| (k, *id)))
             .min()
             .map(|(_, id)| id);
-        match victim.and_then(|id| self.remove(id)) {
-            Some(e) => {
-                e.evict.cancel();
-                true
+        let Some(e) = victim.and_then(|id| self.conns.get_mut(&id)) else {
+            return false;
+        };
+        e.closing = true;
+        e.evict.cancel();
+        let ip = e.ip;
+        self.closing += 1;
+        *self.closing_per_ip.entry(ip).or_default() += 1;
+        true
+    }
+
+    /// Makes sure enough connections are closing that `open` falls below `max`; false when
+    /// there are not enough idle ones.
+    fn make_room(&mut self, ip: Option<IpAddr>, open: usize, max: usize) -> bool {
+        let closing = |r: &Registry| match ip {
+            Some(ip) => r.closing_per_ip.get(&ip).copied().unwrap_or(0),
+            None => r.closing,
+        };
+        while open.saturating_sub(closing(self)) >= max {
+            if !self.evict_one(ip) {
+                return false;
             }
-            None => false,
         }
+        true
     }
 }
 
@@ -263,6 +323,8 @@ impl Registry {
 #[derive(Default)]
 pub struct Connections {
     registry: Mutex<Registry>,
+    /// Wakes an admission waiting for a closing connection to be gone.
+    released: Notify,
 }
 
 impl Connections {
@@ -275,7 +337,7 @@ impl Connections {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Open connections.
+    /// Open connections (closing ones included: their descriptors are still open).
     pub fn count(&self) -> usize {
         self.lock().conns.len()
     }
@@ -285,21 +347,23 @@ impl Connections {
         self.lock().per_ip.get(&ip).copied().unwrap_or(0)
     }
 
-    /// Makes room for a connection from `ip` within `limits`; `None`: shed it.
-    fn admit(
-        &self,
-        ip: IpAddr,
-        limits: &Limits,
-    ) -> Option<(u64, Arc<Activity>, CancellationToken)> {
+    /// Makes room for a connection from `ip` within `limits`.
+    fn admit(&self, ip: IpAddr, limits: &Limits) -> Admission {
         let mut r = self.lock();
-        if limits.max_per_ip > 0
-            && r.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_per_ip
-            && !r.evict_one(Some(ip))
-        {
-            return None;
+        let max = limits.max_connections.max(1);
+        let from_ip = r.per_ip.get(&ip).copied().unwrap_or(0);
+        if limits.max_per_ip > 0 && from_ip >= limits.max_per_ip {
+            if !r.make_room(Some(ip), from_ip, limits.max_per_ip) {
+                return Admission::Shed;
+            }
+            return Admission::Wait;
         }
-        if r.conns.len() >= limits.max_connections.max(1) && !r.evict_one(None) {
-            return None;
+        let open = r.conns.len();
+        if open >= max {
+            if !r.make_room(None, open, max) {
+                return Admission::Shed;
+            }
+            return Admission::Wait;
         }
         r.next_id += 1;
         let id = r.next_id;
@@ -311,14 +375,41 @@ impl Connections {
                 ip,
                 activity: activity.clone(),
                 evict: evict.clone(),
+                closing: false,
             },
         );
         *r.per_ip.entry(ip).or_default() += 1;
-        Some((id, activity, evict))
+        Admission::Admit(id, activity, evict)
+    }
+
+    /// Admits a connection from `ip`, waiting (briefly) for idle connections closed to make room.
+    async fn admit_or_wait(
+        &self,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Option<(u64, Arc<Activity>, CancellationToken)> {
+        // A closing connection is gone within microseconds; this bounds a stuck one.
+        let deadline = Instant::now() + Duration::from_millis(250);
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before asking, so a release in between is not missed.
+            released.as_mut().enable();
+            match self.admit(ip, limits) {
+                Admission::Admit(id, activity, evict) => return Some((id, activity, evict)),
+                Admission::Shed => return None,
+                Admission::Wait => {
+                    if tokio::time::timeout_at(deadline, released).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     fn release(&self, id: u64) {
         self.lock().remove(id);
+        self.released.notify_waiters();
     }
 }
 
@@ -678,7 +769,8 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some((id, activity, evict)) = connections.admit(peer.ip(), &limits) else {
+                    let admitted = connections.admit_or_wait(peer.ip(), &limits).await;
+                    let Some((id, activity, evict)) = admitted else {
                         shed_log.note(
                             &io::Error::other(peer.ip().to_string()),
                             "connection limit reached and every connection busy: shedding",
@@ -768,31 +860,48 @@ mod tests {
         assert_eq!(auto_max_connections(1 << 20), 10_000);
     }
 
+    fn admitted(a: Admission) -> (u64, Arc<Activity>, CancellationToken) {
+        match a {
+            Admission::Admit(id, activity, evict) => (id, activity, evict),
+            Admission::Wait => panic!("waits"),
+            Admission::Shed => panic!("shed"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_full_ip_makes_room_by_closing_its_idlest_connection_and_busy_ones_are_kept() {
         let conns = Connections::new();
         let l = limits();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let (_, first, first_evict) = conns.admit(a, &l).unwrap();
+        let (first_id, first, first_evict) = admitted(conns.admit(a, &l));
         tokio::time::advance(Duration::from_secs(1)).await;
-        let (_, second, second_evict) = conns.admit(a, &l).unwrap();
-        // The IP is full: its oldest idle connection goes.
-        let (_, _third, _) = conns.admit(a, &l).unwrap();
+        let (_, second, second_evict) = admitted(conns.admit(a, &l));
+        // The IP is full: its oldest idle connection is told to close, and the newcomer waits
+        // until it has (its descriptor is still open until then).
+        assert!(matches!(conns.admit(a, &l), Admission::Wait));
         assert!(first_evict.is_cancelled() && !second_evict.is_cancelled());
+        assert!(
+            matches!(conns.admit(a, &l), Admission::Wait),
+            "one closing is enough"
+        );
+        conns.release(first_id);
+        let (_, third, _) = admitted(conns.admit(a, &l));
         assert_eq!(conns.count_from(a), 2);
         // Busy connections are never closed to make room: the newcomer is shed instead.
-        let _busy = (first.begin(), second.begin(), _third.begin());
-        assert!(conns.admit(a, &l).is_none());
-        // Another IP still gets in; at the total cap, the idle one of the three makes room.
-        let (_, _c, c_evict) = conns.admit(b, &l).unwrap();
+        let _busy = (first.begin(), second.begin(), third.begin());
+        assert!(matches!(conns.admit(a, &l), Admission::Shed));
+        // Another IP still gets in; at the total cap, the idle one makes room.
+        let (c_id, _c, c_evict) = admitted(conns.admit(b, &l));
         assert_eq!(conns.count(), 3);
-        let (_, d, _) = conns.admit(b, &l).unwrap();
+        assert!(matches!(conns.admit(b, &l), Admission::Wait));
         assert!(c_evict.is_cancelled());
+        conns.release(c_id);
+        let (_, d, _) = admitted(conns.admit(b, &l));
         assert_eq!(conns.count(), 3);
         // Everything busy: shed.
         let _d_busy = d.begin();
-        assert!(conns.admit(b, &l).is_none());
+        assert!(matches!(conns.admit(b, &l), Admission::Shed));
     }
 
     #[tokio::test(start_paused = true)]
