@@ -628,7 +628,6 @@ struct Shutdown {
     hard: CancellationToken,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -722,7 +721,7 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
-    fn note(&mut self, e: &io::Error, what: &str) {
+    fn note(&mut self, detail: impl std::fmt::Display, what: &str) {
         let now = Instant::now();
         if self
             .last
@@ -731,7 +730,7 @@ impl ErrorLog {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(error = %e, also = self.suppressed, "{what}");
+        tracing::warn!(%detail, also = self.suppressed, "{what}");
         self.last = Some(now);
         self.suppressed = 0;
     }
@@ -772,7 +771,7 @@ pub async fn serve(
                     let admitted = connections.admit_or_wait(peer.ip(), &limits).await;
                     let Some((id, activity, evict)) = admitted else {
                         shed_log.note(
-                            &io::Error::other(peer.ip().to_string()),
+                            peer.ip(),
                             "connection limit reached and every connection busy: shedding",
                         );
                         shed(stream);

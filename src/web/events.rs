@@ -4,6 +4,7 @@
 //! replay the log after `Last-Event-ID` / `?after=` (skipping later what the queue repeats), then
 //! send the presence snapshot, then stream until the session ends, the Hub drops us, or shutdown.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -49,16 +50,35 @@ fn sse_frames(frames: &[Frame], id: Option<i64>) -> Vec<SseEvent> {
     frames
         .iter()
         .map(|f| {
-            // axum panics on a CR in data and on CR/LF in a name: neither may reach it.
             let e = SseEvent::default()
-                .event(f.action.replace(['\r', '\n'], ""))
-                .data(f.html.replace("\r\n", "\n").replace('\r', "\n"));
+                .event(event_name(f.action))
+                .data(one_line_break(&f.html));
             match id {
                 Some(id) => e.id(id.to_string()),
                 None => e,
             }
         })
         .collect()
+}
+
+/// An SSE event name without CR or LF (axum panics on them). Runs per recipient: copies only
+/// when there is something to remove.
+fn event_name(action: &str) -> Cow<'_, str> {
+    if action.contains(['\r', '\n']) {
+        Cow::Owned(action.replace(['\r', '\n'], ""))
+    } else {
+        Cow::Borrowed(action)
+    }
+}
+
+/// Data with CRLF and CR folded to LF: axum splits data into lines at each CR and each LF, so a
+/// CRLF would arrive as two line breaks. Copies only when there is a CR.
+fn one_line_break(html: &str) -> Cow<'_, str> {
+    if html.contains('\r') {
+        Cow::Owned(html.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(html)
+    }
 }
 
 enum Start {
