@@ -85,6 +85,12 @@ async fn healthz_answers_while_1500_silent_connections_are_open_and_all_are_clos
         c.max_connections = 5_000;
     })
     .await;
+    // Both ends live in this process: 3,000 descriptors (the app raised the soft limit).
+    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    assert!(
+        soft >= 4096,
+        "this test needs an open-file limit of at least 4096 (soft {soft}, hard {hard})"
+    );
     // Arrange: 1,500 connections that never send a byte, from six addresses (250 each, under
     // the per-IP cap, so the server really holds them all).
     let mut silent = Vec::new();
