@@ -1,5 +1,6 @@
 //! Building and running the application: database, migrations, session store, the Hub and its
-//! log reader, background tasks, the listener, and graceful shutdown.
+//! log reader, background tasks, the listener (served by [`crate::server`]), and a shutdown that
+//! ends within its deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::auth::password::Hasher;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::live::{self, hub::Hub};
+use crate::server::{self, Connections, Limits};
 use crate::sessions::Store;
 use crate::state::{AppState, RateLimits};
 use crate::web;
@@ -30,6 +32,7 @@ pub struct App {
     state: AppState,
     store: Store,
     start_cursor: i64,
+    limits: Limits,
 }
 
 /// Connects to the database and applies all migrations (ours and the session store's).
@@ -41,12 +44,55 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<(Db, Store)>
         .migrate()
         .await
         .context("creating the session table")?;
+    fill_name_keys(&db)
+        .await
+        .context("computing look-alike keys of names")?;
     Ok((db, store))
+}
+
+/// Computes the look-alike keys of users that have none of the current version (an upgraded
+/// install, or new Unicode data), in batches.
+async fn fill_name_keys(db: &Db) -> anyhow::Result<()> {
+    use crate::domain::{NAME_KEYS_VERSION, name_keys};
+    let mut total = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        let users = db::users::without_name_keys(&mut tx.conn(), NAME_KEYS_VERSION, 500).await?;
+        if users.is_empty() {
+            break;
+        }
+        let now = db::now_ms();
+        for u in &users {
+            let (user, display) = (name_keys(&u.username), name_keys(&u.display_name));
+            let v = NAME_KEYS_VERSION;
+            db::users::set_name_keys(&mut tx.conn(), u.id, "u", &user, v, now).await?;
+            db::users::set_name_keys(&mut tx.conn(), u.id, "d", &display, v, now).await?;
+        }
+        tx.commit().await?;
+        total += users.len();
+    }
+    if total > 0 {
+        tracing::info!(users = total, "computed look-alike keys of names");
+    }
+    Ok(())
 }
 
 impl App {
     /// Builds the app: connects, migrates, binds the listener (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let fd_soft_limit = match server::raise_fd_limit() {
+            Ok((soft, _)) => soft,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read or raise the open-file limit");
+                1024
+            }
+        };
+        let limits = Limits::from_config(&config, fd_soft_limit);
+        tracing::info!(
+            max_connections = limits.max_connections,
+            per_ip = limits.max_per_ip,
+            "connection budget"
+        );
         let (db, store) = connect_and_migrate(&config).await?;
         let start_cursor = {
             let mut rc = db.read().await?;
@@ -57,36 +103,33 @@ impl App {
         let state = AppState {
             db: db.clone(),
             hub: Hub::new(Duration::from_secs(config.presence_grace_secs)),
-            limits: Arc::new(RateLimits::new(
-                config.rate_limit_ip,
-                config.rate_limit_account,
-            )),
+            limits: Arc::new(RateLimits::new(&config)),
+            connections: Connections::new(),
             hasher: hasher.clone(),
             config: config.clone(),
             shutdown: CancellationToken::new(),
         };
         let https = config.is_https();
+        let idle = time::Duration::try_from(config.session_idle()).unwrap_or(time::Duration::MAX);
         let session_layer = SessionManagerLayer::new(store.clone())
             .with_name(if https { "__Host-parley" } else { "parley" })
             .with_secure(https)
             .with_same_site(SameSite::Lax)
             .with_http_only(true)
             .with_path("/")
-            .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
-                config.session_idle_days,
-            ))));
+            .with_expiry(Expiry::OnInactivity(idle));
         let auth_layer =
             AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
         let router = web::router(state.clone()).layer(auth_layer);
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
+        let listener =
+            server::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         Ok(App {
             listener,
             router,
             state,
             store,
             start_cursor,
+            limits,
         })
     }
 
@@ -102,7 +145,8 @@ impl App {
         self.state.clone()
     }
 
-    /// Serves until `stop` is cancelled; then open streams end and in-flight requests finish.
+    /// Serves until `stop` is cancelled; then open streams end and in-flight requests get the
+    /// shutdown timeout to finish before their connections are dropped.
     pub async fn run_until(self, stop: CancellationToken) -> anyhow::Result<()> {
         let App {
             listener,
@@ -110,6 +154,7 @@ impl App {
             state,
             store,
             start_cursor,
+            limits,
         } = self;
         let shutdown = state.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
@@ -141,25 +186,39 @@ impl App {
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
 
         tracing::info!(addr = %listener.local_addr()?, url = %state.config.public_url(), "Parley is listening");
-        let signal = {
-            let shutdown = shutdown.clone();
-            async move {
+        let deadline = limits.shutdown_timeout;
+        let logged_stop = {
+            let stop = stop.clone();
+            let signalled = CancellationToken::new();
+            let out = signalled.clone();
+            tokio::spawn(async move {
                 stop.cancelled().await;
-                tracing::info!("shutting down");
-                // Streams end now, so the server's graceful wait is for real requests only.
-                shutdown.cancel();
-            }
+                tracing::info!(deadline_secs = deadline.as_secs(), "shutting down");
+                signalled.cancel();
+            });
+            out
         };
-        axum::serve(
+        // Streams end first (the server cancels `shutdown`), so the wait is for real requests only.
+        server::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            limits,
+            state.connections.clone(),
+            logged_stop,
+            shutdown.clone(),
         )
-        .with_graceful_shutdown(signal)
-        .await
-        .context("serving")?;
+        .await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
-        state.db.close().await;
+        // Every acknowledged write is already committed (and, on SQLite, synced); closing waits
+        // for connections a cut-off request may still hold, so it is bounded too.
+        if tokio::time::timeout(Duration::from_secs(5), state.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still busy at exit");
+        }
+        tracing::info!("stopped");
         Ok(())
     }
 

@@ -84,7 +84,8 @@ pub struct Config {
     )]
     pub rate_limit_ip: u32,
 
-    /// Login attempts allowed per account (username) per minute.
+    /// Login attempts allowed per account from one client IP per minute (then 429 for that pair
+    /// only: the account's owner elsewhere is not locked out).
     #[arg(
         long,
         env = "PARLEY_RATE_LIMIT_ACCOUNT",
@@ -93,7 +94,18 @@ pub struct Config {
     )]
     pub rate_limit_account: u32,
 
+    /// Failed logins of one account (from all IPs together, within 15 minutes) before each further
+    /// attempt on it is slowed down: 0.25 s, doubling with each failure, at most 5 s. Never refused.
+    #[arg(
+        long,
+        env = "PARLEY_LOGIN_BACKOFF_AFTER",
+        default_value_t = 5,
+        global = true
+    )]
+    pub login_backoff_after: u32,
+
     /// Take the client IP from the last `X-Forwarded-For` hop (only behind your own reverse proxy).
+    /// The per-IP connection cap then does not apply (every connection comes from the proxy).
     #[arg(
         long,
         env = "PARLEY_TRUST_PROXY",
@@ -102,23 +114,134 @@ pub struct Config {
     )]
     pub trust_proxy: bool,
 
-    /// A session unused for this many days ends.
+    /// A session unused for this many days ends (fractions allowed).
     #[arg(
         long,
         env = "PARLEY_SESSION_IDLE_DAYS",
-        default_value_t = 14,
+        default_value_t = 14.0,
         global = true
     )]
-    pub session_idle_days: u32,
+    pub session_idle_days: f64,
 
-    /// A session ends this many days after login, used or not.
+    /// A session ends this many days after login, used or not (fractions allowed).
     #[arg(
         long,
         env = "PARLEY_SESSION_MAX_DAYS",
-        default_value_t = 90,
+        default_value_t = 90.0,
         global = true
     )]
-    pub session_max_days: u32,
+    pub session_max_days: f64,
+
+    /// Seconds a client has to send a request's headers: from connecting, or from the first byte of
+    /// a later request on a kept-alive connection. Silent or trickling clients are disconnected.
+    #[arg(
+        long,
+        env = "PARLEY_HEADER_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's whole body, counted from the end of its headers
+    /// (then 408 and the connection closes).
+    #[arg(
+        long,
+        env = "PARLEY_BODY_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub body_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[arg(
+        long,
+        env = "PARLEY_IDLE_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a client may leave the server unable to write to it (it does not read) before the
+    /// connection is dropped.
+    #[arg(
+        long,
+        env = "PARLEY_WRITE_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub write_timeout_secs: u64,
+
+    /// Seconds in-flight requests get to finish at shutdown (SIGTERM, Ctrl-C); then the process
+    /// exits anyway. Live streams end at once.
+    #[arg(
+        long,
+        env = "PARLEY_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u64,
+
+    /// Open connections at most; 0 = automatic (90% of the open-file limit left after 128 for the
+    /// database and files, at most 10000). When full, the connection idle the longest is closed to
+    /// make room; if every one is busy, the new one gets a quick 503.
+    #[arg(
+        long,
+        env = "PARLEY_MAX_CONNECTIONS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub max_connections: usize,
+
+    /// Open connections per client IP at most (0 = no cap); as with the total, an idle one of that
+    /// IP makes room, else 503.
+    #[arg(
+        long,
+        env = "PARLEY_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Live streams (`/events`) one user may have open on this node; one more answers 429.
+    /// A browser opens one however many tabs it shows.
+    #[arg(
+        long,
+        env = "PARLEY_MAX_STREAMS_PER_USER",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_streams_per_user: u32,
+
+    /// Messages one user may post per second, on average (see `--message-burst`).
+    #[arg(long, env = "PARLEY_MESSAGE_RATE", default_value_t = 2, global = true)]
+    pub message_rate: u32,
+
+    /// Messages one user may post in a quick burst before `--message-rate` applies.
+    #[arg(
+        long,
+        env = "PARLEY_MESSAGE_BURST",
+        default_value_t = 10,
+        global = true
+    )]
+    pub message_burst: u32,
+
+    /// Friend requests one user may send per hour.
+    #[arg(
+        long,
+        env = "PARLEY_FRIEND_REQUESTS_PER_HOUR",
+        default_value_t = 30,
+        global = true
+    )]
+    pub friend_requests_per_hour: u32,
+
+    /// Groups one user may create per hour.
+    #[arg(
+        long,
+        env = "PARLEY_GROUPS_PER_HOUR",
+        default_value_t = 20,
+        global = true
+    )]
+    pub groups_per_hour: u32,
 
     /// How long the event log keeps events for clients that reconnect (hours).
     #[arg(
@@ -167,12 +290,31 @@ impl Config {
             .starts_with("https://")
     }
 
+    /// The longest a session lives after login.
+    pub fn session_max_age(&self) -> std::time::Duration {
+        days(self.session_max_days)
+    }
+
+    /// How long an unused session lives.
+    pub fn session_idle(&self) -> std::time::Duration {
+        days(self.session_idle_days)
+    }
+
     /// A config for tests and embedding: defaults, with the given database.
     pub fn for_database(database_url: impl Into<String>) -> Config {
         let mut cli = Cli::parse_from(["parley"]);
         cli.config.database_url = database_url.into();
         cli.config
     }
+}
+
+/// `d` days as a duration (negative or NaN: zero; huge: about a century).
+fn days(d: f64) -> std::time::Duration {
+    let secs = d * 86_400.0;
+    if secs.is_nan() || secs <= 0.0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::from_secs_f64(secs.min(3.2e9))
 }
 
 #[cfg(test)]
@@ -187,5 +329,17 @@ mod tests {
         assert!(c.is_https());
         c.public_url = None;
         assert_eq!(c.public_origin(), "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn session_lifetimes_accept_fractions_of_a_day() {
+        let mut c = Config::for_database("sqlite::memory:");
+        assert_eq!(c.session_max_age().as_secs(), 90 * 86_400);
+        c.session_max_days = 0.5;
+        assert_eq!(c.session_max_age().as_secs(), 43_200);
+        c.session_idle_days = -1.0;
+        assert_eq!(c.session_idle().as_secs(), 0);
+        c.session_idle_days = f64::INFINITY;
+        assert!(c.session_idle().as_secs() > 3_000_000_000);
     }
 }

@@ -30,6 +30,12 @@ pub enum AppError {
     /// 429: too many attempts.
     #[error("too many requests")]
     TooManyRequests,
+    /// 429: this user did this too often lately; forms re-render with the message and the input.
+    #[error("throttled: {0}")]
+    Throttled(FieldErrors),
+    /// 413: the request body is over the size limit.
+    #[error("request body too large")]
+    TooLarge,
     /// 500: the database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -47,6 +53,16 @@ impl AppError {
         AppError::Invalid(FieldErrors::one(field, message))
     }
 
+    /// For a form that re-renders itself: the status and the messages of a broken rule (422) or of
+    /// a throttled action (429); any other error is handed back.
+    pub fn form_errors(self) -> Result<(StatusCode, FieldErrors), AppError> {
+        match self {
+            AppError::Invalid(errs) => Ok((StatusCode::UNPROCESSABLE_ENTITY, errs)),
+            AppError::Throttled(errs) => Ok((StatusCode::TOO_MANY_REQUESTS, errs)),
+            other => Err(other),
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -55,7 +71,8 @@ impl AppError {
             AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooManyRequests | AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,6 +94,11 @@ impl AppError {
             AppError::TooManyRequests => (
                 "Slow down",
                 "Too many attempts. Wait a minute and try again.".into(),
+            ),
+            AppError::Throttled(errs) => ("Slow down", errs.to_string()),
+            AppError::TooLarge => (
+                "Too much at once",
+                "That was too much text for one form (64 KiB at most). Go back and shorten it.".into(),
             ),
             AppError::Db(_) | AppError::Internal(_) => (
                 "Something went wrong",

@@ -4,7 +4,8 @@
 //! browser that carries HTML fragments produced by an in-process event hub.
 //!
 //! # Layout
-//! - [`config`]: flags and environment. [`app`]: build, run, shut down. [`state`]: what handlers share.
+//! - [`config`]: flags and environment. [`app`]: build, run, shut down. [`server`]: the accept loop,
+//!   timeouts and the connection budget. [`state`]: what handlers share.
 //! - [`domain`]: types that parse user input. [`db`]: all SQL, over SQLite or PostgreSQL.
 //! - [`auth`]: axum-login backend, password hashing, the `CurrentUser` extractor. [`sessions`]: the store.
 //! - [`chat`]: use cases, the only code that changes state; each records [`events`] in the same
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod live;
+pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod telemetry;

@@ -1,7 +1,9 @@
-//! Shared application state, handed to handlers through `State`.
+//! Shared application state, handed to handlers through `State`, and the rate limits in it.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRef;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -10,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::password::Hasher;
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::FieldErrors;
+use crate::error::AppError;
 use crate::live::hub::Hub;
+use crate::server::Connections;
 
 /// Everything a handler may need.
 #[derive(Clone)]
@@ -23,8 +28,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Password hashing.
     pub hasher: Hasher,
-    /// Login and register rate limits.
+    /// Login, register and per-user rate limits.
     pub limits: Arc<RateLimits>,
+    /// Open client connections (the server's budget).
+    pub connections: Arc<Connections>,
     /// Cancelled at shutdown: open streams end.
     pub shutdown: CancellationToken,
 }
@@ -46,22 +53,73 @@ impl FromRef<AppState> for Db {
     }
 }
 
-/// Per-IP and per-account attempt limits (in memory, per node).
+/// Failed logins of one account are forgotten this long after the last one.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// The first slowed-down login attempt waits this long; each further failure doubles it.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// The longest a login attempt is slowed down.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Accounts whose failures are remembered at once at most (a spray of made-up usernames must not
+/// grow memory without bound); beyond it, the oldest are forgotten first.
+const FAILURE_KEYS: usize = 100_000;
+
+/// How long to slow down a login attempt on an account with `failures` recent failures.
+pub fn login_backoff(failures: u32, after: u32) -> Duration {
+    if failures < after.max(1) {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - after.max(1)).min(16);
+    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+}
+
+/// Rate limits, in memory, per node.
+///
+/// - login and register attempts per client IP (`--rate-limit-ip` a minute);
+/// - login attempts per (account, client IP) (`--rate-limit-account` a minute): strict, 429;
+/// - failed logins per account across all IPs: past `--login-backoff-after`, every attempt on that
+///   account waits a doubling delay first (at most 5 s). Slowed, never refused, so an attacker
+///   elsewhere cannot lock a user out of their own account;
+/// - per user: messages (a rate with a burst), friend requests and groups per hour.
 pub struct RateLimits {
     per_ip: DefaultKeyedRateLimiter<String>,
-    per_account: DefaultKeyedRateLimiter<String>,
+    per_account_ip: DefaultKeyedRateLimiter<(String, String)>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    backoff_after: u32,
+    messages: DefaultKeyedRateLimiter<i64>,
+    friend_requests: DefaultKeyedRateLimiter<i64>,
+    groups: DefaultKeyedRateLimiter<i64>,
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
 fn per_minute(n: u32) -> Quota {
-    Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
+    Quota::per_minute(nonzero(n))
+}
+
+fn per_hour(n: u32) -> Quota {
+    Quota::per_hour(nonzero(n))
+}
+
+fn throttled(field: &'static str, message: &str) -> AppError {
+    AppError::Throttled(FieldErrors::one(field, message))
 }
 
 impl RateLimits {
-    /// Limits of `per_ip` and `per_account` attempts a minute.
-    pub fn new(per_ip: u32, per_account: u32) -> RateLimits {
+    /// The limits configured in `config`.
+    pub fn new(config: &Config) -> RateLimits {
         RateLimits {
-            per_ip: RateLimiter::keyed(per_minute(per_ip)),
-            per_account: RateLimiter::keyed(per_minute(per_account)),
+            per_ip: RateLimiter::keyed(per_minute(config.rate_limit_ip)),
+            per_account_ip: RateLimiter::keyed(per_minute(config.rate_limit_account)),
+            failures: Mutex::new(HashMap::new()),
+            backoff_after: config.login_backoff_after,
+            messages: RateLimiter::keyed(
+                Quota::per_second(nonzero(config.message_rate))
+                    .allow_burst(nonzero(config.message_burst)),
+            ),
+            friend_requests: RateLimiter::keyed(per_hour(config.friend_requests_per_hour)),
+            groups: RateLimiter::keyed(per_hour(config.groups_per_hour)),
         }
     }
 
@@ -70,16 +128,142 @@ impl RateLimits {
         self.per_ip.check_key(&ip.to_owned()).is_ok()
     }
 
-    /// Takes one attempt from `account`'s allowance; false when spent.
-    pub fn allow_account(&self, account: &str) -> bool {
-        self.per_account.check_key(&account.to_owned()).is_ok()
+    /// Takes one login attempt on `account` from `ip`; false when that pair's allowance is spent.
+    pub fn allow_account(&self, account: &str, ip: &str) -> bool {
+        self.per_account_ip
+            .check_key(&(account.to_owned(), ip.to_owned()))
+            .is_ok()
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long to slow down the next login attempt on `account`.
+    pub fn login_delay(&self, account: &str) -> Duration {
+        let failures = self
+            .failures()
+            .get(account)
+            .filter(|(_, at)| at.elapsed() < FAILURE_MEMORY)
+            .map_or(0, |(n, _)| *n);
+        login_backoff(failures, self.backoff_after)
+    }
+
+    /// A login on `account` failed.
+    pub fn login_failed(&self, account: &str) {
+        let mut map = self.failures();
+        if map.len() >= FAILURE_KEYS && !map.contains_key(account) {
+            map.retain(|_, (_, at)| at.elapsed() < FAILURE_MEMORY);
+            if map.len() >= FAILURE_KEYS
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        let entry = map.entry(account.to_owned()).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = Instant::now();
+    }
+
+    /// A login on `account` succeeded: its failures are forgotten.
+    pub fn login_succeeded(&self, account: &str) {
+        self.failures().remove(account);
+    }
+
+    /// One message by `user`; `Throttled` when they post faster than the configured rate.
+    pub fn message(&self, user: i64) -> Result<(), AppError> {
+        self.messages.check_key(&user).map_err(|_| {
+            throttled(
+                "body",
+                "You are sending messages very fast. Wait a moment, then send this one again.",
+            )
+        })
+    }
+
+    /// One friend request by `user`; `Throttled` past the hourly allowance.
+    pub fn friend_request(&self, user: i64) -> Result<(), AppError> {
+        self.friend_requests.check_key(&user).map_err(|_| {
+            throttled(
+                "username",
+                "You have sent a lot of friend requests in the last hour. Try again later.",
+            )
+        })
+    }
+
+    /// One new group by `user`; `Throttled` past the hourly allowance.
+    pub fn group(&self, user: i64) -> Result<(), AppError> {
+        self.groups.check_key(&user).map_err(|_| {
+            throttled(
+                "title",
+                "You have created a lot of groups in the last hour. Try again later.",
+            )
+        })
     }
 
     /// Forgets keys whose allowance is full again (keeps memory bounded).
     pub fn sweep(&self) {
         self.per_ip.retain_recent();
-        self.per_account.retain_recent();
+        self.per_account_ip.retain_recent();
+        self.messages.retain_recent();
+        self.friend_requests.retain_recent();
+        self.groups.retain_recent();
         self.per_ip.shrink_to_fit();
-        self.per_account.shrink_to_fit();
+        self.per_account_ip.shrink_to_fit();
+        self.messages.shrink_to_fit();
+        self.friend_requests.shrink_to_fit();
+        self.groups.shrink_to_fit();
+        self.failures()
+            .retain(|_, (_, at)| at.elapsed() < FAILURE_MEMORY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_backoff_starts_after_the_threshold_doubles_and_is_capped() {
+        assert_eq!(login_backoff(4, 5), Duration::ZERO);
+        assert_eq!(login_backoff(5, 5), Duration::from_millis(250));
+        assert_eq!(login_backoff(6, 5), Duration::from_millis(500));
+        assert_eq!(login_backoff(9, 5), Duration::from_secs(4));
+        assert_eq!(login_backoff(10, 5), Duration::from_secs(5));
+        assert_eq!(login_backoff(u32::MAX, 5), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn failures_slow_down_an_account_until_a_success() {
+        let mut c = Config::for_database("sqlite::memory:");
+        c.login_backoff_after = 2;
+        let l = RateLimits::new(&c);
+        l.login_failed("ann");
+        assert_eq!(l.login_delay("ann"), Duration::ZERO);
+        l.login_failed("ann");
+        assert!(l.login_delay("ann") > Duration::ZERO);
+        assert_eq!(l.login_delay("bob"), Duration::ZERO, "per account");
+        l.login_succeeded("ann");
+        assert_eq!(l.login_delay("ann"), Duration::ZERO);
+    }
+
+    #[test]
+    fn per_user_limits_allow_a_burst_then_throttle_that_user_only() {
+        let mut c = Config::for_database("sqlite::memory:");
+        c.message_rate = 1;
+        c.message_burst = 3;
+        c.friend_requests_per_hour = 1;
+        let l = RateLimits::new(&c);
+        for _ in 0..3 {
+            assert!(l.message(1).is_ok());
+        }
+        assert!(matches!(l.message(1), Err(AppError::Throttled(_))));
+        assert!(l.message(2).is_ok());
+        assert!(l.friend_request(1).is_ok());
+        assert!(l.friend_request(1).is_err());
     }
 }

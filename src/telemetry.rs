@@ -1,4 +1,7 @@
-//! Logging: tracing to stderr, as text or JSON; `RUST_LOG` filters (default: info).
+//! Logging: tracing to stderr, as text or JSON; `RUST_LOG` filters (default: info). Colours only
+//! when stderr is a terminal, so a log file holds plain lines.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,7 +13,8 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

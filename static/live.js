@@ -648,13 +648,17 @@
       source.onopen = function () { status(""); };
       source.onerror = function () {
         if (source.readyState === EventSource.CLOSED) {
-          // Refused (401: the session ended) or a proxy error: every tab of this browser reloads
-          // (into the login page when the session is gone) once the server is up.
+          // Refused. Ask why: 429 (too many streams for this account) waits and tries again;
+          // 401 (the session ended) and anything else: every tab of this browser reloads (into
+          // the login page when the session is gone), at once if the server is up.
           var all = function () {
             onFrame({ action: "reload", data: '<template data-target="main"></template>', id: 0 });
           };
-          fetch("/healthz", { cache: "no-store" }).then(function (r) {
-            if (r.ok) all();
+          fetch("/events?probe=1", { cache: "no-store", credentials: "same-origin" }).then(function (r) {
+            if (r.status === 429) {
+              r.text().then(status);
+              setTimeout(function () { openStream(onFrame).then(release); }, 60000);
+            } else if (r.ok || r.status === 401) all();
             else setTimeout(all, 5000);
           }, function () { setTimeout(all, 5000); });
         } else {
@@ -854,7 +858,8 @@
       } else if (r.status === 401 || r.status === 303) {
         location.reload();
       } else {
-        if (err) err.textContent = r.status === 422 ? r.text : "Could not send: " + (r.text || r.status);
+        // 422: a broken rule; 429: sending too fast. The draft stays either way.
+        if (err) err.textContent = r.status === 422 || r.status === 429 ? r.text : "Could not send: " + (r.text || r.status);
         text.setAttribute("aria-invalid", "true");
       }
       text.focus();

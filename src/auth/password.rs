@@ -140,11 +140,13 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_and_the_dummy_never_matches() -> anyhow::Result<()> {
         let h = Hasher::new(1).await?;
-        let pw = Password::parse_new("p", "correct horse".into()).map_err(anyhow::Error::msg)?;
+        let pw =
+            Password::parse_new("p", "correct horse".into(), &[]).map_err(anyhow::Error::msg)?;
         let phc = h.hash(&pw).await?;
         assert!(phc.starts_with("$argon2id$"));
         assert!(h.verify(&pw, Some(&phc)).await?);
-        let wrong = Password::parse_new("p", "wrong horse".into()).map_err(anyhow::Error::msg)?;
+        let wrong =
+            Password::parse_new("p", "wrong horse".into(), &[]).map_err(anyhow::Error::msg)?;
         assert!(!h.verify(&wrong, Some(&phc)).await?);
         assert!(!h.verify(&pw, None).await?);
         Ok(())

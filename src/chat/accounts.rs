@@ -3,7 +3,7 @@
 use crate::db::users::UserRef;
 use crate::db::users::UserRow;
 use crate::db::{self};
-use crate::domain::{DisplayName, FieldErrors, Password, Username};
+use crate::domain::{DisplayName, FieldErrors, NAME_KEYS_VERSION, Password, Username, name_keys};
 use crate::error::{AppError, AppResult, ResultExt};
 use crate::events::Event;
 
@@ -19,9 +19,19 @@ pub async fn register(
     // Hash before the transaction: the writer is never held across a slow hash.
     let hash = cx.hasher.hash(password).await?;
     let mut tx = cx.db.begin().await?;
-    let id = db::users::insert(&mut tx.conn(), username.as_str(), &hash, db::now_ms())
+    let keys = name_keys(username.as_str());
+    db::users::lock_names(&mut tx.conn()).await?;
+    if db::users::name_keys_taken(&mut tx.conn(), 0, &keys).await? {
+        return Err(AppError::invalid(
+            "username",
+            "That username is taken, or looks too much like someone's name. Try another one.",
+        ));
+    }
+    let now = db::now_ms();
+    let id = db::users::insert(&mut tx.conn(), username.as_str(), &hash, now)
         .await
         .on_unique("username", "That username is taken. Try another one.")?;
+    db::users::set_name_keys(&mut tx.conn(), id, "u", &keys, NAME_KEYS_VERSION, now).await?;
     let row = db::users::by_id(&mut tx.conn(), id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("inserted user vanished"))?;
@@ -33,6 +43,17 @@ pub async fn register(
 #[tracing::instrument(skip_all, fields(user_id = me.id))]
 pub async fn set_display_name(cx: &Ctx<'_>, me: &UserRef, name: &DisplayName) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // Nobody may pass for someone else: not the same name, nor a look-alike, of anyone but me.
+    let keys = name_keys(name.as_str());
+    db::users::lock_names(&mut tx.conn()).await?;
+    if db::users::name_keys_taken(&mut tx.conn(), me.id, &keys).await? {
+        return Err(AppError::invalid(
+            "display_name",
+            "Someone here already has that name, or one that looks like it. Choose another.",
+        ));
+    }
+    let now = db::now_ms();
+    db::users::set_name_keys(&mut tx.conn(), me.id, "d", &keys, NAME_KEYS_VERSION, now).await?;
     db::users::set_display_name(&mut tx.conn(), me.id, name.as_str()).await?;
     let user = db::users::user_ref(&mut tx.conn(), me.id)
         .await?

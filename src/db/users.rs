@@ -104,3 +104,80 @@ pub async fn set_password_hash(c: &mut Conn<'_>, id: i64, hash: &str) -> sqlx::R
         .await)?;
     Ok(())
 }
+
+/// Serialises name changes on PostgreSQL (a transaction-scoped advisory lock), so two users cannot
+/// take confusable names at the same moment; SQLite's single writer serialises them already.
+pub async fn lock_names(c: &mut Conn<'_>) -> sqlx::Result<()> {
+    /// Arbitrary, fixed: the advisory lock that guards names.
+    const NAMES_LOCK: i64 = 0x7061_726c_6e61_6d65;
+    if let Conn::Pg(c) = c {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(NAMES_LOCK)
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// True when a user other than `except` has a username or display name with one of `keys`.
+pub async fn name_keys_taken(c: &mut Conn<'_>, except: i64, keys: &[String]) -> sqlx::Result<bool> {
+    let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+        return Ok(false);
+    };
+    let hit: Option<i64> = run!(c, e => sqlx::query_scalar(
+        "SELECT user_id FROM user_name_keys WHERE name_key IN ($1, $2) AND user_id <> $3 LIMIT 1",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(except)
+    .fetch_optional(e)
+    .await)?;
+    Ok(hit.is_some())
+}
+
+/// Replaces the keys of `user`'s username (`source` = "u") or display name ("d").
+pub async fn set_name_keys(
+    c: &mut Conn<'_>,
+    user: i64,
+    source: &str,
+    keys: &[String],
+    version: i64,
+    now: i64,
+) -> sqlx::Result<()> {
+    exec!(c, e => sqlx::query("DELETE FROM user_name_keys WHERE user_id = $1 AND source = $2")
+        .bind(user)
+        .bind(source)
+        .execute(e)
+        .await)?;
+    for key in keys {
+        exec!(c, e => sqlx::query(
+            "INSERT INTO user_name_keys (user_id, source, name_key, version, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(user)
+        .bind(source)
+        .bind(key)
+        .bind(version)
+        .bind(now)
+        .execute(e)
+        .await)?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` users whose username has no key of `version` yet (new installs, older versions).
+pub async fn without_name_keys(
+    c: &mut Conn<'_>,
+    version: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<UserRef>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT id, username, display_name FROM users u WHERE NOT EXISTS \
+         (SELECT 1 FROM user_name_keys k WHERE k.user_id = u.id AND k.source = 'u' AND k.version = $1) \
+         ORDER BY id LIMIT $2",
+    )
+    .bind(version)
+    .bind(limit)
+    .fetch_all(e)
+    .await)
+}

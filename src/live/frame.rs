@@ -224,6 +224,101 @@ impl Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A dispatched browser event: type, data, last event id.
+    type Dispatched = (String, String, Option<String>);
+
+    /// What a browser makes of an event stream (WHATWG "interpreting an event stream"): the
+    /// dispatched events, and the name of every field it read.
+    fn interpret(stream: &str) -> (Vec<Dispatched>, Vec<String>) {
+        let (mut events, mut fields) = (Vec::new(), Vec::new());
+        let (mut data, mut kind, mut last_id) = (String::new(), String::new(), None);
+        let text = stream.replace("\r\n", "\n").replace('\r', "\n");
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        lines.pop(); // what follows the last line break is not a line (yet)
+        for line in lines {
+            if line.is_empty() {
+                if !data.is_empty() {
+                    data.pop();
+                    let kind = if kind.is_empty() { "message" } else { &kind };
+                    events.push((kind.to_owned(), data.clone(), last_id.clone()));
+                }
+                data.clear();
+                kind.clear();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line, ""),
+            };
+            fields.push(field.to_owned());
+            match field {
+                "event" => kind = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" if !value.contains('\0') => last_id = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        (events, fields)
+    }
+
+    /// Text rich in what could break a frame: line breaks of every kind, colons, NULs.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just('\r'),
+                Just('\n'),
+                Just(':'),
+                Just(' '),
+                Just('\0'),
+                any::<char>()
+            ],
+            0..48,
+        )
+        .prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #[test]
+        fn no_action_data_or_id_injects_a_field_or_another_frame(
+            frames in prop::collection::vec((hostile_text(), hostile_text()), 1..4),
+            id in proptest::option::of(any::<i64>()),
+        ) {
+            let bytes: Vec<u8> = frames
+                .iter()
+                .flat_map(|(action, data)| encode(id, action, data).to_vec())
+                .collect();
+            let (events, fields) = interpret(&String::from_utf8(bytes).expect("utf-8"));
+            // Only the fields we write; exactly one `event:` per frame, one event per frame.
+            prop_assert!(fields.iter().all(|f| ["event", "data", "id"].contains(&f.as_str())), "{:?}", fields);
+            prop_assert_eq!(fields.iter().filter(|f| *f == "event").count(), frames.len());
+            prop_assert_eq!(events.len(), frames.len());
+            for ((action, data), (kind, got, last_id)) in frames.iter().zip(&events) {
+                let name = action.replace(['\r', '\n'], "");
+                prop_assert_eq!(kind, if name.is_empty() { "message" } else { name.as_str() });
+                // The data arrives whole, line breaks folded to LF.
+                prop_assert_eq!(got, &data.replace("\r\n", "\n").replace('\r', "\n"));
+                prop_assert_eq!(last_id, &id.map(|i| i.to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_interpreter_sees_an_injected_frame_where_there_is_one() {
+        // The property's oracle: a raw stream with a forged field and frame is read as such.
+        let (events, fields) =
+            interpret("event: a\ndata: x\n\nid: 9\nevent: forged\ndata: y\r\n\r\n");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1], ("forged".into(), "y".into(), Some("9".into())));
+        assert_eq!(fields, ["event", "data", "id", "event", "data"]);
+    }
 
     #[test]
     fn a_frame_is_wrapped_by_its_template() {

@@ -119,11 +119,41 @@ impl Hub {
 
     /// Registers a stream of `user`; `contacts` are who sees their presence.
     pub fn register(self: &Arc<Self>, user: i64, login_id: u64, contacts: &[i64]) -> Subscription {
+        let users = self.users();
+        self.register_locked(users, user, login_id, contacts)
+    }
+
+    /// Like [`Hub::register`], but refuses (`None`) when `user` has `max` streams open here already.
+    pub fn try_register(
+        self: &Arc<Self>,
+        user: i64,
+        login_id: u64,
+        contacts: &[i64],
+        max: usize,
+    ) -> Option<Subscription> {
+        let users = self.users();
+        if users.get(&user).is_some_and(|e| e.conns.len() >= max) {
+            return None;
+        }
+        Some(self.register_locked(users, user, login_id, contacts))
+    }
+
+    /// Streams `user` has open on this node.
+    pub fn stream_count(&self, user: i64) -> usize {
+        self.users().get(&user).map_or(0, |e| e.conns.len())
+    }
+
+    fn register_locked(
+        self: &Arc<Self>,
+        mut users: MutexGuard<'_, HashMap<i64, UserEntry>>,
+        user: i64,
+        login_id: u64,
+        contacts: &[i64],
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
         let kill = CancellationToken::new();
         let overflowed = Arc::new(AtomicBool::new(false));
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let mut users = self.users();
         let entry = users.entry(user).or_default();
         entry.conns.push(Connection {
             id: conn,

@@ -165,25 +165,20 @@ async fn create(
         }
     }
     let result = match title {
-        Some(title) if errors.is_empty() => {
-            chat::conversations::create_group(&state.cx(), &me.user, &title, &members).await
-        }
+        Some(title) if errors.is_empty() => match state.limits.group(me.id()) {
+            Ok(()) => {
+                chat::conversations::create_group(&state.cx(), &me.user, &title, &members).await
+            }
+            Err(e) => Err(e),
+        },
         _ => Err(AppError::Invalid(errors)),
     };
     match result {
         Ok(id) => Ok(Redirect::to(&format!("/conversations/{id}")).into_response()),
-        Err(AppError::Invalid(errors)) => {
-            index_page(
-                &state,
-                &me,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                title_raw,
-                members_raw,
-                errors,
-            )
-            .await
+        Err(e) => {
+            let (status, errors) = e.form_errors()?;
+            index_page(&state, &me, status, title_raw, members_raw, errors).await
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -357,6 +352,7 @@ async fn ensure_member(state: &AppState, id: i64, me: &CurrentUser) -> AppResult
 async fn show(
     State(state): State<AppState>,
     me: CurrentUser,
+    headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Response> {
@@ -365,7 +361,8 @@ async fn show(
         Some(b) => Some(parse_id("before", b).map_err(|_| AppError::NotFound)?),
     };
     let mut read_up_to = None;
-    if before.is_none() {
+    // A link on another site shows the conversation but moves nothing (no state change cross-site).
+    if before.is_none() && !super::security::from_another_site(&headers) {
         // Opening the newest page reads it: the read marker moves to the newest message.
         let latest = {
             let mut rc = state.db.read().await?;
@@ -557,17 +554,20 @@ async fn create_message(
     });
     let reply_to = reply_to.ok().flatten();
     let result = match parsed {
-        Ok((body, client_id, reply_to)) => {
-            chat::messages::post(
-                &state.cx(),
-                &me.user,
-                id,
-                &body,
-                client_id.as_ref(),
-                reply_to,
-            )
-            .await
-        }
+        Ok((body, client_id, reply_to)) => match state.limits.message(me.id()) {
+            Ok(()) => {
+                chat::messages::post(
+                    &state.cx(),
+                    &me.user,
+                    id,
+                    &body,
+                    client_id.as_ref(),
+                    reply_to,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.
             ensure_member(&state, id, &me).await?;
@@ -587,13 +587,17 @@ async fn create_message(
                 .into_response())
         }
         Ok(_) => Ok(Redirect::to(&format!("/conversations/{id}#composer-{id}")).into_response()),
-        Err(AppError::Invalid(errors)) if fetch => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            errors.to_string(),
-        )
-            .into_response()),
-        Err(AppError::Invalid(errors)) => {
+        Err(e) => {
+            // A broken rule (422) or too many messages (429): the draft stays, with the reason.
+            let (status, errors) = e.form_errors()?;
+            if fetch {
+                return Ok((
+                    status,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    errors.to_string(),
+                )
+                    .into_response());
+            }
             let composer = ComposerView {
                 conversation_id: id,
                 open: true,
@@ -614,13 +618,12 @@ async fn create_message(
                     reply_to,
                     ..Window::default()
                 },
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status,
                 Some(composer),
                 FieldErrors::default(),
             )
             .await
         }
-        Err(e) => Err(e),
     }
 }
 

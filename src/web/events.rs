@@ -18,7 +18,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::auth::{AuthSession, keys, session_value};
+use crate::auth::{AuthSession, current_login};
 use crate::db;
 use crate::error::AppResult;
 use crate::live::frame::{self, Action, Delivery, Frame, audience};
@@ -43,6 +43,8 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct After {
     after: Option<String>,
+    /// live.js asks why its stream was refused: 204, 401 or 429, and no stream.
+    probe: Option<String>,
 }
 
 enum Start {
@@ -70,17 +72,25 @@ fn reload_bytes(me: i64) -> Bytes {
 // GET /events
 async fn stream(
     State(state): State<AppState>,
-    auth: AuthSession,
+    mut auth: AuthSession,
     headers: HeaderMap,
     Query(q): Query<After>,
 ) -> AppResult<Response> {
-    let Some(user) = auth.user.clone() else {
+    // The same session check as every page: idle and absolute expiry.
+    let Some(login) = current_login(&mut auth, &state).await? else {
         // 401 stops EventSource from reconnecting; live.js then reloads into the login page.
         return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
     };
-    let me = user.user.id;
-    let session = auth.session.clone();
-    let login_id: u64 = session_value(&session, keys::LOGIN_ID).await.unwrap_or(0);
+    let me = login.user.user.id;
+    let login_id = login.login_id;
+    let cap = usize::try_from(state.config.max_streams_per_user).unwrap_or(usize::MAX);
+    if q.probe.is_some() {
+        return Ok(if state.hub.stream_count(me) >= cap {
+            too_many_streams(cap)
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        });
+    }
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -93,7 +103,9 @@ async fn stream(
         let mut rc = state.db.read().await?;
         db::conversations::contact_ids(&mut rc.conn(), me).await?
     };
-    let mut sub = state.hub.register(me, login_id, &contacts);
+    let Some(mut sub) = state.hub.try_register(me, login_id, &contacts, cap) else {
+        return Ok(too_many_streams(cap));
+    };
 
     let start = match after {
         None => Start::Replay(Vec::new()),
@@ -123,12 +135,9 @@ async fn stream(
     };
     let shutdown = state.shutdown.clone();
     let hub = state.hub.clone();
-    // A stream lives no longer than its session: past the expiry it closes and the reconnect
-    // finds out whether the session was extended meanwhile.
-    let expires_in = (session.expiry_date() - time::OffsetDateTime::now_utc())
-        .try_into()
-        .unwrap_or(Duration::ZERO)
-        .max(Duration::from_secs(1));
+    // A stream lives no longer than its session: past the idle expiry or the absolute lifetime it
+    // closes, and the reconnect finds out whether the session was extended meanwhile.
+    let expires_in = login.remaining().max(Duration::from_secs(1));
 
     let body = async_stream::stream! {
         yield Ok::<_, Infallible>(frame::comment("parley", Some(RETRY.as_millis() as u64)));
@@ -186,4 +195,22 @@ async fn stream(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(res)
+}
+
+/// 429 for one stream too many (live.js shows the text and retries later).
+fn too_many_streams(cap: usize) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("60")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        format!(
+            "Live updates paused: your account has {cap} live windows open already. Close one (here or on another device); this one retries in a minute."
+        ),
+    )
+        .into_response()
 }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::domain::FieldErrors;
 use crate::error::AppError;
 
-/// A url-encoded form; a malformed one is a 422 with a clear message.
+/// A url-encoded form; a malformed one is a 422 with a clear message, an oversized one a 413.
 pub struct Form<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
@@ -18,10 +18,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             Ok(axum::Form(v)) => Ok(Form(v)),
             Err(e) => {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    return Err(AppError::Invalid(FieldErrors::one(
-                        "form",
-                        "That was too much text for one form (64 KiB at most).",
-                    )));
+                    return Err(AppError::TooLarge);
                 }
                 Err(AppError::Invalid(FieldErrors::one(
                     "form",

@@ -108,27 +108,22 @@ async fn create_request(
     Form(form): Form<RequestForm>,
 ) -> AppResult<Response> {
     let result = match Username::parse("username", &form.username) {
-        Ok(username) => chat::friends::send_request(&state.cx(), &me.user, &username)
-            .await
-            .map(|_| username),
+        Ok(username) => match state.limits.friend_request(me.id()) {
+            Ok(()) => chat::friends::send_request(&state.cx(), &me.user, &username)
+                .await
+                .map(|_| username),
+            Err(e) => Err(e),
+        },
         Err(errors) => Err(AppError::Invalid(errors)),
     };
     match result {
         Ok(username) => {
             Ok(Redirect::to(&format!("/friends?sent={}", username.as_str())).into_response())
         }
-        Err(AppError::Invalid(errors)) => {
-            page(
-                &state,
-                &me,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form.username,
-                errors,
-                None,
-            )
-            .await
+        Err(e) => {
+            let (status, errors) = e.form_errors()?;
+            page(&state, &me, status, form.username, errors, None).await
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -162,6 +162,17 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
+        ))
+        // No window we open keeps a handle on ours, and none of theirs on us.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        // Pages carry private conversations: no cache (browser back/forward cache, shared proxy)
+        // keeps them. Static assets and the stream set their own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
         ));
     if https {
         app = app.layer(SetResponseHeaderLayer::if_not_present(

@@ -24,6 +24,14 @@ pub fn is_cross_site(method: &Method, headers: &HeaderMap, public_origin: &str) 
     }
 }
 
+/// True when a request was sent by another site (`Sec-Fetch-Site` other than `same-origin` or
+/// `none`), whatever its method: such a request, even a `GET` navigation, changes nothing.
+pub fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| !matches!(site.as_bytes(), b"same-origin" | b"none"))
+}
+
 /// Middleware: refuses cross-site state changes with 403 before any handler runs.
 pub async fn cross_origin_guard(
     State(public_origin): State<std::sync::Arc<str>>,
@@ -89,5 +97,14 @@ mod tests {
             &h(&[("sec-fetch-site", "cross-site")]),
             o
         ));
+    }
+
+    #[test]
+    fn requests_from_another_site_are_recognised_whatever_the_method() {
+        assert!(from_another_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(from_another_site(&h(&[("sec-fetch-site", "same-site")])));
+        assert!(!from_another_site(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(!from_another_site(&h(&[("sec-fetch-site", "none")])));
+        assert!(!from_another_site(&h(&[])));
     }
 }

@@ -125,22 +125,33 @@ async fn create_login(
         String::new()
     };
     let typed = form.username.trim().to_owned();
-    if !state
-        .limits
-        .allow_ip(&client_ip(&state, Some(peer), &headers))
-    {
+    let ip = client_ip(&state, Some(peer), &headers);
+    if !state.limits.allow_ip(&ip) {
         return Ok(too_many_login(typed, next));
     }
     let username = Username::parse("username", &form.username);
     let password = Password::parse_existing("password", form.password);
     let user = match (username, password) {
         (Ok(username), Ok(password)) => {
-            if !state.limits.allow_account(username.as_str()) {
+            // Strict per (account, IP); across IPs only slowed down, so failures elsewhere never
+            // lock the owner out.
+            if !state.limits.allow_account(username.as_str(), &ip) {
                 return Ok(too_many_login(typed, next));
             }
-            auth.authenticate(Credentials { username, password })
+            let account = username.as_str().to_owned();
+            let delay = state.limits.login_delay(&account);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let user = auth
+                .authenticate(Credentials { username, password })
                 .await
-                .map_err(|e| anyhow::anyhow!("authenticate: {e}"))?
+                .map_err(|e| anyhow::anyhow!("authenticate: {e}"))?;
+            match user {
+                Some(_) => state.limits.login_succeeded(&account),
+                None => state.limits.login_failed(&account),
+            }
+            user
         }
         (_, Ok(password)) => {
             // A malformed username costs a verification too: no timing difference.
@@ -219,7 +230,11 @@ async fn create_registration(
     }
     let mut errors = FieldErrors::default();
     let username = errors.check(Username::parse("username", &form.username));
-    let password = errors.check(Password::parse_new("password", form.password));
+    let password = errors.check(Password::parse_new(
+        "password",
+        form.password,
+        &[form.username.trim()],
+    ));
     let (Some(username), Some(password)) = (username, password) else {
         return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
     };

@@ -85,22 +85,18 @@ async fn update(
     me: CurrentUser,
     Form(form): Form<ProfileForm>,
 ) -> AppResult<Response> {
-    let name = match DisplayName::parse("display_name", &form.display_name) {
-        Ok(n) => n,
-        Err(errors) => {
-            return page(
-                &state,
-                &me,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form.display_name,
-                errors,
-                None,
-            )
-            .await;
-        }
+    let result = match DisplayName::parse("display_name", &form.display_name) {
+        Ok(name) => chat::accounts::set_display_name(&state.cx(), &me.user, &name).await,
+        Err(errors) => Err(AppError::Invalid(errors)),
     };
-    chat::accounts::set_display_name(&state.cx(), &me.user, &name).await?;
-    Ok(Redirect::to("/settings?saved=profile").into_response())
+    match result {
+        Ok(()) => Ok(Redirect::to("/settings?saved=profile").into_response()),
+        Err(e) => {
+            // Broken rules, or a name that is (or looks like) someone else's: the form again.
+            let (status, errors) = e.form_errors()?;
+            page(&state, &me, status, form.display_name, errors, None).await
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -123,7 +119,11 @@ async fn update_password(
         "current_password",
         form.current_password,
     ));
-    let new = errors.check(Password::parse_new("new_password", form.new_password));
+    let new = errors.check(Password::parse_new(
+        "new_password",
+        form.new_password,
+        &[&me.user.username, &me.user.display_name],
+    ));
     let name = me.user.display_name.clone();
     let result = match (current, new) {
         (Some(current), Some(new)) => {

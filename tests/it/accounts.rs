@@ -13,7 +13,7 @@ async fn registering_logs_in_and_lands_on_the_conversations_page() {
     let r = c
         .post(
             "/register",
-            &[("username", "Ann_1"), ("password", "secret pass")],
+            &[("username", "Ann_1"), ("password", "secret pass phrase")],
         )
         .await;
     // Assert
@@ -56,7 +56,7 @@ async fn registration_rejects_bad_input_with_messages_and_writes_nothing() {
     let r = c
         .post(
             "/register",
-            &[("username", "annb"), ("password", "longenough")],
+            &[("username", "annb"), ("password", "long enough words")],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -70,7 +70,7 @@ async fn usernames_are_unique_ignoring_case() {
         .client()
         .post(
             "/register",
-            &[("username", "ANN"), ("password", "longenough")],
+            &[("username", "ANN"), ("password", "long enough words")],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -111,7 +111,7 @@ async fn login_follows_only_local_next() {
             "/login",
             &[
                 ("username", "ann"),
-                ("password", "password-ann"),
+                ("password", &password_for("ann")),
                 ("next", "/friends"),
             ],
         )
@@ -123,7 +123,7 @@ async fn login_follows_only_local_next() {
             "/login",
             &[
                 ("username", "ann"),
-                ("password", "password-ann"),
+                ("password", &password_for("ann")),
                 ("next", "//evil.example/x"),
             ],
         )
@@ -148,13 +148,13 @@ async fn every_login_gets_a_new_session_id_even_when_already_logged_in() {
     let first = c
         .post(
             "/login",
-            &[("username", "ann"), ("password", "password-ann")],
+            &[("username", "ann"), ("password", &password_for("ann"))],
         )
         .await;
     let second = c
         .post(
             "/login",
-            &[("username", "ann"), ("password", "password-ann")],
+            &[("username", "ann"), ("password", &password_for("ann"))],
         )
         .await;
     let (a, b) = (
@@ -185,7 +185,7 @@ async fn https_public_url_makes_cookies_secure_with_the_host_prefix() {
     let r = c
         .post(
             "/register",
-            &[("username", "ann"), ("password", "longenough")],
+            &[("username", "ann"), ("password", "long enough words")],
         )
         .await;
     let cookie = r
@@ -238,7 +238,7 @@ async fn login_is_rate_limited_per_ip_and_per_account() {
     let r = c
         .post(
             "/register",
-            &[("username", "ann"), ("password", "longenough")],
+            &[("username", "ann"), ("password", "long enough words")],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -255,7 +255,10 @@ async fn login_is_rate_limited_per_ip_and_per_account() {
     }
     let r = app
         .client()
-        .post("/login", &[("username", "ann"), ("password", "longenough")])
+        .post(
+            "/login",
+            &[("username", "ann"), ("password", "long enough words")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.contains("Too many attempts"));
@@ -269,7 +272,7 @@ async fn login_is_rate_limited_per_ip_and_per_account() {
         .client()
         .post(
             "/register",
-            &[("username", "carl"), ("password", "longenough")],
+            &[("username", "carl"), ("password", "long enough words")],
         )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
@@ -341,7 +344,7 @@ async fn changing_the_password_ends_my_other_sessions_only() {
     other
         .post(
             "/login",
-            &[("username", "ann"), ("password", "password-ann")],
+            &[("username", "ann"), ("password", &password_for("ann"))],
         )
         .await;
     let mut other_stream = other.stream().await;
@@ -361,7 +364,7 @@ async fn changing_the_password_ends_my_other_sessions_only() {
         .post(
             "/settings/password",
             &[
-                ("current_password", "password-ann"),
+                ("current_password", &password_for("ann")),
                 ("new_password", "short"),
             ],
         )
@@ -373,7 +376,7 @@ async fn changing_the_password_ends_my_other_sessions_only() {
         .post(
             "/settings/password",
             &[
-                ("current_password", "password-ann"),
+                ("current_password", &password_for("ann")),
                 ("new_password", "brand new pw"),
             ],
         )

@@ -138,11 +138,21 @@ struct E2e {
 impl E2e {
     /// None when browser tests are not enabled.
     async fn start(name: &'static str, n: usize, js: bool) -> Option<E2e> {
+        Self::start_with(name, n, js, |_| {}).await
+    }
+
+    /// Like [`E2e::start`], with the app's config changed by `f`.
+    async fn start_with(
+        name: &'static str,
+        n: usize,
+        js: bool,
+        f: impl FnOnce(&mut parley::Config),
+    ) -> Option<E2e> {
         if !enabled() {
             eprintln!("e2e {name}: skipped (set PARLEY_E2E=1 to run browser tests)");
             return None;
         }
-        let app = TestApp::spawn().await;
+        let app = TestApp::spawn_with(f).await;
         let driver = start_driver().await.expect("chromedriver");
         let mut browsers = Vec::new();
         for _ in 0..n {
@@ -280,7 +290,7 @@ pub(crate) async fn click(b: &Browser, css: &str) -> Result<()> {
 async fn register(env: &E2e, b: &Browser, name: &str) -> Result<()> {
     b.goto(&env.url("/register")).await?;
     fill(b, "#username", name).await?;
-    fill(b, "#password", &format!("password-{name}")).await?;
+    fill(b, "#password", &password_for(name)).await?;
     click(b, "form button[type=submit].primary").await?;
     wait_path(b, "/conversations").await
 }
@@ -587,7 +597,7 @@ async fn e2e_everything_works_without_javascript() {
         click(a, "form[action='/logout'] button").await?;
         wait_path(a, "/login").await?;
         fill(a, "#username", "ann").await?;
-        fill(a, "#password", "password-ann").await?;
+        fill(a, "#password", &password_for("ann")).await?;
         click(a, "form button[type=submit].primary").await?;
         wait_path(a, "/conversations").await?;
         Ok(())
@@ -701,7 +711,7 @@ async fn e2e_screenshots_of_the_main_screens() {
             ] {
                 browser.goto(&env.url("/login")).await?;
                 fill(browser, "#username", "bob").await?;
-                fill(browser, "#password", "password-bob").await?;
+                fill(browser, "#password", &password_for("bob")).await?;
                 click(browser, "form button[type=submit].primary").await?;
                 wait_path(browser, "/conversations").await?;
                 browser.goto(&group_url).await?;
@@ -727,10 +737,7 @@ async fn http_session(env: &E2e, name: &str) -> Result<Client> {
     let r = c
         .post(
             "/login",
-            &[
-                ("username", name),
-                ("password", &format!("password-{name}")),
-            ],
+            &[("username", name), ("password", &password_for(name))],
         )
         .await;
     if r.status != reqwest::StatusCode::SEE_OTHER {
@@ -925,7 +932,7 @@ async fn e2e_conversation_features_in_chromium() {
         let shot = async {
             dark.goto(&env.url("/login")).await?;
             fill(&dark, "#username", "ann").await?;
-            fill(&dark, "#password", "password-ann").await?;
+            fill(&dark, "#password", &password_for("ann")).await?;
             click(&dark, "form button[type=submit].primary").await?;
             wait_path(&dark, "/conversations").await?;
             dark.goto(&url).await?;
@@ -1043,6 +1050,79 @@ async fn e2e_history_mentions_offer_and_mute() {
         click(a, ".notify-form button[type=submit]").await?;
         wait_path(a, "/conversations/").await?;
         wait_count(a, &format!("#conversation-{c}.muted"), 1, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_a_throttled_message_shows_why_and_keeps_the_draft() {
+    let Some(env) = E2e::start_with("throttled_message", 2, true, |c| {
+        c.message_rate = 1;
+        c.message_burst = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let r = async {
+        let (a, _) = ann_and_bob_as_friends(&env).await?;
+        a.goto(&env.url("/conversations")).await?;
+        click(a, "#conversation-list li.conv-row a").await?;
+        wait_path(a, "/conversations/").await?;
+        for text in ["one", "two"] {
+            let t = a.find(Locator::Css("form.composer textarea")).await?;
+            t.send_keys(&format!("{text}\u{E007}")).await?;
+            wait_text(a, ".messages article.message .body", text, SHOW).await?;
+        }
+        // The third at once: refused, with the reason, and the draft stays.
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("three\u{E007}").await?;
+        wait_text(a, "form.composer .field-error", "very fast", SHOW).await?;
+        let draft = js_str(
+            a,
+            "return document.querySelector('form.composer textarea').value",
+        )
+        .await?;
+        if draft != "three" {
+            bail!("the draft was lost: {draft:?}");
+        }
+        // A moment later, Enter sends it.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        t.send_keys("\u{E007}").await?;
+        wait_text(a, ".messages article.message .body", "three", SHOW).await?;
+        wait_count(a, ".messages article.message", 3, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+#[tokio::test]
+async fn e2e_a_stream_over_the_cap_waits_instead_of_reloading() {
+    let Some(env) = E2e::start_with("stream_cap", 2, true, |c| c.max_streams_per_user = 1).await
+    else {
+        return;
+    };
+    let r = async {
+        let (a, b) = (&env.browsers[0], &env.browsers[1]);
+        register(&env, a, "ann").await?;
+        // Ann's first browser holds her one stream; she logs in on a second.
+        b.goto(&env.url("/login")).await?;
+        fill(b, "#username", "ann").await?;
+        fill(b, "#password", &password_for("ann")).await?;
+        click(b, "form button[type=submit].primary").await?;
+        wait_path(b, "/conversations").await?;
+        b.execute("window.parleyMarker = 'still here'; return null;", vec![])
+            .await?;
+        // The second browser's stream is refused: it says why and does not reload.
+        wait_text(b, "#live-status", "Live updates paused", SHOW).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let marker = js_str(b, "return window.parleyMarker || ''").await?;
+        if marker != "still here" {
+            bail!("the page reloaded");
+        }
         Ok(())
     }
     .await;

@@ -157,7 +157,7 @@ impl<'a> World<'a> {
             let browser = open_browser(driver, true, 1100, 760).await?;
             people.push(Person {
                 name,
-                password: format!("password-{name}"),
+                password: crate::helpers::password_for(name),
                 http,
                 browser,
                 tabs: Vec::new(),
@@ -597,7 +597,11 @@ impl<'a> World<'a> {
                 format!("{me} renames to {name:?}: {}", r.status)
             }
             "password" => {
-                let new = format!("fresh-pass-{}-{}", me, self.rng.random_range(0..100_000));
+                let new = format!(
+                    "new tide {} lantern {}",
+                    me,
+                    self.rng.random_range(0..100_000)
+                );
                 let old = self.people[i].password.clone();
                 let r = http
                     .post(

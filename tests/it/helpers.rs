@@ -80,6 +80,11 @@ fn mark_backend(name: &str) {
     let _ = std::fs::write(dir.join(format!("test-backend-{name}.marker")), b"ran\n");
 }
 
+/// The password `TestApp::user` registers `name` with (strong enough for the password rule).
+pub fn password_for(name: &str) -> String {
+    format!("quiet harbour {name} mornings")
+}
+
 /// A running app.
 pub struct TestApp {
     #[allow(dead_code)]
@@ -97,6 +102,14 @@ pub fn test_config(db_url: &str) -> Config {
     c.addr = "127.0.0.1:0".parse().unwrap();
     c.rate_limit_ip = 100_000;
     c.rate_limit_account = 100_000;
+    c.login_backoff_after = 100_000;
+    c.message_rate = 100_000;
+    c.message_burst = 100_000;
+    c.friend_requests_per_hour = 100_000;
+    c.groups_per_hour = 100_000;
+    c.max_streams_per_user = 1_000;
+    // Every test client connects from 127.0.0.1: the per-IP cap has its own tests.
+    c.max_connections_per_ip = 0;
     c.presence_grace_secs = 1;
     c
 }
@@ -135,6 +148,11 @@ impl TestApp {
             stop,
             handle: Some(handle),
         }
+    }
+
+    /// The app on an existing database (one another process used, say).
+    pub async fn on(db: TestDb) -> TestApp {
+        Self::start(db, |_| {}).await
     }
 
     /// Another node on the same database (PostgreSQL only: nodes meet through LISTEN/NOTIFY).
@@ -181,16 +199,13 @@ impl TestApp {
         Client::new(&self.base)
     }
 
-    /// Registers `name` (password `password-<name>`) and returns their logged-in client.
+    /// Registers `name` (password [`password_for`]) and returns their logged-in client.
     pub async fn user(&self, name: &str) -> Client {
         let c = self.client();
         let r = c
             .post(
                 "/register",
-                &[
-                    ("username", name),
-                    ("password", &format!("password-{name}")),
-                ],
+                &[("username", name), ("password", &password_for(name))],
             )
             .await;
         assert_eq!(

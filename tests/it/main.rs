@@ -3,13 +3,17 @@
 //! `PARLEY_TEST_DATABASE_URL=postgres://…` runs the same suite on PostgreSQL.
 
 mod accounts;
+mod connections;
 mod conversations;
 mod e2e;
 mod e2e_property;
 mod friends;
 mod helpers;
+mod limits;
 mod live;
 mod message_features;
 mod messages;
+mod names;
+mod process;
 mod security;
 mod stream;

@@ -114,3 +114,188 @@ async fn pages_escape_user_text() {
         Some("<b>Ann</b> \"&'")
     );
 }
+
+#[tokio::test]
+async fn pages_are_not_stored_and_windows_are_isolated() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    for path in ["/conversations", "/settings", "/friends", "/login", "/nope"] {
+        let r = ann.get(path).await;
+        assert_eq!(r.headers["cache-control"], "no-store", "{path}");
+        assert_eq!(
+            r.headers["cross-origin-opener-policy"], "same-origin",
+            "{path}"
+        );
+    }
+    let r = ann.post("/settings", &[("display_name", "Ann")]).await;
+    assert_eq!(r.headers["cache-control"], "no-store", "redirects too");
+    // Assets stay cacheable; the stream keeps its own header.
+    let r = ann.get("/static/app.css").await;
+    assert_eq!(r.headers["cache-control"], "public, max-age=300");
+}
+
+#[tokio::test]
+async fn a_one_mebibyte_form_gets_413_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    let big = "x".repeat(1024 * 1024);
+    let r = ann.post("/settings", &[("display_name", &big)]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.body.contains("64 KiB"));
+    let r = ann
+        .post(
+            &format!("/conversations/{conversation}/messages"),
+            &[("body", &big)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let page = bob.get(&format!("/conversations/{conversation}")).await;
+    assert_eq!(page.count("article.message"), 0);
+}
+
+#[tokio::test]
+async fn a_cross_site_navigation_shows_the_conversation_without_moving_the_read_marker() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    ann.say(conversation, "unread for bob").await;
+    let mut ann_stream = ann.stream().await;
+    let path = format!("/conversations/{conversation}");
+    // Act: a link on another site.
+    let r = bob
+        .http
+        .get(format!("{}{path}", app.base))
+        .header("Sec-Fetch-Site", "cross-site")
+        .header("Sec-Fetch-Mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    // Assert: the page shows, nothing moved, nothing was logged.
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        bob.get("/friends").await.text("#badge-unread").as_deref(),
+        Some("1")
+    );
+    ann_stream
+        .assert_none(LIVE, "a read receipt", |f| f.data.contains("reader-"))
+        .await;
+    // Opened from our own site, it reads.
+    let r = bob
+        .http
+        .get(format!("{}{path}", app.base))
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        bob.get("/friends").await.text("#badge-unread").as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn a_session_past_its_lifetime_gets_401_on_the_stream_and_its_open_stream_ends() {
+    // Arrange: sessions live three seconds.
+    let app = TestApp::spawn_with(|c| c.session_max_days = 3.0 / 86_400.0).await;
+    let ann = app.user("ann").await;
+    let mut stream = ann.stream().await;
+    // Act: wait past the lifetime.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // Assert: the open stream has ended by itself, and a new one is refused.
+    assert!(stream.next(LIVE).await.is_none());
+    assert!(stream.ended, "the stream closed at the end of the session");
+    assert_eq!(ann.get("/events").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        ann.get("/conversations").await.location.as_deref(),
+        Some("/login?next=/conversations")
+    );
+}
+
+#[tokio::test]
+async fn a_page_that_ends_a_session_past_its_lifetime_closes_its_streams_on_every_node() {
+    let app = TestApp::spawn_with(|c| c.session_max_days = 2.0 / 86_400.0).await;
+    let ann = app.user("ann").await;
+    // On PostgreSQL: a stream on another node, whose own lifetime is the default 90 days, so
+    // only the end recorded by the page request can close it.
+    let node_b = if app.on_postgres() {
+        Some(app.second_node().await)
+    } else {
+        None
+    };
+    let mut remote = match &node_b {
+        Some(b) => Some(
+            Client {
+                base: b.base.clone(),
+                ..ann.clone()
+            }
+            .stream()
+            .await,
+        ),
+        None => None,
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    // Act: a page request past the lifetime.
+    let r = ann.get("/conversations").await;
+    // Assert: logged out, the end is in the log for every node, the remote stream ended.
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let rows = {
+        let mut rc = app.state.db.read().await.unwrap();
+        parley::db::events::after(&mut rc.conn(), 0, 1000)
+            .await
+            .unwrap()
+    };
+    assert!(
+        rows.iter()
+            .any(|r| r.payload.contains("SessionEnded")
+                && r.payload.contains(&format!("{}", ann.id))),
+        "SessionEnded recorded"
+    );
+    if let Some(stream) = remote.as_mut() {
+        assert!(stream.next(LIVE).await.is_none());
+        assert!(stream.ended, "the other node closed the stream");
+    }
+}
+
+#[tokio::test]
+async fn common_passwords_are_refused_at_registration_and_on_change() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    // Act
+    let r = c
+        .post(
+            "/register",
+            &[("username", "ann"), ("password", "password1234")],
+        )
+        .await;
+    // Assert: 422, a reason, no account.
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text("#password-error")
+            .unwrap()
+            .contains("too easy to guess")
+    );
+    let r = c
+        .post(
+            "/login",
+            &[("username", "ann"), ("password", "password1234")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The same rule on a change, with the username counted as known.
+    let bob = app.user("bob").await;
+    for weak in ["password1234", "bobbobbob1"] {
+        let r = bob
+            .post(
+                "/settings/password",
+                &[
+                    ("current_password", &password_for("bob")),
+                    ("new_password", weak),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{weak}");
+        assert!(r.has("#new_password-error"));
+    }
+}
