@@ -841,8 +841,13 @@ async fn e2e_pages_stay_right_without_a_reload() {
         for i in 0..50 {
             bob.say(c, &format!("fill {i}")).await;
         }
-        b.goto(&env.url(&format!("/conversations/{c}"))).await?;
-        click(b, "p.older a[rel=prev]").await?;
+        // (Open the older page by its URL: on the newest page, scrolling up loads history in place.)
+        let older = bob
+            .get(&format!("/conversations/{c}"))
+            .await
+            .attr("p.older a[rel=prev]", "href")
+            .context("an older page")?;
+        b.goto(&env.url(&older)).await?;
         wait_path(b, "/conversations/").await?;
         let before = b.find_all(Locator::Css("article.message")).await?.len();
         ann.say(c, "not for the older page").await;
