@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use metrics_exporter_prometheus::PrometheusHandle;
 use axum_login::AuthManagerLayerBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::Backend;
@@ -30,6 +33,7 @@ pub struct App {
     state: AppState,
     store: Store,
     start_cursor: i64,
+    metrics: Option<(TcpListener, PrometheusHandle)>,
 }
 
 /// Connects to the database and applies all migrations (ours and the session store's).
@@ -47,6 +51,17 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<(Db, Store)>
 impl App {
     /// Builds the app: connects, migrates, binds the listener (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        // First, so that everything recorded from here on is counted.
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let handle = crate::metrics::install()?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?;
+                Some((listener, handle))
+            }
+            None => None,
+        };
         let (db, store) = connect_and_migrate(&config).await?;
         let start_cursor = {
             let mut rc = db.read().await?;
@@ -77,7 +92,17 @@ impl App {
             ))));
         let auth_layer =
             AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
-        let router = web::router(state.clone()).layer(auth_layer);
+        let mut router = web::router(state.clone()).layer(auth_layer);
+        if metrics.is_some() {
+            router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
+        }
+        if let Some(name) = &config.node_name {
+            let value = HeaderValue::from_str(name).context("--node-name must be a header value")?;
+            router = router.layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static("x-parley-node"),
+                value,
+            ));
+        }
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
@@ -87,6 +112,7 @@ impl App {
             state,
             store,
             start_cursor,
+            metrics,
         })
     }
 
@@ -95,6 +121,13 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| self.state.config.addr)
+    }
+
+    /// The bound metrics address, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The shared state (tests look at the Hub through it).
@@ -110,6 +143,7 @@ impl App {
             state,
             store,
             start_cursor,
+            metrics,
         } = self;
         let shutdown = state.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
@@ -139,6 +173,20 @@ impl App {
             ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+        if let Some((listener, handle)) = metrics {
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+            tasks.spawn(crate::metrics::upkeep(handle.clone(), shutdown.clone()));
+            let app = crate::metrics::router(handle, state.hub.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
 
         tracing::info!(addr = %listener.local_addr()?, url = %state.config.public_url(), "Parley is listening");
         let signal = {

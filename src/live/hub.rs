@@ -227,13 +227,21 @@ impl Hub {
         }
     }
 
-    fn push(entry: &mut UserEntry, delivery: &Arc<Delivery>) {
+    /// Queues `delivery` to each of the entry's streams; returns how many took it.
+    fn push(entry: &mut UserEntry, delivery: &Arc<Delivery>) -> u64 {
+        let mut queued = 0;
         for c in &entry.conns {
-            if let Err(mpsc::error::TrySendError::Full(_)) = c.tx.try_send(delivery.clone()) {
-                c.overflowed.store(true, Ordering::Relaxed);
-                c.kill.cancel();
+            match c.tx.try_send(delivery.clone()) {
+                Ok(()) => queued += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!(crate::metrics::HUB_DROPS).increment(1);
+                    c.overflowed.store(true, Ordering::Relaxed);
+                    c.kill.cancel();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+        queued
     }
 
     /// Delivers to every open stream of every user in `audience`.
@@ -249,11 +257,14 @@ impl Hub {
             return;
         }
         let mut users = self.users();
+        let mut queued = 0;
         for user in audience {
             if let Some(entry) = users.get_mut(user) {
-                Self::push(entry, &delivery);
+                queued += Self::push(entry, &delivery);
             }
         }
+        drop(users);
+        metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(queued);
     }
 
     /// A delivery rendered earlier, if still cached.
@@ -404,4 +415,36 @@ impl Hub {
     pub fn connection_count(&self) -> usize {
         self.users().values().map(|e| e.conns.len()).sum()
     }
+
+    /// A snapshot for the metrics endpoint (one pass under the lock, at scrape time only).
+    pub fn stats(&self) -> HubStats {
+        let users = self.users();
+        let mut s = HubStats::default();
+        for e in users.values() {
+            s.streams += e.conns.len();
+            s.online_here += usize::from(e.online);
+            s.online_anywhere += usize::from(e.anywhere());
+            for c in &e.conns {
+                let depth = CONNECTION_QUEUE - c.tx.capacity();
+                s.queued += depth;
+                s.max_queue = s.max_queue.max(depth);
+            }
+        }
+        s
+    }
+}
+
+/// Counts describing the Hub at one moment (see [`Hub::stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    /// Open streams.
+    pub streams: usize,
+    /// Users online on this node.
+    pub online_here: usize,
+    /// Users online on this node or another one that announced them.
+    pub online_anywhere: usize,
+    /// Deliveries waiting in all queues.
+    pub queued: usize,
+    /// Deliveries waiting in the fullest queue.
+    pub max_queue: usize,
 }
