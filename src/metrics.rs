@@ -59,6 +59,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
         .install_recorder()?;
     describe();
+    // Present from the first scrape, at zero, so a rate over them works from the start.
+    for name in [EVENTS_WRITTEN, EVENTS_DELIVERED, HUB_DROPS] {
+        metrics::counter!(name).increment(0);
+    }
     *slot = Some(handle.clone());
     Ok(handle)
 }

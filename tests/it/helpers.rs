@@ -58,6 +58,35 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A fresh SQLite database, whatever backend the suite runs on (backup, copy's source).
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("parley.db").display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A SQLite database at a file of an existing directory (a restored backup).
+    pub fn sqlite_at(dir: tempfile::TempDir, file: &str) -> TestDb {
+        let url = format!("sqlite://{}", dir.path().join(file).display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh, empty PostgreSQL database when `PARLEY_TEST_DATABASE_URL` is set.
+    pub async fn postgres() -> Option<TestDb> {
+        std::env::var("PARLEY_TEST_DATABASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        Some(TestDb::fresh().await)
+    }
+}
+
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -74,7 +103,7 @@ fn rand_suffix() -> String {
 }
 
 /// CI checks these markers to prove each backend's run really happened.
-fn mark_backend(name: &str) {
+pub fn mark_backend(name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join(format!("test-backend-{name}.marker")), b"ran\n");
@@ -87,6 +116,8 @@ pub struct TestApp {
     pub base: String,
     pub state: AppState,
     pub db: TestDb,
+    /// The metrics listener, when the config asked for one.
+    pub metrics: Option<SocketAddr>,
     stop: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -111,7 +142,12 @@ impl TestApp {
         Self::start(db, f).await
     }
 
-    async fn start(db: TestDb, f: impl FnOnce(&mut Config)) -> TestApp {
+    /// The app on a given database.
+    pub async fn on(db: TestDb) -> TestApp {
+        Self::start(db, |_| {}).await
+    }
+
+    pub async fn start(db: TestDb, f: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config(&db.url);
         f(&mut config);
         // Listen first on a random port, then tell the app its public URL.
@@ -124,6 +160,7 @@ impl TestApp {
         }
         let app = App::build(config).await.expect("app builds");
         let addr = app.local_addr();
+        let metrics = app.metrics_addr();
         let state = app.state();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run_until(stop.clone()));
@@ -132,6 +169,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             state,
             db,
+            metrics,
             stop,
             handle: Some(handle),
         }
@@ -173,6 +211,27 @@ impl TestApp {
                 .expect("shutdown is prompt")
                 .expect("app task")
                 .expect("app ran cleanly");
+        }
+    }
+
+    /// Logs an existing user in (password `password-<name>`) and returns their client.
+    pub async fn login(&self, name: &str) -> Client {
+        let c = self.client();
+        let r = c
+            .post(
+                "/login",
+                &[
+                    ("username", name),
+                    ("password", &format!("password-{name}")),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "login {name}: {}", r.body);
+        let id = c.me().await;
+        Client {
+            id,
+            name: name.to_owned(),
+            ..c
         }
     }
 

@@ -8,5 +8,7 @@ mod e2e;
 mod friends;
 mod helpers;
 mod messages;
+mod metrics;
+mod ops;
 mod security;
 mod stream;
