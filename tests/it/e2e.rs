@@ -17,16 +17,16 @@ use crate::helpers::*;
 /// How long a live change may take to show in a browser.
 const SHOW: Duration = Duration::from_secs(2);
 
-fn out_dir() -> PathBuf {
+pub(crate) fn out_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e")
 }
 
-fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     std::env::var("PARLEY_E2E").is_ok_and(|v| v == "1")
 }
 
 /// A chromedriver process, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -46,7 +46,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_driver() -> Result<Driver> {
+pub(crate) async fn start_driver() -> Result<Driver> {
     let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let port = free_port();
     let child = Command::new(&bin)
@@ -71,7 +71,7 @@ async fn start_driver() -> Result<Driver> {
     bail!("chromedriver did not start")
 }
 
-async fn open_browser(driver: &Driver, js: bool, width: u32, height: u32) -> Result<Browser> {
+pub(crate) async fn open_browser(driver: &Driver, js: bool, width: u32, height: u32) -> Result<Browser> {
     open_browser_with(driver, js, width, height, false).await
 }
 
@@ -185,7 +185,7 @@ impl E2e {
 }
 
 /// Waits until `css` matches an element whose text contains `text`.
-async fn wait_text(b: &Browser, css: &str, text: &str, within: Duration) -> Result<()> {
+pub(crate) async fn wait_text(b: &Browser, css: &str, text: &str, within: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Ok(els) = b.find_all(Locator::Css(css)).await {
@@ -222,7 +222,7 @@ async fn wait_count_attr(b: &Browser, css: &str, n: u32, within: Duration) -> Re
 }
 
 /// Waits until `css` matches exactly `n` elements.
-async fn wait_count(b: &Browser, css: &str, n: usize, within: Duration) -> Result<()> {
+pub(crate) async fn wait_count(b: &Browser, css: &str, n: usize, within: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let got = b
@@ -240,7 +240,7 @@ async fn wait_count(b: &Browser, css: &str, n: usize, within: Duration) -> Resul
     }
 }
 
-async fn wait_path(b: &Browser, prefix: &str) -> Result<()> {
+pub(crate) async fn wait_path(b: &Browser, prefix: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         if b.current_url()
@@ -259,14 +259,14 @@ async fn wait_path(b: &Browser, prefix: &str) -> Result<()> {
     }
 }
 
-async fn fill(b: &Browser, css: &str, text: &str) -> Result<()> {
+pub(crate) async fn fill(b: &Browser, css: &str, text: &str) -> Result<()> {
     let el = b.find(Locator::Css(css)).await?;
     el.clear().await?;
     el.send_keys(text).await?;
     Ok(())
 }
 
-async fn click(b: &Browser, css: &str) -> Result<()> {
+pub(crate) async fn click(b: &Browser, css: &str) -> Result<()> {
     b.find(Locator::Css(css)).await?.click().await?;
     Ok(())
 }

@@ -497,15 +497,7 @@ impl Client {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "stream opens");
-        let mut s = Stream {
-            inner: Box::pin(r.bytes_stream()),
-            buf: String::new(),
-            pending: std::collections::VecDeque::new(),
-            ended: false,
-        };
-        // The hello comment proves the stream is registered with the Hub.
-        s.fill(Duration::from_secs(5)).await;
-        s
+        Stream::open(r).await
     }
 }
 
@@ -552,6 +544,19 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Reads an opened `GET /events` response; returns once its hello comment arrived (which
+    /// proves the stream is registered with the Hub).
+    pub async fn open(r: reqwest::Response) -> Stream {
+        let mut s = Stream {
+            inner: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+            pending: std::collections::VecDeque::new(),
+            ended: false,
+        };
+        s.fill(Duration::from_secs(5)).await;
+        s
+    }
+
     /// Reads until at least one frame (or comment) is parsed, or `wait` passes.
     async fn fill(&mut self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;

@@ -12,3 +12,4 @@ mod metrics;
 mod ops;
 mod security;
 mod stream;
+mod topology;
