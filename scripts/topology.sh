@@ -82,7 +82,15 @@ wait_ok() { # PORT PATH SECONDS WHAT
   return 1
 }
 
-pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+# Running, and not a zombie (a killed node whose parent is gone may stay one for a while).
+pid_alive() {
+  [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null || true)"
+  [[ -z "$stat" ]] && return 0
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
 
 # ------------------------------------------------------------------ PostgreSQL
 
