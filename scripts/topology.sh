@@ -339,8 +339,11 @@ cmd_test() {
 
 cmd_bench() {
   trap 'cmd_down' EXIT
-  local bin nodes
+  local nodes
+  # Thousands of streams: file descriptors for the nodes, nginx and the bench client.
+  ulimit -n 65536 2>/dev/null || log "could not raise the open-files limit ($(ulimit -n))"
   cargo build --release --bin parley >&2
+  cargo bench --bench proxy --no-run >&2
   export PARLEY_BIN="${PARLEY_BIN:-$ROOT/target/release/parley}"
   export PARLEY_TOPOLOGY_ACCESS_LOG=off
   for nodes in 1 2; do
