@@ -185,7 +185,6 @@ async fn main() {
             readers.push(tokio::spawn(async move {
                 let mut body = r.bytes_stream();
                 let mut buf = String::new();
-                let mut mine = Vec::new();
                 while let Some(Ok(chunk)) = body.next().await {
                     buf.push_str(&String::from_utf8_lossy(&chunk));
                     while let Some(i) = buf.find("\n\n") {
@@ -201,7 +200,11 @@ async fn main() {
                                 .and_then(|s| s.parse::<u64>().ok())
                             {
                                 let now = epoch.elapsed().as_micros() as u64;
-                                mine.push(now.saturating_sub(t));
+                                // Kept as we go: the reader is aborted at the end.
+                                latencies
+                                    .lock()
+                                    .expect("lock")
+                                    .push(now.saturating_sub(t));
                             }
                         }
                     }
@@ -212,7 +215,6 @@ async fn main() {
                 if !stop.load(Ordering::Relaxed) {
                     open.fetch_sub(1, Ordering::Relaxed);
                 }
-                latencies.lock().expect("lock").extend(mine);
             }));
         }
     }

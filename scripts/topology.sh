@@ -170,7 +170,7 @@ start_node() { # N
   pid="$(state_get "NODE${n}_PID" || true)"
   if pid_alive "$pid"; then die "node $n already runs (pid $pid)"; fi
   (
-    ulimit -n 65536 2>/dev/null || true
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     exec env \
       DATABASE_URL="$(state_get DATABASE_URL)" \
       PARLEY_ADDR="127.0.0.1:$port" \
@@ -219,11 +219,14 @@ start_nginx() {
   # The shared template, filled in like the nginx image does (only these three names).
   sed -e "s|\${PARLEY_NODE_1}|$n1|g" -e "s|\${PARLEY_NODE_2}|$n2|g" \
       -e "s|\${PARLEY_PROXY_LISTEN}|$listen|g" "$TEMPLATE" >"$DIR/nginx/parley.conf"
+  local nofile
+  nofile="$(ulimit -Hn)"
+  [[ "$nofile" =~ ^[0-9]+$ ]] || nofile=65536
   {
     [[ $AS_ROOT == 1 ]] && echo "user nobody nogroup;"
     cat <<EOF
 worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $nofile;
 pid $DIR/nginx/nginx.pid;
 error_log $DIR/nginx/error.log warn;
 events { worker_connections 16384; }
@@ -341,7 +344,8 @@ cmd_bench() {
   trap 'cmd_down' EXIT
   local nodes
   # Thousands of streams: file descriptors for the nodes, nginx and the bench client.
-  ulimit -n 65536 2>/dev/null || log "could not raise the open-files limit ($(ulimit -n))"
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  log "open-files limit: $(ulimit -n)"
   cargo build --release --bin parley >&2
   cargo bench --bench proxy --no-run >&2
   export PARLEY_BIN="${PARLEY_BIN:-$ROOT/target/release/parley}"
