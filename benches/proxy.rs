@@ -42,7 +42,10 @@ async fn register(base: &str, name: &str) -> User {
     let http = client();
     let r = http
         .post(format!("{base}/register"))
-        .form(&[("username", name), ("password", &format!("password-{name}"))])
+        .form(&[
+            ("username", name),
+            ("password", &format!("password-{name}")),
+        ])
         .send()
         .await
         .expect("register");
@@ -123,9 +126,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let Ok(base) = std::env::var("PARLEY_BENCH_URL") else {
-        eprintln!(
-            "proxy bench: skipped (set PARLEY_BENCH_URL, or run scripts/topology.sh bench)"
-        );
+        eprintln!("proxy bench: skipped (set PARLEY_BENCH_URL, or run scripts/topology.sh bench)");
         return;
     };
     let label = std::env::var("PARLEY_BENCH_LABEL").unwrap_or_else(|_| base.clone());
@@ -201,10 +202,7 @@ async fn main() {
                             {
                                 let now = epoch.elapsed().as_micros() as u64;
                                 // Kept as we go: the reader is aborted at the end.
-                                latencies
-                                    .lock()
-                                    .expect("lock")
-                                    .push(now.saturating_sub(t));
+                                latencies.lock().expect("lock").push(now.saturating_sub(t));
                             }
                         }
                     }

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
-use metrics_exporter_prometheus::PrometheusHandle;
 use axum_login::AuthManagerLayerBuilder;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::Backend;
@@ -97,7 +97,8 @@ impl App {
             router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
         }
         if let Some(name) = &config.node_name {
-            let value = HeaderValue::from_str(name).context("--node-name must be a header value")?;
+            let value =
+                HeaderValue::from_str(name).context("--node-name must be a header value")?;
             router = router.layer(SetResponseHeaderLayer::overriding(
                 HeaderName::from_static("x-parley-node"),
                 value,
@@ -125,9 +126,7 @@ impl App {
 
     /// The bound metrics address, when metrics are on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics
-            .as_ref()
-            .and_then(|(l, _)| l.local_addr().ok())
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The shared state (tests look at the Hub through it).

@@ -99,8 +99,14 @@ fn describe() {
         HUB_DROPS,
         "Streams closed with reload because their queue was full"
     );
-    describe_gauge!(HUB_QUEUED, "Deliveries waiting in this node's stream queues");
-    describe_gauge!(HUB_QUEUE_MAX, "Deliveries waiting in the fullest stream queue");
+    describe_gauge!(
+        HUB_QUEUED,
+        "Deliveries waiting in this node's stream queues"
+    );
+    describe_gauge!(
+        HUB_QUEUE_MAX,
+        "Deliveries waiting in the fullest stream queue"
+    );
     describe_histogram!(DB_COMMIT, Unit::Seconds, "Write transaction commit time");
 }
 

@@ -71,7 +71,12 @@ pub(crate) async fn start_driver() -> Result<Driver> {
     bail!("chromedriver did not start")
 }
 
-pub(crate) async fn open_browser(driver: &Driver, js: bool, width: u32, height: u32) -> Result<Browser> {
+pub(crate) async fn open_browser(
+    driver: &Driver,
+    js: bool,
+    width: u32,
+    height: u32,
+) -> Result<Browser> {
     open_browser_with(driver, js, width, height, false).await
 }
 

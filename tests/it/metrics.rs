@@ -29,7 +29,9 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 /// Scrapes the metrics endpoint at `addr`.
 pub async fn scrape(addr: std::net::SocketAddr) -> String {
-    let r = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    let r = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.headers()["content-type"]
@@ -44,10 +46,16 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
 async fn metrics_are_off_by_default_and_never_on_the_public_address() {
     let app = TestApp::spawn().await;
     assert!(app.metrics.is_none());
-    assert_eq!(app.client().get("/metrics").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.client().get("/metrics").await.status,
+        StatusCode::NOT_FOUND
+    );
     let on = TestApp::spawn_with(|c| c.metrics_addr = Some("127.0.0.1:0".parse().unwrap())).await;
     assert!(on.metrics.is_some());
-    assert_eq!(on.client().get("/metrics").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        on.client().get("/metrics").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -97,7 +105,11 @@ async fn a_scrape_reports_routes_streams_presence_events_queues_and_commits() {
     );
     assert!(!text.contains(&format!("/conversations/{direct}\"")));
     // Gauges describe this node's Hub: Bob's stream and the slow one.
-    assert_eq!(sample(&text, "parley_streams_open", &[]), Some(2.0), "{text}");
+    assert_eq!(
+        sample(&text, "parley_streams_open", &[]),
+        Some(2.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "parley_presence_online_users", &[("scope", "node")]),
         Some(2.0),
@@ -112,7 +124,14 @@ async fn a_scrape_reports_routes_streams_presence_events_queues_and_commits() {
         sample(
             &text,
             "parley_db_commit_duration_seconds_count",
-            &[("backend", if app.on_postgres() { "postgres" } else { "sqlite" })],
+            &[(
+                "backend",
+                if app.on_postgres() {
+                    "postgres"
+                } else {
+                    "sqlite"
+                }
+            )],
         )
         .is_some_and(|n| n >= 1.0),
         "{text}"

@@ -51,7 +51,9 @@ async fn copy_moves_a_populated_sqlite_instance_to_postgresql_which_then_just_wo
     ann.say(direct, "two").await;
     let m3 = ann.say(direct, "three").await;
     bob.say(group, "in the group").await;
-    let r = carol.post("/friends/requests", &[("username", "ann")]).await;
+    let r = carol
+        .post("/friends/requests", &[("username", "ann")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let log_position = data_after(&ann.get("/conversations").await);
     old.shutdown().await;
@@ -210,7 +212,10 @@ async fn copy_and_backup_refuse_the_wrong_kinds_of_database() {
     })
     .await
     .unwrap_err();
-    assert!(format!("{err:#}").contains("does the file exist"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("does the file exist"),
+        "{err:#}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.db");
@@ -301,7 +306,10 @@ async fn a_backup_taken_under_write_load_has_every_message_acknowledged_before_i
         .iter()
         .filter(|id| **id <= newest && !stored.contains(id))
         .collect();
-    assert!(gaps.is_empty(), "not a snapshot: {gaps:?} missing below {newest}");
+    assert!(
+        gaps.is_empty(),
+        "not a snapshot: {gaps:?} missing below {newest}"
+    );
     // And it is a working instance: log in, read, write.
     let bob2 = restored.login("bob").await;
     let newest_before = *before.iter().max().unwrap();

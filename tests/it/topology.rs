@@ -203,11 +203,12 @@ async fn read_like_a_browser(
             if f.event == "reload" {
                 seen.reloads += 1;
             }
-            if f.event == "append" && f.target().as_deref() == Some(target.as_str()) {
-                if let Some(m) = message_id(&f.data) {
-                    seen.messages.push(m);
-                    progress.fetch_add(1, Ordering::Relaxed);
-                }
+            if f.event == "append"
+                && f.target().as_deref() == Some(target.as_str())
+                && let Some(m) = message_id(&f.data)
+            {
+                seen.messages.push(m);
+                progress.fetch_add(1, Ordering::Relaxed);
             }
             continue;
         }
@@ -226,12 +227,12 @@ async fn read_like_a_browser(
                 .header("Last-Event-ID", last_id.to_string())
                 .send()
                 .await;
-            if let Ok(r) = r {
-                if r.status() == StatusCode::OK {
-                    seen.nodes.push(node_of(&r));
-                    s = Stream::open(r).await;
-                    break;
-                }
+            if let Ok(r) = r
+                && r.status() == StatusCode::OK
+            {
+                seen.nodes.push(node_of(&r));
+                s = Stream::open(r).await;
+                break;
             }
         }
     }
@@ -363,7 +364,11 @@ async fn topology_two_nodes_behind_nginx_survive_a_kill_and_take_streams_back() 
         acked.extend(w.await.unwrap());
     }
     let expected: HashSet<i64> = acked.iter().copied().collect();
-    assert_eq!(expected.len(), users.len() * EACH, "one id per acknowledged send");
+    assert_eq!(
+        expected.len(),
+        users.len() * EACH,
+        "one id per acknowledged send"
+    );
     // Every reader catches up with everything.
     let want = users.len() * expected.len();
     for _ in 0..300 {
@@ -382,12 +387,24 @@ async fn topology_two_nodes_behind_nginx_survive_a_kill_and_take_streams_back() 
             *counts.entry(*m).or_default() += 1;
         }
         let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-        let missing: Vec<_> = expected.iter().filter(|m| !counts.contains_key(m)).collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|m| !counts.contains_key(m))
+            .collect();
         let extra: Vec<_> = counts.keys().filter(|m| !expected.contains(m)).collect();
         assert!(doubled.is_empty(), "{who}: doubled {doubled:?}");
-        assert!(missing.is_empty(), "{who}: missing {} of {}: {missing:?}", missing.len(), expected.len());
+        assert!(
+            missing.is_empty(),
+            "{who}: missing {} of {}: {missing:?}",
+            missing.len(),
+            expected.len()
+        );
         assert!(extra.is_empty(), "{who}: unexpected {extra:?}");
-        assert!(seen.out_of_order.is_empty(), "{who}: ids went back {:?}", seen.out_of_order);
+        assert!(
+            seen.out_of_order.is_empty(),
+            "{who}: ids went back {:?}",
+            seen.out_of_order
+        );
         assert_eq!(seen.reloads, 0, "{who}: told to reload");
         if placement[i] == "node1" {
             assert!(
@@ -396,7 +413,11 @@ async fn topology_two_nodes_behind_nginx_survive_a_kill_and_take_streams_back() 
                 seen.nodes
             );
         } else {
-            assert_eq!(seen.nodes, vec!["node2".to_owned()], "{who} stayed on node2");
+            assert_eq!(
+                seen.nodes,
+                vec!["node2".to_owned()],
+                "{who} stayed on node2"
+            );
         }
     }
     // Retries never stored a message twice.
@@ -408,7 +429,10 @@ async fn topology_two_nodes_behind_nginx_survive_a_kill_and_take_streams_back() 
     .fetch_one(&mut pg)
     .await
     .unwrap();
-    assert_eq!((rows, distinct), (expected.len() as i64, expected.len() as i64));
+    assert_eq!(
+        (rows, distinct),
+        (expected.len() as i64, expected.len() as i64)
+    );
     eprintln!(
         "topology: node 1 killed after {killed_at} of {} sends (dead at {after_kill}); every stream caught up",
         expected.len()
@@ -511,10 +535,22 @@ async fn chat_across_nodes(t: &Topology, a: &Browser, b: &Browser) -> Result<()>
     eprintln!("topology e2e: Ann's stream on node {ann_node}, Bob's on the other");
     let text = a.find(Locator::Css("form.composer textarea")).await?;
     text.send_keys("Hello across nodes\u{E007}").await?;
-    e2e::wait_text(b, ".messages article.message .body", "Hello across nodes", ACROSS).await?;
+    e2e::wait_text(
+        b,
+        ".messages article.message .body",
+        "Hello across nodes",
+        ACROSS,
+    )
+    .await?;
     let text = b.find(Locator::Css("form.composer textarea")).await?;
     text.send_keys("And back again\u{E007}").await?;
-    e2e::wait_text(a, ".messages article.message .body", "And back again", ACROSS).await?;
+    e2e::wait_text(
+        a,
+        ".messages article.message .body",
+        "And back again",
+        ACROSS,
+    )
+    .await?;
     e2e::wait_count(b, ".messages article.message", 2, ACROSS).await?;
     Ok(())
 }
