@@ -19,6 +19,8 @@
 #   PARLEY_BIN                    the parley binary (default: cargo build, debug; bench: release)
 #   PARLEY_TOPOLOGY_NODES         1 or 2 (default 2); with 1, both upstreams name node 1
 #   PARLEY_E2E=1                  `test` also runs the browser test through the proxy
+#   PARLEY_BENCH_NODES            `bench`: the node counts to run (default "1 2"); the bench's own
+#                                 knobs are in benches/proxy.rs
 #
 # Everything listens on 127.0.0.1 only. `test` and `bench` always stop what they started.
 set -euo pipefail
@@ -52,10 +54,14 @@ state_set() { # KEY VALUE
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# A port below the ephemeral range: there, a port nobody listens on may still be the local end of
+# an outgoing connection, and binding it fails.
 free_port() {
-  local p
+  local p low
+  low="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+  [[ "$low" =~ ^[0-9]+$ && "$low" -gt 12000 ]] || low=32768
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (low - 10000)))
     if ! port_in_use "$p" && ! grep -q "=$p\$" "$DIR/env" 2>/dev/null; then
       echo "$p"; return 0
     fi
@@ -350,9 +356,9 @@ cmd_bench() {
   cargo bench --bench proxy --no-run >&2
   export PARLEY_BIN="${PARLEY_BIN:-$ROOT/target/release/parley}"
   export PARLEY_TOPOLOGY_ACCESS_LOG=off
-  for nodes in 1 2; do
+  for nodes in ${PARLEY_BENCH_NODES:-1 2}; do
     PARLEY_TOPOLOGY_NODES=$nodes cmd_up release >/dev/null
-    log "bench with $nodes node(s) behind nginx"
+    log "bench with $nodes node(s) behind nginx (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     PARLEY_BENCH_URL="$(state_get PROXY_URL)" PARLEY_BENCH_LABEL="$nodes node(s)" \
       cargo bench --bench proxy
     cmd_down
