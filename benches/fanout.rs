@@ -85,7 +85,7 @@ async fn main() {
             .post(format!("{base}/register"))
             .form(&[
                 ("username", format!("user{i}")),
-                ("password", "benchmark pw".into()),
+                ("password", "quiet harbour benchmark mornings".into()),
             ])
             .send()
             .await

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
 use axum_login::AuthManagerLayerBuilder;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -33,6 +36,7 @@ pub struct App {
     store: Store,
     start_cursor: i64,
     limits: Limits,
+    metrics: Option<(TcpListener, PrometheusHandle)>,
 }
 
 /// Connects to the database and applies all migrations (ours and the session store's).
@@ -80,6 +84,17 @@ async fn fill_name_keys(db: &Db) -> anyhow::Result<()> {
 impl App {
     /// Builds the app: connects, migrates, binds the listener (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        // First, so that everything recorded from here on is counted.
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let handle = crate::metrics::install()?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?;
+                Some((listener, handle))
+            }
+            None => None,
+        };
         let fd_soft_limit = match server::raise_fd_limit() {
             Ok((soft, _)) => soft,
             Err(e) => {
@@ -120,7 +135,18 @@ impl App {
             .with_expiry(Expiry::OnInactivity(idle));
         let auth_layer =
             AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
-        let router = web::router(state.clone()).layer(auth_layer);
+        let mut router = web::router(state.clone()).layer(auth_layer);
+        if metrics.is_some() {
+            router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
+        }
+        if let Some(name) = &config.node_name {
+            let value =
+                HeaderValue::from_str(name).context("--node-name must be a header value")?;
+            router = router.layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static("x-parley-node"),
+                value,
+            ));
+        }
         let listener =
             server::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         Ok(App {
@@ -130,6 +156,7 @@ impl App {
             store,
             start_cursor,
             limits,
+            metrics,
         })
     }
 
@@ -138,6 +165,11 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| self.state.config.addr)
+    }
+
+    /// The bound metrics address, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The shared state (tests look at the Hub through it).
@@ -155,6 +187,7 @@ impl App {
             store,
             start_cursor,
             limits,
+            metrics,
         } = self;
         let shutdown = state.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
@@ -184,6 +217,20 @@ impl App {
             ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+        if let Some((listener, handle)) = metrics {
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+            tasks.spawn(crate::metrics::upkeep(handle.clone(), shutdown.clone()));
+            let app = crate::metrics::router(handle, state.hub.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
 
         tracing::info!(addr = %listener.local_addr()?, url = %state.config.public_url(), "Parley is listening");
         let deadline = limits.shutdown_timeout;

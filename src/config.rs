@@ -18,12 +18,39 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Copy a whole instance into an empty database (the way from SQLite to PostgreSQL).
+    Copy(CopyArgs),
+    /// Write a consistent copy of the SQLite database to FILE while the server keeps running.
+    Backup(BackupArgs),
+}
+
+/// `parley copy`: what to copy where.
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// The instance to copy, e.g. `sqlite://parley.db` (read only; stop the server first, or
+    /// what it writes after the copy started is not copied).
+    #[arg(long)]
+    pub from: String,
+    /// An empty database to copy into, e.g. `postgres://parley:secret@localhost/parley`.
+    /// Migrations are applied to it first; a target holding any data is refused.
+    #[arg(long)]
+    pub to: String,
+    /// Also copy login sessions, so nobody has to log in again after the move.
+    #[arg(long)]
+    pub sessions: bool,
+}
+
+/// `parley backup`: where to write the copy.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The file to create (it must not exist). Restore by starting Parley on it.
+    pub file: PathBuf,
 }
 
 /// Log output format.
@@ -260,6 +287,16 @@ pub struct Config {
         global = true
     )]
     pub presence_grace_secs: u64,
+
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (a separate listener, so the public
+    /// address never exposes them). Off unless set.
+    #[arg(long, env = "PARLEY_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Name this node in an `X-Parley-Node` response header (to see which node behind a load
+    /// balancer answered). Off unless set.
+    #[arg(long, env = "PARLEY_NODE_NAME", global = true)]
+    pub node_name: Option<String>,
 }
 
 impl Config {

@@ -13,6 +13,7 @@
 //! - [`live`]: reads the event log in id order, renders each event once ([`live::fragments`]) and
 //!   routes it to the audience's open streams ([`live::hub`]).
 //! - [`views`]: askama view models mirroring `templates/`. [`web`]: HTTP routes and middleware.
+//! - [`metrics`]: the Prometheus endpoint. [`ops`]: `parley copy` and `parley backup`.
 
 pub mod app;
 pub mod auth;
@@ -23,6 +24,8 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod live;
+pub mod metrics;
+pub mod ops;
 pub mod server;
 pub mod sessions;
 pub mod state;

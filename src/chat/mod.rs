@@ -48,6 +48,7 @@ pub async fn record(tx: &mut Tx, event: Event, audience: Vec<i64>) -> AppResult<
         let mut c = tx.conn();
         let id = db::events::next_id(&mut c).await?;
         db::events::append(&mut c, id, event.kind(), &payload, &audience, now).await?;
+        metrics::counter!(crate::metrics::EVENTS_WRITTEN).increment(1);
         if !notified {
             db::events::notify(&mut c).await?;
             notified = true;

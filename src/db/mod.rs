@@ -97,10 +97,13 @@ impl Tx {
 
     /// Commits; on PostgreSQL this also delivers the `NOTIFY` raised inside.
     pub async fn commit(self) -> sqlx::Result<()> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Pg(t) => t.commit().await,
-        }
+        let started = std::time::Instant::now();
+        let (backend, r) = match self {
+            Tx::Sqlite(t) => ("sqlite", t.commit().await),
+            Tx::Pg(t) => ("postgres", t.commit().await),
+        };
+        crate::metrics::record_commit(backend, started);
+        r
     }
 }
 

@@ -253,13 +253,21 @@ impl Hub {
         }
     }
 
-    fn push(entry: &mut UserEntry, delivery: &Arc<Delivery>) {
+    /// Queues `delivery` to each of the entry's streams; returns how many took it.
+    fn push(entry: &mut UserEntry, delivery: &Arc<Delivery>) -> u64 {
+        let mut queued = 0;
         for c in &entry.conns {
-            if let Err(mpsc::error::TrySendError::Full(_)) = c.tx.try_send(delivery.clone()) {
-                c.overflowed.store(true, Ordering::Relaxed);
-                c.kill.cancel();
+            match c.tx.try_send(delivery.clone()) {
+                Ok(()) => queued += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!(crate::metrics::HUB_DROPS).increment(1);
+                    c.overflowed.store(true, Ordering::Relaxed);
+                    c.kill.cancel();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+        queued
     }
 
     /// Sends an ephemeral frame (never logged, never replayed: typing) to its audience's streams.
@@ -296,6 +304,7 @@ impl Hub {
             }
         }
         let mut shared: HashMap<Vec<usize>, Arc<Delivery>> = HashMap::new();
+        let mut queued = 0;
         for (user, frames) in per_user {
             let delivery = shared
                 .entry(frames)
@@ -307,9 +316,11 @@ impl Hub {
                 })
                 .clone();
             if let Some(entry) = users.get_mut(&user) {
-                Self::push(entry, &delivery);
+                queued += Self::push(entry, &delivery);
             }
         }
+        drop(users);
+        metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(queued);
     }
 
     /// An event rendered earlier, if still cached.
@@ -460,8 +471,40 @@ impl Hub {
         Self::send_presence(users, user, online, &to);
     }
 
+    /// A snapshot for the metrics endpoint (one pass under the lock, at scrape time only).
+    pub fn stats(&self) -> HubStats {
+        let users = self.users();
+        let mut s = HubStats::default();
+        for e in users.values() {
+            s.streams += e.conns.len();
+            s.online_here += usize::from(e.online);
+            s.online_anywhere += usize::from(e.anywhere());
+            for c in &e.conns {
+                let depth = CONNECTION_QUEUE - c.tx.capacity();
+                s.queued += depth;
+                s.max_queue = s.max_queue.max(depth);
+            }
+        }
+        s
+    }
+
     /// How many streams are open (for logs and tests).
     pub fn connection_count(&self) -> usize {
         self.users().values().map(|e| e.conns.len()).sum()
     }
+}
+
+/// Counts describing the Hub at one moment (see [`Hub::stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    /// Open streams.
+    pub streams: usize,
+    /// Users online on this node.
+    pub online_here: usize,
+    /// Users online on this node or another one that announced them.
+    pub online_anywhere: usize,
+    /// Deliveries waiting in all queues.
+    pub queued: usize,
+    /// Deliveries waiting in the fullest queue.
+    pub max_queue: usize,
 }

@@ -58,6 +58,35 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A fresh SQLite database, whatever backend the suite runs on (backup, copy's source).
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("parley.db").display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A SQLite database at a file of an existing directory (a restored backup).
+    pub fn sqlite_at(dir: tempfile::TempDir, file: &str) -> TestDb {
+        let url = format!("sqlite://{}", dir.path().join(file).display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh, empty PostgreSQL database when `PARLEY_TEST_DATABASE_URL` is set.
+    pub async fn postgres() -> Option<TestDb> {
+        std::env::var("PARLEY_TEST_DATABASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        Some(TestDb::fresh().await)
+    }
+}
+
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -74,7 +103,7 @@ fn rand_suffix() -> String {
 }
 
 /// CI checks these markers to prove each backend's run really happened.
-fn mark_backend(name: &str) {
+pub fn mark_backend(name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join(format!("test-backend-{name}.marker")), b"ran\n");
@@ -92,6 +121,8 @@ pub struct TestApp {
     pub base: String,
     pub state: AppState,
     pub db: TestDb,
+    /// The metrics listener, when the config asked for one.
+    pub metrics: Option<SocketAddr>,
     stop: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -124,7 +155,12 @@ impl TestApp {
         Self::start(db, f).await
     }
 
-    async fn start(db: TestDb, f: impl FnOnce(&mut Config)) -> TestApp {
+    /// The app on a given database.
+    pub async fn on(db: TestDb) -> TestApp {
+        Self::start(db, |_| {}).await
+    }
+
+    pub async fn start(db: TestDb, f: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config(&db.url);
         f(&mut config);
         // Listen first on a random port, then tell the app its public URL.
@@ -137,6 +173,7 @@ impl TestApp {
         }
         let app = App::build(config).await.expect("app builds");
         let addr = app.local_addr();
+        let metrics = app.metrics_addr();
         let state = app.state();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run_until(stop.clone()));
@@ -145,14 +182,10 @@ impl TestApp {
             base: format!("http://{addr}"),
             state,
             db,
+            metrics,
             stop,
             handle: Some(handle),
         }
-    }
-
-    /// The app on an existing database (one another process used, say).
-    pub async fn on(db: TestDb) -> TestApp {
-        Self::start(db, |_| {}).await
     }
 
     /// Another node on the same database (PostgreSQL only: nodes meet through LISTEN/NOTIFY).
@@ -191,6 +224,24 @@ impl TestApp {
                 .expect("shutdown is prompt")
                 .expect("app task")
                 .expect("app ran cleanly");
+        }
+    }
+
+    /// Logs an existing user in (password [`password_for`]) and returns their client.
+    pub async fn login(&self, name: &str) -> Client {
+        let c = self.client();
+        let r = c
+            .post(
+                "/login",
+                &[("username", name), ("password", &password_for(name))],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "login {name}: {}", r.body);
+        let id = c.me().await;
+        Client {
+            id,
+            name: name.to_owned(),
+            ..c
         }
     }
 
@@ -453,16 +504,7 @@ impl Client {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "stream opens");
-        let mut s = Stream {
-            inner: Box::pin(r.bytes_stream()),
-            buf: String::new(),
-            pending: std::collections::VecDeque::new(),
-            snapshots: std::collections::VecDeque::new(),
-            ended: false,
-        };
-        // The hello comment proves the stream is registered with the Hub.
-        s.fill(Duration::from_secs(5)).await;
-        s
+        Stream::open(r).await
     }
 }
 
@@ -512,6 +554,20 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Reads an opened `GET /events` response; returns once its hello comment arrived (which
+    /// proves the stream is registered with the Hub).
+    pub async fn open(r: reqwest::Response) -> Stream {
+        let mut s = Stream {
+            inner: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+            pending: std::collections::VecDeque::new(),
+            snapshots: std::collections::VecDeque::new(),
+            ended: false,
+        };
+        s.fill(Duration::from_secs(5)).await;
+        s
+    }
+
     /// Reads until at least one frame (or comment) is parsed, or `wait` passes.
     async fn fill(&mut self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;

@@ -116,7 +116,10 @@ async fn the_username_shows_next_to_every_display_name() {
     // … and so do the pages: message authors, the direct conversation's header and list row,
     // the member list, the friend request.
     let page = bob.get(&format!("/conversations/{direct}")).await;
-    assert_eq!(page.text(".message .author .name").as_deref(), Some("Annie"));
+    assert_eq!(
+        page.text(".message .author .name").as_deref(),
+        Some("Annie")
+    );
     assert_eq!(page.text(".message .handle").as_deref(), Some("@ann"));
     assert_eq!(
         page.text("#conversation-title .handle").as_deref(),

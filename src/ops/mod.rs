@@ -1,0 +1,5 @@
+//! Operator commands that are not the server: `parley copy` (move an instance to another
+//! database) and `parley backup` (an online copy of a SQLite instance).
+
+pub mod backup;
+pub mod copy;
