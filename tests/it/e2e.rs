@@ -310,7 +310,9 @@ async fn befriend_in_browsers(env: &E2e, a: &Browser, b: &Browser, b_name: &str)
         b.refresh().await?;
     }
     click(b, "#incoming-requests li.request button.primary").await?;
-    wait_path(b, "/friends").await
+    wait_path(b, "/friends").await?;
+    // The path is /friends before and after: wait for the answer to have landed.
+    wait_count(b, "#incoming-requests li.request", 0, SHOW).await
 }
 
 /// The first two browsers register as ann and bob and become friends.
@@ -1127,6 +1129,64 @@ async fn e2e_a_stream_over_the_cap_waits_instead_of_reloading() {
         let marker = js_str(b, "return window.parleyMarker || ''").await?;
         if marker != "still here" {
             bail!("the page reloaded");
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+/// Desktop notifications: the tab holding the stream raises one while hidden, the other tabs do
+/// not, and a muted conversation raises none (issue 11). The page's Notification is replaced by a
+/// recorder, and the stream's tab is made to report itself hidden: headless Chromium shows no
+/// popups and keeps every tab "visible".
+#[tokio::test]
+async fn e2e_one_notification_per_browser_and_none_when_muted() {
+    let Some(env) = E2e::start("notifications", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (_a, b) = ann_and_bob_as_friends(&env).await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        let c = ann.direct_with(&bob).await;
+        let recorder = "window.__shown = []; \
+             window.Notification = function (title, o) { window.__shown.push(title + '|' + o.body); this.close = function () {}; }; \
+             window.Notification.permission = 'granted'; return null;";
+        // The first tab holds the stream; a second tab in front hides it.
+        b.goto(&env.url("/friends")).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.execute(recorder, vec![]).await?;
+        b.execute(
+            "Object.defineProperty(document, 'visibilityState', { get: function () { return 'hidden'; }, configurable: true }); return null;",
+            vec![],
+        )
+        .await?;
+        let first = b.window().await?;
+        let second = b.new_window(true).await?.handle;
+        b.switch_to_window(second.clone()).await?;
+        b.goto(&env.url("/settings")).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.execute(recorder, vec![]).await?;
+        ann.say(c, "are you there?").await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let in_front = js_str(b, "return JSON.stringify(window.__shown)").await?;
+        b.switch_to_window(first.clone()).await?;
+        let behind = js_str(b, "return JSON.stringify(window.__shown)").await?;
+        if !behind.contains("are you there?") || in_front != "[]" {
+            bail!("one notification from the stream's tab: behind {behind}, in front {in_front}");
+        }
+        // Muted: nothing.
+        bob.post(&format!("/conversations/{c}/notifications"), &[("level", "mute")])
+            .await;
+        b.switch_to_window(second).await?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        ann.say(c, "still there?").await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        b.switch_to_window(first).await?;
+        let behind = js_str(b, "return JSON.stringify(window.__shown)").await?;
+        if behind.contains("still there?") {
+            bail!("a muted conversation raised a notification: {behind}");
         }
         Ok(())
     }
