@@ -118,7 +118,10 @@ impl App {
         let state = AppState {
             db: db.clone(),
             hub: Hub::new(Duration::from_secs(config.presence_grace_secs)),
-            limits: Arc::new(RateLimits::new(&config)),
+            limits: Arc::new(match &db {
+                Db::Postgres(pool) => RateLimits::new(&config).shared_in(pool.clone(), &config),
+                Db::Sqlite { .. } => RateLimits::new(&config),
+            }),
             connections: Connections::new(),
             hasher: hasher.clone(),
             config: config.clone(),
@@ -320,6 +323,7 @@ async fn housekeeping(state: AppState, store: Store, shutdown: CancellationToken
             Err(e) => tracing::warn!(error = %e, "pruning events failed"),
         }
         state.limits.sweep();
+        state.limits.sweep_shared().await;
     }
 }
 

@@ -88,6 +88,26 @@ pub struct RateLimits {
     messages: DefaultKeyedRateLimiter<i64>,
     friend_requests: DefaultKeyedRateLimiter<i64>,
     groups: DefaultKeyedRateLimiter<i64>,
+    /// On PostgreSQL (several nodes): the same quotas counted in the database, so that a limit
+    /// is not multiplied by the number of nodes.
+    shared: Option<Shared>,
+}
+
+/// The quotas as GCRA parameters (interval between attempts in ms, burst), for the database.
+#[derive(Clone)]
+struct Shared {
+    pool: sqlx::PgPool,
+    per_ip: (i64, i64),
+    per_account_ip: (i64, i64),
+    messages: (i64, i64),
+    friend_requests: (i64, i64),
+    groups: (i64, i64),
+}
+
+/// `n` attempts per `period_ms`, all at once if need be.
+fn gcra(n: u32, period_ms: i64) -> (i64, i64) {
+    let n = i64::from(n.max(1));
+    ((period_ms / n).max(1), n)
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -120,19 +140,54 @@ impl RateLimits {
             ),
             friend_requests: RateLimiter::keyed(per_hour(config.friend_requests_per_hour)),
             groups: RateLimiter::keyed(per_hour(config.groups_per_hour)),
+            shared: None,
+        }
+    }
+
+    /// Counts every limit in this PostgreSQL database too, across all nodes.
+    pub fn shared_in(mut self, pool: sqlx::PgPool, config: &Config) -> RateLimits {
+        let rate = i64::from(config.message_rate.max(1));
+        self.shared = Some(Shared {
+            pool,
+            per_ip: gcra(config.rate_limit_ip, 60_000),
+            per_account_ip: gcra(config.rate_limit_account, 60_000),
+            messages: ((1000 / rate).max(1), i64::from(config.message_burst.max(1))),
+            friend_requests: gcra(config.friend_requests_per_hour, 3_600_000),
+            groups: gcra(config.groups_per_hour, 3_600_000),
+        });
+        self
+    }
+
+    /// One attempt on `key` in the shared count (always allowed on one node, or when the
+    /// database cannot be asked: the node's own limit still holds).
+    async fn shared_allows(&self, key: String, pick: fn(&Shared) -> (i64, i64)) -> bool {
+        let Some(s) = &self.shared else {
+            return true;
+        };
+        let (interval, burst) = pick(s);
+        match crate::db::limits::gcra(&s.pool, &key, crate::db::now_ms(), interval, burst).await {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                tracing::warn!(error = %e, "shared rate limit unavailable; this node's applies");
+                true
+            }
         }
     }
 
     /// Takes one attempt from `ip`'s allowance; false when spent.
-    pub fn allow_ip(&self, ip: &str) -> bool {
+    pub async fn allow_ip(&self, ip: &str) -> bool {
         self.per_ip.check_key(&ip.to_owned()).is_ok()
+            && self.shared_allows(format!("ip:{ip}"), |s| s.per_ip).await
     }
 
     /// Takes one login attempt on `account` from `ip`; false when that pair's allowance is spent.
-    pub fn allow_account(&self, account: &str, ip: &str) -> bool {
+    pub async fn allow_account(&self, account: &str, ip: &str) -> bool {
         self.per_account_ip
             .check_key(&(account.to_owned(), ip.to_owned()))
             .is_ok()
+            && self
+                .shared_allows(format!("login:{account}:{ip}"), |s| s.per_account_ip)
+                .await
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
@@ -177,33 +232,60 @@ impl RateLimits {
     }
 
     /// One message by `user`; `Throttled` when they post faster than the configured rate.
-    pub fn message(&self, user: i64) -> Result<(), AppError> {
-        self.messages.check_key(&user).map_err(|_| {
-            throttled(
+    pub async fn message(&self, user: i64) -> Result<(), AppError> {
+        let ok = self.messages.check_key(&user).is_ok()
+            && self
+                .shared_allows(format!("msg:{user}"), |s| s.messages)
+                .await;
+        if ok {
+            Ok(())
+        } else {
+            Err(throttled(
                 "body",
                 "You are sending messages very fast. Wait a moment, then send this one again.",
-            )
-        })
+            ))
+        }
     }
 
     /// One friend request by `user`; `Throttled` past the hourly allowance.
-    pub fn friend_request(&self, user: i64) -> Result<(), AppError> {
-        self.friend_requests.check_key(&user).map_err(|_| {
-            throttled(
+    pub async fn friend_request(&self, user: i64) -> Result<(), AppError> {
+        let ok = self.friend_requests.check_key(&user).is_ok()
+            && self
+                .shared_allows(format!("req:{user}"), |s| s.friend_requests)
+                .await;
+        if ok {
+            Ok(())
+        } else {
+            Err(throttled(
                 "username",
                 "You have sent a lot of friend requests in the last hour. Try again later.",
-            )
-        })
+            ))
+        }
     }
 
     /// One new group by `user`; `Throttled` past the hourly allowance.
-    pub fn group(&self, user: i64) -> Result<(), AppError> {
-        self.groups.check_key(&user).map_err(|_| {
-            throttled(
+    pub async fn group(&self, user: i64) -> Result<(), AppError> {
+        let ok = self.groups.check_key(&user).is_ok()
+            && self
+                .shared_allows(format!("group:{user}"), |s| s.groups)
+                .await;
+        if ok {
+            Ok(())
+        } else {
+            Err(throttled(
                 "title",
                 "You have created a lot of groups in the last hour. Try again later.",
-            )
-        })
+            ))
+        }
+    }
+
+    /// Forgets shared keys whose allowance is full again (keeps the table small).
+    pub async fn sweep_shared(&self) {
+        if let Some(s) = &self.shared
+            && let Err(e) = crate::db::limits::sweep(&s.pool, crate::db::now_ms()).await
+        {
+            tracing::warn!(error = %e, "sweeping shared rate limits failed");
+        }
     }
 
     /// Forgets keys whose allowance is full again (keeps memory bounded).
@@ -251,19 +333,19 @@ mod tests {
         assert_eq!(l.login_delay("ann"), Duration::ZERO);
     }
 
-    #[test]
-    fn per_user_limits_allow_a_burst_then_throttle_that_user_only() {
+    #[tokio::test]
+    async fn per_user_limits_allow_a_burst_then_throttle_that_user_only() {
         let mut c = Config::for_database("sqlite::memory:");
         c.message_rate = 1;
         c.message_burst = 3;
         c.friend_requests_per_hour = 1;
         let l = RateLimits::new(&c);
         for _ in 0..3 {
-            assert!(l.message(1).is_ok());
+            assert!(l.message(1).await.is_ok());
         }
-        assert!(matches!(l.message(1), Err(AppError::Throttled(_))));
-        assert!(l.message(2).is_ok());
-        assert!(l.friend_request(1).is_ok());
-        assert!(l.friend_request(1).is_err());
+        assert!(matches!(l.message(1).await, Err(AppError::Throttled(_))));
+        assert!(l.message(2).await.is_ok());
+        assert!(l.friend_request(1).await.is_ok());
+        assert!(l.friend_request(1).await.is_err());
     }
 }

@@ -8,6 +8,7 @@
 pub mod conversations;
 pub mod events;
 pub mod friends;
+pub mod limits;
 pub mod messages;
 pub mod users;
 

@@ -242,6 +242,13 @@ pub async fn run_presence_publisher(
             _ = shutdown.cancelled() => return,
         };
         if refresh {
+            // This node's streams keep counting toward their users' caps; dead nodes' rows go.
+            let now = db::now_ms();
+            if let Err(e) =
+                db::limits::refresh_streams(&pool, node as i64, now, now - 3_600_000).await
+            {
+                tracing::warn!(error = %e, "refreshing this node's streams failed");
+            }
             hub.expire_remote(PRESENCE_EXPIRY);
             for chunk in hub.local_online().chunks(REFRESH_CHUNK) {
                 let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();

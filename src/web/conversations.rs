@@ -165,7 +165,7 @@ async fn create(
         }
     }
     let result = match title {
-        Some(title) if errors.is_empty() => match state.limits.group(me.id()) {
+        Some(title) if errors.is_empty() => match state.limits.group(me.id()).await {
             Ok(()) => {
                 chat::conversations::create_group(&state.cx(), &me.user, &title, &members).await
             }
@@ -554,7 +554,7 @@ async fn create_message(
     });
     let reply_to = reply_to.ok().flatten();
     let result = match parsed {
-        Ok((body, client_id, reply_to)) => match state.limits.message(me.id()) {
+        Ok((body, client_id, reply_to)) => match state.limits.message(me.id()).await {
             Ok(()) => {
                 chat::messages::post(
                     &state.cx(),

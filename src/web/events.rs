@@ -85,7 +85,16 @@ async fn stream(
     let login_id = login.login_id;
     let cap = usize::try_from(state.config.max_streams_per_user).unwrap_or(usize::MAX);
     if q.probe.is_some() {
-        return Ok(if state.hub.stream_count(me) >= cap {
+        let across_nodes = match &state.db {
+            crate::db::Db::Postgres(pool) => {
+                let since = db::now_ms() - STREAM_ALIVE_MS;
+                db::limits::count_streams(pool, me, since)
+                    .await
+                    .unwrap_or(0) as usize
+            }
+            crate::db::Db::Sqlite { .. } => 0,
+        };
+        return Ok(if state.hub.stream_count(me).max(across_nodes) >= cap {
             too_many_streams(cap)
         } else {
             StatusCode::NO_CONTENT.into_response()
@@ -105,6 +114,29 @@ async fn stream(
     };
     let Some(mut sub) = state.hub.try_register(me, login_id, &contacts, cap) else {
         return Ok(too_many_streams(cap));
+    };
+    // On PostgreSQL the cap holds across nodes: every stream is a row its node keeps fresh.
+    let row = match &state.db {
+        crate::db::Db::Postgres(pool) => {
+            let (node, stream, now) = (state.hub.node as i64, rand::random::<i64>(), db::now_ms());
+            match db::limits::open_stream(pool, node, stream, me, now, now - STREAM_ALIVE_MS).await
+            {
+                Ok(n) if usize::try_from(n).unwrap_or(usize::MAX) > cap => {
+                    let _ = db::limits::close_stream(pool, node, stream).await;
+                    return Ok(too_many_streams(cap));
+                }
+                Ok(_) => Some(StreamRow {
+                    pool: pool.clone(),
+                    node,
+                    stream,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "counting streams across nodes failed");
+                    None
+                }
+            }
+        }
+        crate::db::Db::Sqlite { .. } => None,
     };
 
     let start = match after {
@@ -140,6 +172,8 @@ async fn stream(
     let expires_in = login.remaining().max(Duration::from_secs(1));
 
     let body = async_stream::stream! {
+        // Dropped with the stream, however it ends: the row goes.
+        let _row = row;
         yield Ok::<_, Infallible>(frame::comment("parley", Some(RETRY.as_millis() as u64)));
         let mut last_sent = after.unwrap_or(0);
         match start {
@@ -213,4 +247,28 @@ fn too_many_streams(cap: usize) -> Response {
         ),
     )
         .into_response()
+}
+
+/// A stream on another node stops counting when that node has not refreshed its rows this long
+/// (it died): the same window as presence.
+const STREAM_ALIVE_MS: i64 = 95_000;
+
+/// This stream's row in `live_streams` (PostgreSQL); deleted when the stream ends.
+struct StreamRow {
+    pool: sqlx::PgPool,
+    node: i64,
+    stream: i64,
+}
+
+impl Drop for StreamRow {
+    fn drop(&mut self) {
+        let (pool, node, stream) = (self.pool.clone(), self.node, self.stream);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = db::limits::close_stream(&pool, node, stream).await {
+                    tracing::warn!(error = %e, "forgetting a closed stream failed");
+                }
+            });
+        }
+    }
 }

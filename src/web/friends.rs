@@ -108,7 +108,7 @@ async fn create_request(
     Form(form): Form<RequestForm>,
 ) -> AppResult<Response> {
     let result = match Username::parse("username", &form.username) {
-        Ok(username) => match state.limits.friend_request(me.id()) {
+        Ok(username) => match state.limits.friend_request(me.id()).await {
             Ok(()) => chat::friends::send_request(&state.cx(), &me.user, &username)
                 .await
                 .map(|_| username),

@@ -126,7 +126,7 @@ async fn create_login(
     };
     let typed = form.username.trim().to_owned();
     let ip = client_ip(&state, Some(peer), &headers);
-    if !state.limits.allow_ip(&ip) {
+    if !state.limits.allow_ip(&ip).await {
         return Ok(too_many_login(typed, next));
     }
     let username = Username::parse("username", &form.username);
@@ -135,7 +135,7 @@ async fn create_login(
         (Ok(username), Ok(password)) => {
             // Strict per (account, IP); across IPs only slowed down, so failures elsewhere never
             // lock the owner out.
-            if !state.limits.allow_account(username.as_str(), &ip) {
+            if !state.limits.allow_account(username.as_str(), &ip).await {
                 return Ok(too_many_login(typed, next));
             }
             let account = username.as_str().to_owned();
@@ -222,6 +222,7 @@ async fn create_registration(
     if !state
         .limits
         .allow_ip(&client_ip(&state, Some(peer), &headers))
+        .await
     {
         return Ok(form_again(
             StatusCode::TOO_MANY_REQUESTS,

@@ -190,11 +190,16 @@ impl TestApp {
 
     /// Another node on the same database (PostgreSQL only: nodes meet through LISTEN/NOTIFY).
     pub async fn second_node(&self) -> TestApp {
+        self.second_node_with(|_| {}).await
+    }
+
+    /// Another node on the same database, its config changed by `f`.
+    pub async fn second_node_with(&self, f: impl FnOnce(&mut Config)) -> TestApp {
         let db = TestDb {
             url: self.db.url.clone(),
             _dir: None,
         };
-        Self::start(db, |_| {}).await
+        Self::start(db, f).await
     }
 
     /// True when the suite runs on PostgreSQL.

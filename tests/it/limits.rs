@@ -166,3 +166,52 @@ async fn friend_requests_and_groups_per_hour_are_capped_per_user() {
     let list = dave.get("/conversations").await;
     assert!(!list.body.contains("Second"));
 }
+
+/// On PostgreSQL the limits are counted in the database: two nodes do not double them.
+#[tokio::test]
+async fn on_postgresql_limits_hold_across_nodes() {
+    let set = |c: &mut parley::Config| {
+        c.message_rate = 1;
+        c.message_burst = 3;
+        c.max_streams_per_user = 2;
+    };
+    let app = TestApp::spawn_with(set).await;
+    if !app.on_postgres() {
+        // Several nodes are a PostgreSQL deployment; the PostgreSQL run of the suite covers this.
+        return;
+    }
+    let node_b = app.second_node_with(set).await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let ann_b = crate::helpers::Client {
+        base: node_b.base.clone(),
+        ..ann.clone()
+    };
+    // Messages: a burst of 3 in all, whichever node each goes to.
+    let mut statuses = Vec::new();
+    for (i, client) in [&ann, &ann_b, &ann, &ann_b].into_iter().enumerate() {
+        let r = client
+            .post(
+                &format!("/conversations/{c}/messages"),
+                &[("body", &format!("m{i}"))],
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(
+        statuses,
+        vec![303, 303, 303, 429],
+        "one burst across both nodes"
+    );
+    // Streams: two in all; a third, on either node, is refused.
+    let _s1 = ann.stream().await;
+    let _s2 = ann_b.stream().await;
+    let r = ann_b.get("/events").await;
+    assert_eq!(r.status, reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let r = ann.get("/events").await;
+    assert_eq!(r.status, reqwest::StatusCode::TOO_MANY_REQUESTS);
+    // One closes: the next one is welcome again, on the other node.
+    drop(_s1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _s3 = ann_b.stream().await;
+}
