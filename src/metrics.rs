@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::live::hub::Hub;
+pub use crate::live::hub::{EVENTS_DELIVERED, HUB_DROPS};
 
 /// HTTP request latency by method, route (the matched path pattern) and status.
 pub const HTTP_DURATION: &str = "parley_http_request_duration_seconds";
@@ -28,10 +29,6 @@ pub const STREAMS_OPEN: &str = "parley_streams_open";
 pub const PRESENCE_ONLINE: &str = "parley_presence_online_users";
 /// Events appended to the log by this node.
 pub const EVENTS_WRITTEN: &str = "parley_events_written_total";
-/// Logged events queued to open streams (one per stream that receives it).
-pub const EVENTS_DELIVERED: &str = "parley_events_delivered_total";
-/// Streams closed with `reload` because their queue was full.
-pub const HUB_DROPS: &str = "parley_hub_queue_drops_total";
 /// Deliveries waiting in stream queues, summed over the streams of this node.
 pub const HUB_QUEUED: &str = "parley_hub_queued_deliveries";
 /// The fullest single stream queue (of `live::hub::CONNECTION_QUEUE`).

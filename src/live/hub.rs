@@ -15,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Delivery, Rendered, audience};
 
+/// Metric: deliveries queued to streams (counted here; exported by `crate::metrics`).
+pub const EVENTS_DELIVERED: &str = "parley_events_delivered_total";
+/// Metric: streams dropped because their queue was full.
+pub const HUB_DROPS: &str = "parley_hub_queue_drops_total";
+
 /// Deliveries a connection may have queued. A full queue means the reader fell this far behind:
 /// the connection gets `reload` and is closed instead of growing memory or slowing the others.
 pub const CONNECTION_QUEUE: usize = 256;
@@ -260,7 +265,7 @@ impl Hub {
             match c.tx.try_send(delivery.clone()) {
                 Ok(()) => queued += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics::counter!(crate::metrics::HUB_DROPS).increment(1);
+                    metrics::counter!(HUB_DROPS).increment(1);
                     c.overflowed.store(true, Ordering::Relaxed);
                     c.kill.cancel();
                 }
@@ -320,7 +325,7 @@ impl Hub {
             }
         }
         drop(users);
-        metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(queued);
+        metrics::counter!(EVENTS_DELIVERED).increment(queued);
     }
 
     /// An event rendered earlier, if still cached.
