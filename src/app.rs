@@ -114,6 +114,7 @@ impl App {
             db::events::last_id(&mut rc.conn()).await?
         };
         let hasher = Hasher::new(2).await?;
+        let files = Arc::new(crate::files::Files::open(&config.files_dir())?);
         let config = Arc::new(config);
         let state = AppState {
             db: db.clone(),
@@ -126,6 +127,7 @@ impl App {
             hasher: hasher.clone(),
             config: config.clone(),
             shutdown: CancellationToken::new(),
+            files,
         };
         let https = config.is_https();
         let idle = time::Duration::try_from(config.session_idle()).unwrap_or(time::Duration::MAX);
@@ -220,6 +222,7 @@ impl App {
             ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+        tasks.spawn(sweep_files(state.clone()));
         if let Some((listener, handle)) = metrics {
             tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
             tasks.spawn(crate::metrics::upkeep(handle.clone(), shutdown.clone()));
@@ -324,6 +327,16 @@ async fn housekeeping(state: AppState, store: Store, shutdown: CancellationToken
         }
         state.limits.sweep();
         state.limits.sweep_shared().await;
+    }
+}
+
+/// Removes attachment files that no row refers to (a crash between a deletion's commit and the
+/// removal of its files, or an upload cut short by one). Once, at start-up.
+async fn sweep_files(state: AppState) {
+    match state.files.sweep(&state.db).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed orphaned attachment files"),
+        Err(e) => tracing::warn!(error = %e, "sweeping attachment files failed"),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod live;
 pub mod metrics;
 pub mod ops;

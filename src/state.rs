@@ -34,6 +34,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Cancelled at shutdown: open streams end.
     pub shutdown: CancellationToken,
+    /// Attachment storage.
+    pub files: Arc<crate::files::Files>,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
             db: &self.db,
             hub: &self.hub,
             hasher: &self.hasher,
+            files: &self.files,
         }
     }
 }

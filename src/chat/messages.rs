@@ -7,6 +7,7 @@ use crate::db::users::UserRef;
 use crate::db::{self, Tx};
 use crate::domain::{ClientId, MessageBody};
 use crate::error::{AppError, AppResult};
+use crate::files::Stored;
 use crate::events::{Event, MentionData, MessageData, PrevMessage, Quote, ReactionData};
 use crate::views::markup;
 
@@ -27,6 +28,7 @@ pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {
         reactions: Vec::new(),
         mentions: Vec::new(),
         note: m.kind == "note",
+        attachments: Vec::new(),
     }
 }
 
@@ -49,6 +51,7 @@ pub async fn hydrate(
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let reactions = db::messages::reactions_of(c, &ids).await?;
     let mentions = db::messages::mentions_of(c, &ids).await?;
+    let files = db::attachments::of_messages(c, &ids).await?;
     let mut quoted: Vec<i64> = rows.iter().filter_map(|r| r.reply_to_id).collect();
     quoted.sort_unstable();
     quoted.dedup();
@@ -86,6 +89,11 @@ pub async fn hydrate(
                 id: m.user_id,
                 username: m.username.clone(),
             })
+            .collect();
+        d.attachments = files
+            .iter()
+            .filter(|a| a.message_id == row.id)
+            .map(super::attachments::data_of)
             .collect();
         out.push(d);
     }
@@ -156,6 +164,7 @@ pub async fn post(
     body: &MessageBody,
     client_id: Option<&ClientId>,
     reply_to: Option<i64>,
+    files: &[Stored],
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
@@ -201,6 +210,7 @@ pub async fn post(
             .await?
             .ok_or(AppError::NotFound);
     };
+    super::attachments::attach(&mut tx, id, files, now).await?;
     db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
     // The author has read what they wrote.
     db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, id).await?;
@@ -330,6 +340,7 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
     }
     let unread_for = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
     let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
+    let files = db::attachments::keys_of_message(&mut tx.conn(), id).await?;
     db::messages::delete(&mut tx.conn(), id).await?;
     let next = match db::messages::next_after(&mut tx.conn(), conversation_id, id).await? {
         Some(n) => load(&mut tx.conn(), conversation_id, n.id).await?,
@@ -365,7 +376,9 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
         members,
     )
     .await?;
-    commit(cx, tx).await
+    commit(cx, tx).await?;
+    cx.files.remove(&files).await;
+    Ok(())
 }
 
 /// Adds my reaction to a message, or takes it back.

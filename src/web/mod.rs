@@ -9,6 +9,8 @@ pub mod messages;
 pub mod security;
 pub mod sessions;
 pub mod settings;
+pub mod uploads;
+pub mod attachments;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(friends::routes())
         .merge(conversations::routes())
         .merge(messages::routes())
+        .merge(attachments::routes())
         .merge(events::routes())
         .nest_service("/static", assets)
         .fallback(not_found)
