@@ -430,7 +430,10 @@ mod tests {
     fn files_live_beside_the_sqlite_database_by_default() {
         let d = |u: &str| default_files_dir(u).display().to_string();
         assert_eq!(d("sqlite://parley.db"), "parley-files");
-        assert_eq!(d("sqlite:///var/lib/parley/chat.db?mode=rwc"), "/var/lib/parley/chat-files");
+        assert_eq!(
+            d("sqlite:///var/lib/parley/chat.db?mode=rwc"),
+            "/var/lib/parley/chat-files"
+        );
         assert_eq!(d("sqlite::memory:"), "parley-files");
         assert_eq!(d("postgres://u:p@h/db"), "parley-files");
         let mut c = Config::for_database("sqlite://x.db");

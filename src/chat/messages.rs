@@ -7,8 +7,8 @@ use crate::db::users::UserRef;
 use crate::db::{self, Tx};
 use crate::domain::{ClientId, MessageBody};
 use crate::error::{AppError, AppResult};
-use crate::files::Stored;
 use crate::events::{Event, MentionData, MessageData, PrevMessage, Quote, ReactionData};
+use crate::files::Stored;
 use crate::views::markup;
 
 use super::{Ctx, commit, member_of, record};

@@ -36,7 +36,9 @@ pub struct Processed {
 /// The image types served inline, by their magic bytes; anything else is a download.
 pub fn recognise(head: &[u8]) -> Option<ImageFormat> {
     match image::guess_format(head).ok()? {
-        f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP) => Some(f),
+        f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP) => {
+            Some(f)
+        }
         _ => None,
     }
 }
@@ -88,7 +90,12 @@ fn encode(img: &DynamicImage, format: ImageFormat, out: &Path) -> ImageResult<()
 
 /// Decodes `src`, writes the upright, metadata-free image to `full` (not for GIF) and a
 /// thumbnail to `thumb` (JPEG, or PNG when the image has transparency).
-pub fn process(src: &Path, format: ImageFormat, full: &Path, thumb: &Path) -> ImageResult<Processed> {
+pub fn process(
+    src: &Path,
+    format: ImageFormat,
+    full: &Path,
+    thumb: &Path,
+) -> ImageResult<Processed> {
     let img = decode_upright(src, format)?;
     let reencoded = format != ImageFormat::Gif;
     if reencoded {
@@ -137,7 +144,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // 4 wide, 2 high, left half red; orientation 6: shown rotated 90° clockwise.
         let img = RgbImage::from_fn(4, 2, |x, _| {
-            if x < 2 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) }
+            if x < 2 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
         });
         let src = dir.path().join("src.png");
         let mut enc = PngEncoder::new(BufWriter::new(File::create(&src).expect("create")));
@@ -177,7 +188,12 @@ mod tests {
         let crc = [0u8; 4];
         png.extend_from_slice(&crc);
         std::fs::write(&src, &png).expect("write");
-        let r = process(&src, ImageFormat::Png, &dir.path().join("f"), &dir.path().join("t"));
+        let r = process(
+            &src,
+            ImageFormat::Png,
+            &dir.path().join("f"),
+            &dir.path().join("t"),
+        );
         assert!(r.is_err());
     }
 

@@ -190,7 +190,11 @@ impl Files {
     /// the type the client claims) are decoded, turned upright and re-encoded without their
     /// metadata, with a thumbnail; what does not decode is kept as a plain download. The returned
     /// guard owns the files until the message is committed.
-    pub async fn store(&self, upload: TempUpload, name: String) -> anyhow::Result<(Stored, Doomed)> {
+    pub async fn store(
+        &self,
+        upload: TempUpload,
+        name: String,
+    ) -> anyhow::Result<(Stored, Doomed)> {
         let TempUpload {
             path,
             size,
@@ -228,6 +232,10 @@ impl Files {
                     let source = if p.reencoded { &full } else { &path };
                     tokio::fs::rename(source, &final_path).await?;
                     guard.rename(source, final_path.clone());
+                    if p.reencoded {
+                        // The upload as sent (with its metadata) is not kept.
+                        let _ = tokio::fs::remove_file(&path).await;
+                    }
                     stored.size = tokio::fs::metadata(&final_path).await?.len();
                     stored.content_type = Some(p.content_type);
                     stored.thumb = Some((p.thumb_type, p.thumb_width, p.thumb_height));

@@ -81,7 +81,11 @@ async fn readable(
 
 /// Streams the file at `path`: inline as `inline` when that is an image type, else as a
 /// download named `name`.
-async fn serve(path: &std::path::Path, inline: Option<&'static str>, name: &str) -> AppResult<Response> {
+async fn serve(
+    path: &std::path::Path,
+    inline: Option<&'static str>,
+    name: &str,
+) -> AppResult<Response> {
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         // A row whose file is gone (deleted during a backup, a lost volume): nothing to show.
@@ -89,7 +93,14 @@ async fn serve(path: &std::path::Path, inline: Option<&'static str>, name: &str)
         Err(e) => return Err(anyhow::Error::from(e).into()),
     };
     let len = file.metadata().await.map_err(anyhow::Error::from)?.len();
-    let disposition = content_disposition(if inline.is_some() { "inline" } else { "attachment" }, name);
+    let disposition = content_disposition(
+        if inline.is_some() {
+            "inline"
+        } else {
+            "attachment"
+        },
+        name,
+    );
     let mut r = Body::from_stream(ReaderStream::new(file)).into_response();
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
@@ -101,10 +112,19 @@ async fn serve(path: &std::path::Path, inline: Option<&'static str>, name: &str)
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(FILE_CSP));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
     // Files never change under an id; a private cache may keep them a while (not shared caches).
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
     Ok(r)
 }
 

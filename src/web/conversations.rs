@@ -12,7 +12,6 @@ use serde::Deserialize;
 use super::extract::{Form, Path, is_fetch};
 use super::layout;
 use super::uploads::{self, MessageForm};
-use crate::files::{Doomed, Stored};
 use crate::auth::CurrentUser;
 use crate::chat;
 use crate::db::conversations::ListRow;
@@ -20,6 +19,7 @@ use crate::db::users::UserRef;
 use crate::db::{self};
 use crate::domain::{ClientId, FieldErrors, GroupTitle, MessageBody, Username, parse_id};
 use crate::error::{AppError, AppResult};
+use crate::files::{Doomed, Stored};
 use crate::state::AppState;
 use crate::views::partials::one_line;
 use crate::views::{
@@ -661,7 +661,11 @@ async fn keep_attached(
         let mut rc = state.db.read().await?;
         db::attachments::existing_keys(&mut rc.conn(), &keys).await?
     };
-    tracing::debug!(message_id = message.id, files = held.len(), "stored attachments");
+    tracing::debug!(
+        message_id = message.id,
+        files = held.len(),
+        "stored attachments"
+    );
     for (s, guard) in files {
         if held.contains(&s.key) {
             guard.keep();

@@ -1,6 +1,7 @@
 //! HTTP only: routes, layers, and handlers that parse input, call `chat::*` or read pages, and
 //! answer. No SQL here and no HTML strings.
 
+pub mod attachments;
 pub mod conversations;
 pub mod events;
 pub mod extract;
@@ -10,7 +11,6 @@ pub mod security;
 pub mod sessions;
 pub mod settings;
 pub mod uploads;
-pub mod attachments;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

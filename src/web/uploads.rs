@@ -5,7 +5,7 @@
 //! The request body is counted as it arrives: past the upload limit the read stops with 413.
 //! Whatever stops a read early (limit, bad field, disconnect, disk error) drops the guards of the
 //! files written so far, which deletes them. The rest of a refused body is read and thrown away
-//! (up to the limit again) so that the client, still sending, gets to read our answer.
+//! (up to twice the limit) so that the client, still sending, gets to read our answer.
 
 use std::io;
 use std::pin::Pin;
@@ -120,11 +120,7 @@ async fn drain(shared: &Shared, cap: u64) {
 /// characters, at most 200 characters; "file" when nothing is left.
 pub fn clean_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-    let name: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let name: String = last.chars().filter(|c| !c.is_control()).take(200).collect();
     let name = name.trim().trim_start_matches('.').trim();
     if name.is_empty() {
         "file".to_owned()
@@ -155,10 +151,7 @@ fn multipart_error(e: multer::Error) -> AppError {
         return AppError::TooLarge;
     }
     tracing::debug!(error = %e, "a multipart body did not parse");
-    AppError::invalid(
-        "form",
-        "The upload was incomplete or malformed. Try again.",
-    )
+    AppError::invalid("form", "The upload was incomplete or malformed. Try again.")
 }
 
 /// Reads a message post with files from `req`; at most `limit` bytes of body in all.
@@ -191,7 +184,7 @@ pub async fn read(files: &Files, req: Request, limit: u64) -> AppResult<Upload> 
         }
     };
     if result.is_err() {
-        drain(&shared, limit).await;
+        drain(&shared, limit.saturating_mul(2)).await;
     }
     result
 }

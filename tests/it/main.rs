@@ -3,6 +3,7 @@
 //! `PARLEY_TEST_DATABASE_URL=postgres://…` runs the same suite on PostgreSQL.
 
 mod accounts;
+mod attachments;
 mod connections;
 mod conversations;
 mod e2e;
