@@ -7,9 +7,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum_login::AuthManagerLayerBuilder;
-use tokio::net::TcpListener;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -22,6 +30,7 @@ use crate::live::{self, hub::Hub};
 use crate::sessions::Store;
 use crate::state::{AppState, RateLimits};
 use crate::web;
+use crate::web::events::{Takeover, run_stream};
 
 /// A built, not yet running, application.
 pub struct App {
@@ -150,13 +159,7 @@ impl App {
                 shutdown.cancel();
             }
         };
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await
-        .context("serving")?;
+        serve(listener, router, signal, shutdown.clone()).await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         state.db.close().await;
@@ -172,6 +175,83 @@ impl App {
             trigger.cancel();
         });
         self.run_until(stop).await
+    }
+}
+
+/// Accepts connections until `stop` resolves, then lets in-flight requests finish.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()>,
+    shutdown: CancellationToken,
+) {
+    let conns = TaskTracker::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    conns.spawn(serve_connection(tcp, peer, router.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    conns.close();
+    if tokio::time::timeout(Duration::from_secs(10), conns.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; stopping anyway");
+    }
+}
+
+/// One HTTP/1.1 connection. When `GET /events` answered on it, the connection is the stream's
+/// from then on: the HTTP server hands the bare socket back (no more buffers) and the stream
+/// runs on it in its own small task.
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    // Small frames go out at once (no Nagle delay).
+    let _ = tcp.set_nodelay(true);
+    let takeover = Takeover::default();
+    let slot = takeover.clone();
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(slot.clone());
+        Box::pin(router.clone().oneshot(req.map(Body::new)))
+    });
+    let mut conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(tcp), svc);
+    let done = tokio::select! {
+        r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
+        _ = shutdown.cancelled() => {
+            Pin::new(&mut conn).graceful_shutdown();
+            std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+        }
+    };
+    let job = takeover.take();
+    match (done, job) {
+        (Ok(()), Some(job)) => {
+            let io = conn.into_parts().io.into_inner();
+            tokio::spawn(run_stream(io, job));
+        }
+        (Ok(()), None) => {
+            let mut io = conn.into_parts().io.into_inner();
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+        }
+        (Err(e), _) => tracing::debug!(error = %e, "connection ended"),
     }
 }
 

@@ -59,10 +59,8 @@ pub async fn post(
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
-    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
     if m.is_direct() {
-        let other = members.iter().copied().find(|u| *u != me.id).unwrap_or(0);
-        if !db::friends::are_friends(&mut tx.conn(), me.id, other).await? {
+        if !db::conversations::direct_still_friends(&mut tx.conn(), conversation_id, me.id).await? {
             return Err(AppError::invalid(
                 "body",
                 "You are no longer friends, so this conversation is read-only.",
@@ -104,7 +102,8 @@ pub async fn post(
             message: message.clone(),
             author_total_unread,
         },
-        members,
+        // A conversation event: its audience is the conversation's members.
+        Vec::new(),
     )
     .await?;
     commit(cx, tx).await?;
@@ -133,7 +132,6 @@ pub async fn mark_read(
     if !db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, message_id).await? {
         return Ok(false);
     }
-    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
     let unread = db::conversations::unread_in(&mut tx.conn(), conversation_id, me.id).await?;
     let total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
     record(
@@ -145,7 +143,7 @@ pub async fn mark_read(
             unread,
             total_unread,
         },
-        members,
+        Vec::new(),
     )
     .await?;
     commit(cx, tx).await?;

@@ -1,9 +1,10 @@
 //! Live delivery: the log reader that feeds the [`hub::Hub`], and the frames it sends.
 //!
 //! Every node reads the `events` table in id order after its cursor (woken locally after a commit,
-//! and on PostgreSQL by `LISTEN parley_events` for commits on other nodes). For each event it first
-//! applies the event's effects on the Hub ([`apply`]), then renders its frames once ([`render`])
-//! and hands them to the Hub, which routes each frame to its own audience.
+//! and on PostgreSQL by `LISTEN parley_events` for commits on other nodes). For each event it
+//! renders its frames once ([`render`]) and hands them to the Hub, which applies the event's
+//! effects (closed streams, presence links, conversation membership) and routes each frame to its
+//! own audience ([`hub::Hub::publish`]).
 
 pub mod fragments;
 pub mod frame;
@@ -22,41 +23,15 @@ use hub::Hub;
 /// Events read per query while catching up.
 const BATCH: i64 = 256;
 
-/// A logged row as data: the event and who it was logged for.
+/// A logged row as data: the event and its explicit audience.
 pub fn parse(row: &db::events::EventRow) -> Option<(Event, Vec<i64>)> {
-    let audience: Vec<i64> = serde_json::from_str(&row.audience).unwrap_or_default();
+    let explicit = db::events::parse_audience(&row.audience);
     match serde_json::from_str(&row.payload) {
-        Ok(e) => Some((e, audience)),
+        Ok(e) => Some((e, explicit)),
         Err(e) => {
             tracing::error!(event_id = row.id, error = %e, "unreadable event in the log");
             None
         }
-    }
-}
-
-/// The Hub's side of an event: streams that close, and who now sees whose presence.
-pub fn apply(hub: &Hub, event: &Event) {
-    match event {
-        Event::SessionEnded { user_id, login_id } => hub.close_login(*user_id, *login_id),
-        Event::PasswordChanged {
-            user_id,
-            keep_login_id,
-        } => hub.close_other_logins(*user_id, *keep_login_id),
-        Event::FriendAdded { a, b } => hub.link(&[a.id, b.id]),
-        Event::ConversationCreated { conversation } => {
-            let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
-            hub.link(&ids);
-        }
-        Event::MembersChanged {
-            conversation,
-            added,
-            ..
-        } if !added.is_empty() => {
-            let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
-            let added: Vec<i64> = added.iter().map(|m| m.id).collect();
-            hub.link_to(&ids, &added);
-        }
-        _ => {}
     }
 }
 
@@ -71,16 +46,17 @@ pub fn render(
     }
     let online = |u: i64| hub.is_online(u);
     let frames = parsed
-        .map(|(e, audience)| fragments::frames_for(e, audience, &online))
+        .map(|(e, _)| fragments::frames_for(e, &online))
         .unwrap_or_default();
     Arc::new(Rendered::new(row.id, frames))
 }
 
 /// Reads the log after `cursor` and delivers, until shutdown.
 pub async fn run_log_reader(hub: Arc<Hub>, db: Db, mut cursor: i64, shutdown: CancellationToken) {
-    // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener.
+    // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener
+    // (and events held back behind a transaction that was still running).
     let poll = match db {
-        Db::Postgres(_) => Duration::from_secs(2),
+        Db::Postgres(_) => Duration::from_millis(500),
         Db::Sqlite { .. } => Duration::from_secs(30),
     };
     loop {
@@ -112,10 +88,20 @@ async fn drain(hub: &Hub, db: &Db, cursor: &mut i64) -> sqlx::Result<()> {
         let n = rows.len() as i64;
         for row in &rows {
             let parsed = parse(row);
-            if let Some((event, _)) = &parsed {
-                apply(hub, event);
-            }
-            hub.deliver(render(hub, row, parsed.as_ref()));
+            let rendered = render(hub, row, parsed.as_ref());
+            let (event, explicit) = match &parsed {
+                Some((e, x)) => (Some(e), x.as_slice()),
+                None => (None, &[][..]),
+            };
+            hub.publish(
+                hub::Logged {
+                    id: row.id,
+                    event,
+                    conversation: row.conversation_id,
+                    explicit,
+                },
+                rendered,
+            );
             *cursor = row.id;
         }
         if n < BATCH {

@@ -1,0 +1,278 @@
+//! Group commit on SQLite: the ONE writer connection, shared by concurrent use cases.
+//!
+//! A use case takes the writer (a fair FIFO lease), runs inside the batch's open transaction —
+//! the first use case of a batch opens it with `BEGIN IMMEDIATE`, every later one runs in a
+//! `SAVEPOINT`, so a failing use case rolls back alone — and hands the writer on. The batch
+//! commits (one fsync, `synchronous=FULL`) when nobody is waiting for the writer or [`MAX_BATCH`]
+//! use cases are in it; every use case is answered only once its batch is durable.
+//!
+//! Event ids come from a counter held here (this process is the only writer of the file);
+//! `log_state.last_id` is written once per batch, just before the commit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::SqliteConnection;
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+/// The most use cases one commit covers (bounds the wait of the first of them).
+pub const MAX_BATCH: usize = 256;
+
+/// What a use case learns about its batch's commit.
+type Durable = Result<(), Arc<sqlx::Error>>;
+
+/// The writer connection and the batch it is building.
+pub struct WriterState {
+    /// The connection.
+    pub(crate) conn: SqliteConnection,
+    /// A batch transaction is open.
+    open: bool,
+    /// Use cases in the open batch, waiting for its commit.
+    members: Vec<oneshot::Sender<Durable>>,
+    /// The last event id handed out.
+    last_event: i64,
+    /// The last event id written to `log_state`.
+    logged_event: i64,
+    /// A use case was dropped where no task could roll it back: do it before anything else.
+    owed_rollback: Option<bool>,
+}
+
+/// The shared writer (cheap to clone).
+#[derive(Clone)]
+pub struct Writer {
+    state: Arc<Mutex<WriterState>>,
+    /// Tasks queued for the lease: a batch stays open while someone is waiting.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
+    sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
+}
+
+impl Writer {
+    /// Wraps the writer connection; `last_event` is the newest event id already in the log.
+    pub fn new(conn: SqliteConnection, last_event: i64) -> Writer {
+        Writer {
+            state: Arc::new(Mutex::new(WriterState {
+                conn,
+                open: false,
+                members: Vec::new(),
+                last_event,
+                logged_event: last_event,
+                owed_rollback: None,
+            })),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes the writer outside any batch (migrations, checks at start, shutdown).
+    pub async fn exclusive(&self) -> OwnedMutexGuard<WriterState> {
+        let mut g = self.lease().await;
+        g.flush().await;
+        g
+    }
+
+    /// Waits for the writer; counted as waiting meanwhile (also if the caller goes away).
+    async fn lease(&self) -> OwnedMutexGuard<WriterState> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _w = Waiting(&self.waiting);
+        let mut g = self.state.clone().lock_owned().await;
+        drop(_w);
+        g.settle().await;
+        g
+    }
+
+    /// Starts a use case in the current batch (or a new one).
+    pub async fn begin(&self) -> sqlx::Result<SqliteTx> {
+        let mut g = self.lease().await;
+        let (sql, savepoint) = if g.open {
+            ("SAVEPOINT use_case", true)
+        } else {
+            ("BEGIN IMMEDIATE", false)
+        };
+        if let Err(e) = exec(&mut g.conn, sql).await {
+            // The batch may hold other use cases waiting for a commit: do not strand them.
+            if self.nobody_waiting() {
+                g.flush().await;
+            }
+            return Err(e);
+        }
+        g.open = true;
+        Ok(SqliteTx {
+            guard: Some(g),
+            writer: self.clone(),
+            savepoint,
+        })
+    }
+
+    fn nobody_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl WriterState {
+    /// Pays a rollback owed by a use case dropped outside the runtime.
+    async fn settle(&mut self) {
+        if let Some(savepoint) = self.owed_rollback.take() {
+            self.abort(savepoint).await;
+        }
+    }
+
+    /// Rolls back the current use case: its savepoint, or (the first of a batch) the transaction.
+    async fn abort(&mut self, savepoint: bool) {
+        if savepoint {
+            let r = match exec(&mut self.conn, "ROLLBACK TO use_case").await {
+                Ok(()) => exec(&mut self.conn, "RELEASE use_case").await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "rolling back a use case failed; dropping the batch");
+                self.fail_batch(e).await;
+            }
+        } else {
+            if let Err(e) = exec(&mut self.conn, "ROLLBACK").await {
+                tracing::error!(error = %e, "rolling back failed");
+            }
+            self.open = false;
+        }
+    }
+
+    async fn fail_batch(&mut self, e: sqlx::Error) {
+        let _ = exec(&mut self.conn, "ROLLBACK").await;
+        self.open = false;
+        let e = Arc::new(e);
+        for m in self.members.drain(..) {
+            let _ = m.send(Err(e.clone()));
+        }
+    }
+
+    /// Commits the batch and tells every use case in it.
+    async fn flush(&mut self) {
+        if !self.open {
+            return;
+        }
+        if self.last_event > self.logged_event {
+            let r = sqlx::query(
+                "UPDATE log_state SET last_id = $1 WHERE singleton = 1 AND last_id < $1",
+            )
+            .bind(self.last_event)
+            .execute(&mut self.conn)
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "writing the log position failed");
+                return self.fail_batch(e).await;
+            }
+        }
+        match exec(&mut self.conn, "COMMIT").await {
+            Ok(()) => {
+                self.open = false;
+                self.logged_event = self.last_event;
+                for m in self.members.drain(..) {
+                    let _ = m.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "committing a batch failed");
+                self.fail_batch(e).await;
+            }
+        }
+    }
+
+    /// Sets the newest event id already in the log (at start, after migrations).
+    pub(crate) fn set_last_event(&mut self, id: i64) {
+        self.last_event = id;
+        self.logged_event = id;
+    }
+
+    /// The next event id (ids of a rolled-back use case are never reused).
+    pub(crate) fn next_event_id(&mut self) -> i64 {
+        self.last_event += 1;
+        self.last_event
+    }
+}
+
+/// One use case's part of a batch. Dropped without [`SqliteTx::commit`], it rolls back.
+pub struct SqliteTx {
+    guard: Option<OwnedMutexGuard<WriterState>>,
+    writer: Writer,
+    savepoint: bool,
+}
+
+impl SqliteTx {
+    /// The writer state (connection, event ids).
+    pub(crate) fn state(&mut self) -> &mut WriterState {
+        match self.guard.as_mut() {
+            Some(g) => g,
+            // `guard` is only taken by commit and drop, which consume the value.
+            None => unreachable!("a finished transaction was used"),
+        }
+    }
+
+    /// Adds this use case to its batch and waits until the batch is durable.
+    pub async fn commit(mut self) -> sqlx::Result<()> {
+        let Some(guard) = self.guard.take() else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        let writer = self.writer.clone();
+        let savepoint = self.savepoint;
+        // Finishing runs in its own task, so a caller that goes away (a closed connection)
+        // never leaves the shared transaction half done.
+        tokio::spawn(async move {
+            let mut g = guard;
+            if savepoint {
+                if let Err(e) = exec(&mut g.conn, "RELEASE use_case").await {
+                    g.abort(true).await;
+                    let _ = tx.send(Err(Arc::new(e)));
+                    if writer.nobody_waiting() {
+                        g.flush().await;
+                    }
+                    return;
+                }
+            }
+            g.members.push(tx);
+            if writer.nobody_waiting() || g.members.len() >= MAX_BATCH {
+                g.flush().await;
+            }
+        });
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(sqlx::Error::Protocol(format!("batch commit failed: {e}"))),
+            Err(_) => Err(sqlx::Error::WorkerCrashed),
+        }
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        let Some(mut g) = self.guard.take() else {
+            return;
+        };
+        let savepoint = self.savepoint;
+        let writer = self.writer.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    g.abort(savepoint).await;
+                    if writer.nobody_waiting() {
+                        g.flush().await;
+                    }
+                });
+            }
+            // No runtime (shutting down): the next holder of the writer rolls back first.
+            Err(_) => g.owed_rollback = Some(savepoint),
+        }
+    }
+}
