@@ -300,7 +300,13 @@ impl Http {
         Ok(())
     }
 
-    async fn send(&mut self, method: &str, path: &str, form: &str, fetch: bool) -> io::Result<Resp> {
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: &str,
+        fetch: bool,
+    ) -> io::Result<Resp> {
         if self.s.is_none() {
             self.s = Some(connect(self.addr).await?);
             self.buf.clear();
@@ -348,7 +354,10 @@ impl Http {
             headers,
             body: Vec::new(),
         };
-        if let Some(len) = r.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(len) = r
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             while self.buf.len() < len {
                 self.fill().await?;
             }
@@ -431,7 +440,12 @@ where
 async fn befriend(addr: SocketAddr, a: &str, b: &str, b_name: &str) {
     let mut ha = Http::new(addr, a);
     let r = ha
-        .send("POST", "/friends/requests", &format!("username={b_name}"), false)
+        .send(
+            "POST",
+            "/friends/requests",
+            &format!("username={b_name}"),
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
@@ -480,7 +494,9 @@ async fn open_stream(
         buf.extend_from_slice(&tmp[..n]);
     };
     if !buf.starts_with(b"HTTP/1.0 200") && !buf.starts_with(b"HTTP/1.1 200") {
-        return Err(io::Error::other(String::from_utf8_lossy(&buf[..end]).into_owned()));
+        return Err(io::Error::other(
+            String::from_utf8_lossy(&buf[..end]).into_owned(),
+        ));
     }
     buf.drain(..end);
     Ok(tokio::spawn(async move {
@@ -492,7 +508,10 @@ async fn open_stream(
                 let mut i = 0;
                 while let Some(p) = buf[i..].windows(2).position(|w| w == b"zq") {
                     let start = i + p + 2;
-                    let digits = buf[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    let digits = buf[start..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count();
                     if digits > 0 && buf[start + digits..].starts_with(b"qz") {
                         let k: usize = std::str::from_utf8(&buf[start..start + digits])
                             .unwrap()
@@ -672,7 +691,10 @@ async fn fanout(
                     true,
                 )
                 .await;
-            assert!(matches!(r, Ok(ref r) if r.status == 200), "group post failed");
+            assert!(
+                matches!(r, Ok(ref r) if r.status == 200),
+                "group post failed"
+            );
             conn_tx.send(h).await.unwrap();
         }));
     }
@@ -710,7 +732,10 @@ async fn fanout(
     (pct(&mut lat, 0.5), pct(&mut lat, 0.99), max, lost)
 }
 
-fn async_channel() -> (mpsc::Sender<Http>, Arc<tokio::sync::Mutex<mpsc::Receiver<Http>>>) {
+fn async_channel() -> (
+    mpsc::Sender<Http>,
+    Arc<tokio::sync::Mutex<mpsc::Receiver<Http>>>,
+) {
     let (tx, rx) = mpsc::channel(16);
     (tx, Arc::new(tokio::sync::Mutex::new(rx)))
 }
@@ -763,6 +788,13 @@ async fn dm_latency(
     out
 }
 
+/// Whether a phase runs (`PARLEY_BENCH_PHASES=start,send,fanout,streams`; default all).
+fn phase(name: &str) -> bool {
+    std::env::var("PARLEY_BENCH_PHASES")
+        .map(|p| p.split(',').any(|x| x.trim() == name))
+        .unwrap_or(true)
+}
+
 async fn run(backend: Backend) -> Report {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut dbs = 0;
@@ -775,7 +807,7 @@ async fn run(backend: Backend) -> Report {
     // Cold start: from exec to the first answer, on a fresh database and on an existing one.
     let mut fresh = Vec::new();
     let mut again = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..if phase("start") { 3 } else { 0 } {
         let url = backend.fresh(dir.path(), &mut dbs).await;
         let (s, t) = start(&url, dir.path()).await;
         fresh.push(t);
@@ -848,7 +880,12 @@ async fn run(backend: Backend) -> Report {
             let (a, b) = (GROUP + 2 * p, GROUP + 2 * p + 1);
             befriend(addr, &c[a], &c[b], &uname(b)).await;
             let r = Http::new(addr, &c[a])
-                .send("GET", &format!("/friends/{}/conversation", ids[b]), "", false)
+                .send(
+                    "GET",
+                    &format!("/friends/{}/conversation", ids[b]),
+                    "",
+                    false,
+                )
                 .await
                 .unwrap();
             let conv = r
@@ -863,70 +900,91 @@ async fn run(backend: Backend) -> Report {
     println!("  (setup done in {:.1} s)", t.elapsed().as_secs_f64());
 
     // Sending.
-    let (rate, p50, p99, cpu, errors) =
-        send_load(addr, pairs[..1].to_vec(), 3.0, server.pid()).await;
-    rep.add(
-        "1 sender: messages/s",
-        format!("{rate:.0} ({cpu:.2} ms server CPU/msg)"),
-        "",
-        None,
-    );
-    rep.add(
-        "1 sender: send latency p50 / p99",
-        format!("{:.2} / {:.2} ms", ms(p50), ms(p99)),
-        "",
-        None,
-    );
-    assert_eq!(errors, 0, "failed sends");
-    let (rate, p50, p99, cpu, errors) = send_load(addr, pairs.clone(), 5.0, server.pid()).await;
-    let (want, name) = match backend {
-        Backend::Sqlite => (5000.0, "≥ 5,000 msg/s (30× peer)"),
-        Backend::Postgres(_) => (1820.0, "≥ 1,820 msg/s (10× peer)"),
-    };
-    rep.add(
-        "50 senders: messages/s",
-        format!("{rate:.0} ({cpu:.2} ms server CPU/msg)"),
-        name,
-        Some(rate >= want),
-    );
-    rep.add(
-        "50 senders: send latency p50 / p99",
-        format!("{:.2} / {:.2} ms", ms(p50), ms(p99)),
-        "p99 ≤ 10 ms",
-        Some(p99 <= Duration::from_millis(10)),
-    );
-    assert_eq!(errors, 0, "failed sends");
+    if phase("send") {
+        let (rate, p50, p99, cpu, errors) =
+            send_load(addr, pairs[..1].to_vec(), 3.0, server.pid()).await;
+        rep.add(
+            "1 sender: messages/s",
+            format!("{rate:.0} ({cpu:.2} ms server CPU/msg)"),
+            "",
+            None,
+        );
+        rep.add(
+            "1 sender: send latency p50 / p99",
+            format!("{:.2} / {:.2} ms", ms(p50), ms(p99)),
+            "",
+            None,
+        );
+        assert_eq!(errors, 0, "failed sends");
+        let (rate, p50, p99, cpu, errors) = send_load(addr, pairs.clone(), 5.0, server.pid()).await;
+        let (want, name) = match backend {
+            Backend::Sqlite => (5000.0, "≥ 5,000 msg/s (30× peer)"),
+            Backend::Postgres(_) => (1820.0, "≥ 1,820 msg/s (10× peer)"),
+        };
+        rep.add(
+            "50 senders: messages/s",
+            format!("{rate:.0} ({cpu:.2} ms server CPU/msg)"),
+            name,
+            Some(rate >= want),
+        );
+        rep.add(
+            "50 senders: send latency p50 / p99",
+            format!("{:.2} / {:.2} ms", ms(p50), ms(p99)),
+            "p99 ≤ 10 ms",
+            Some(p99 <= Duration::from_millis(10)),
+        );
+        assert_eq!(errors, 0, "failed sends");
+    }
 
     // Fan-out to the group: every member's stream open.
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut streams = Vec::new();
-    for i in 0..GROUP {
-        streams.push(
-            open_stream(addr, &cookies[i], Some((i, tx.clone())))
-                .await
-                .expect("stream"),
+    if phase("fanout") {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut streams = Vec::new();
+        for i in 0..GROUP {
+            streams.push(
+                open_stream(addr, &cookies[i], Some((i, tx.clone())))
+                    .await
+                    .expect("stream"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = fanout(addr, &cookies[1], group, 20.0, 20, 0, &mut rx).await;
+        let (p50, p99, max, lost) =
+            fanout(addr, &cookies[1], group, 20.0, 200, 1000, &mut rx).await;
+        rep.add(
+            "fan-out to 200 streams at 20 msg/s: p50 / p99 (max)",
+            format!(
+                "{:.2} / {:.2} ms ({:.1}), lost {lost}",
+                ms(p50),
+                ms(p99),
+                ms(max)
+            ),
+            "p99 ≤ 3 ms, none lost",
+            Some(p99 <= Duration::from_millis(3) && lost == 0),
         );
+        let (p50, p99, max, lost) =
+            fanout(addr, &cookies[1], group, 200.0, 1000, 2000, &mut rx).await;
+        rep.add(
+            "fan-out to 200 streams at 200 msg/s: p50 / p99 (max)",
+            format!(
+                "{:.2} / {:.2} ms ({:.1}), lost {lost}",
+                ms(p50),
+                ms(p99),
+                ms(max)
+            ),
+            "p99 ≤ 20 ms, none lost",
+            Some(p99 <= Duration::from_millis(20) && lost == 0),
+        );
+        for s in streams {
+            s.abort();
+        }
+        drop(rx);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = fanout(addr, &cookies[1], group, 20.0, 20, 0, &mut rx).await;
-    let (p50, p99, max, lost) = fanout(addr, &cookies[1], group, 20.0, 200, 1000, &mut rx).await;
-    rep.add(
-        "fan-out to 200 streams at 20 msg/s: p50 / p99 (max)",
-        format!("{:.2} / {:.2} ms ({:.1}), lost {lost}", ms(p50), ms(p99), ms(max)),
-        "p99 ≤ 3 ms, none lost",
-        Some(p99 <= Duration::from_millis(3) && lost == 0),
-    );
-    let (p50, p99, max, lost) = fanout(addr, &cookies[1], group, 200.0, 1000, 2000, &mut rx).await;
-    rep.add(
-        "fan-out to 200 streams at 200 msg/s: p50 / p99 (max)",
-        format!("{:.2} / {:.2} ms ({:.1}), lost {lost}", ms(p50), ms(p99), ms(max)),
-        "p99 ≤ 20 ms, none lost",
-        Some(p99 <= Duration::from_millis(20) && lost == 0),
-    );
-    for s in streams {
-        s.abort();
+    if !phase("streams") {
+        server.stop();
+        backend.drop_all(dbs).await;
+        return rep;
     }
-    drop(rx);
 
     // Idle streams: memory and direct-message latency, on a freshly started server.
     let pid_url = server.url.clone();
@@ -975,6 +1033,10 @@ async fn run(backend: Backend) -> Report {
         "≤ 4 KiB",
         Some(per_10k <= 4096.0),
     );
+    if let Ok(secs) = std::env::var("PARLEY_BENCH_HOLD") {
+        println!("  (holding the server, pid {pid}, for {secs} s)");
+        tokio::time::sleep(Duration::from_secs(secs.parse().unwrap_or(60))).await;
+    }
     let mut dm_10k = dm_latency(addr, &a, conv, 120_000, 300, &mut rx).await;
     let (m1, m10) = (pct(&mut dm_1k, 0.5), pct(&mut dm_10k, 0.5));
     rep.add(
@@ -1006,7 +1068,7 @@ async fn run(backend: Backend) -> Report {
 #[tokio::main]
 async fn main() {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if n < 2 * IDLE as u64 + 1000 => {
+        Ok(n) if n < IDLE as u64 + 1000 => {
             eprintln!("warning: only {n} open files allowed; 10,000 streams need more")
         }
         Ok(_) => {}
@@ -1016,7 +1078,10 @@ async fn main() {
     println!(
         "Parley load benchmark (release binary, {} cores, load average {})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let mut reports = vec![run(Backend::Sqlite).await];
     match std::env::var("PARLEY_BENCH_DATABASE_URL") {

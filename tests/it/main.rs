@@ -9,6 +9,7 @@ mod e2e_property;
 mod friends;
 mod helpers;
 mod live;
+mod log;
 mod messages;
 mod security;
 mod stream;
