@@ -58,14 +58,15 @@ pub async fn post(
     client_id: Option<&ClientId>,
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
-    let m = member_of(&mut tx, conversation_id, me.id).await?;
-    if m.is_direct() {
-        if !db::conversations::direct_still_friends(&mut tx.conn(), conversation_id, me.id).await? {
-            return Err(AppError::invalid(
-                "body",
-                "You are no longer friends, so this conversation is read-only.",
-            ));
-        }
+    // Membership, whether it takes messages, and the message before: one query.
+    let ctx = db::messages::post_context(&mut tx.conn(), conversation_id, me.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if ctx.open == 0 {
+        return Err(AppError::invalid(
+            "body",
+            "You are no longer friends, so this conversation is read-only.",
+        ));
     }
     let now = db::now_ms();
     let inserted = db::messages::insert(
@@ -87,15 +88,24 @@ pub async fn post(
         let prev = prev_message(&mut tx.conn(), conversation_id, row.id).await?;
         return Ok(data_of(&row, prev));
     };
-    db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
-    // The author has read what they wrote.
-    db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, id).await?;
-    let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("inserted message vanished"))?;
-    let prev = prev_message(&mut tx.conn(), conversation_id, id).await?;
-    let message = data_of(&row, prev);
-    let author_total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
+    // The conversation moves to it, and the author has read what they wrote.
+    let author_total_unread =
+        db::messages::after_post(&mut tx.conn(), conversation_id, me.id, id, now).await?;
+    let prev = match (ctx.prev_author_id, ctx.prev_created_at) {
+        (Some(author_id), Some(created_at)) => Some(PrevMessage {
+            author_id,
+            created_at,
+        }),
+        _ => None,
+    };
+    let message = MessageData {
+        id,
+        conversation_id,
+        author: me.clone(),
+        body: body.as_str().to_owned(),
+        created_at: now,
+        prev,
+    };
     record(
         &mut tx,
         Event::MessageAdded {

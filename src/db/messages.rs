@@ -110,3 +110,74 @@ pub async fn before(
     .fetch_optional(e)
     .await)
 }
+
+/// What posting in a conversation needs, read in one query: whether `user` is a member (None
+/// otherwise, whether or not it exists), whether it takes messages (a direct conversation only
+/// between friends), and the message before the new one (grouping).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PostContext {
+    /// 1 when the conversation takes messages from `user`.
+    pub open: i64,
+    /// Author of the newest message so far.
+    pub prev_author_id: Option<i64>,
+    /// Its time.
+    pub prev_created_at: Option<i64>,
+}
+
+/// Reads the [`PostContext`] of `user` in `conversation`.
+pub async fn post_context(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    user: i64,
+) -> sqlx::Result<Option<PostContext>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT CASE WHEN c.kind <> 'direct' OR EXISTS (SELECT 1 FROM members o \
+           JOIN friendships f ON f.user_id = $2 AND f.friend_id = o.user_id \
+           WHERE o.conversation_id = c.id AND o.user_id <> $2) THEN 1 ELSE 0 END AS open, \
+         lm.author_id AS prev_author_id, lm.created_at AS prev_created_at \
+         FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 \
+         LEFT JOIN messages lm ON lm.id = \
+           (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
+         WHERE c.id = $1",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_optional(e)
+    .await)
+}
+
+/// After a post: the conversation's newest message and activity move to it, the author's read
+/// marker too; returns the author's unread messages over all conversations (their badge). One
+/// round trip on SQLite (several statements in one call), three on PostgreSQL.
+pub async fn after_post(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    author: i64,
+    message: i64,
+    now: i64,
+) -> sqlx::Result<i64> {
+    const TOUCH: &str =
+        "UPDATE conversations SET last_message_id = $1, last_activity_at = $2 WHERE id = $3";
+    const READ: &str = "UPDATE members SET last_read_message_id = $1 \
+         WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1";
+    const UNREAD: &str = "SELECT COUNT(*) FROM members m JOIN messages x \
+         ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+         AND x.author_id <> $4 WHERE m.user_id = $4";
+    match c {
+        Conn::Sqlite(e) => {
+            sqlx::query_scalar(&format!("{TOUCH}; {READ}; {UNREAD}"))
+                .bind(message)
+                .bind(now)
+                .bind(conversation)
+                .bind(author)
+                .fetch_one(&mut **e)
+                .await
+        }
+        Conn::Pg(e) => {
+            super::conversations::touch(&mut Conn::Pg(e), conversation, message, now).await?;
+            super::conversations::mark_read(&mut Conn::Pg(e), conversation, author, message)
+                .await?;
+            super::conversations::total_unread(&mut Conn::Pg(e), author).await
+        }
+    }
+}

@@ -133,11 +133,7 @@ impl WriterState {
     /// Rolls back the current use case: its savepoint, or (the first of a batch) the transaction.
     async fn abort(&mut self, savepoint: bool) {
         if savepoint {
-            let r = match exec(&mut self.conn, "ROLLBACK TO use_case").await {
-                Ok(()) => exec(&mut self.conn, "RELEASE use_case").await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
+            if let Err(e) = exec(&mut self.conn, "ROLLBACK TO use_case").await {
                 tracing::error!(error = %e, "rolling back a use case failed; dropping the batch");
                 self.fail_batch(e).await;
             }
@@ -227,21 +223,12 @@ impl SqliteTx {
         };
         let (tx, rx) = oneshot::channel();
         let writer = self.writer.clone();
-        let savepoint = self.savepoint;
         // Finishing runs in its own task, so a caller that goes away (a closed connection)
         // never leaves the shared transaction half done.
         tokio::spawn(async move {
             let mut g = guard;
-            if savepoint {
-                if let Err(e) = exec(&mut g.conn, "RELEASE use_case").await {
-                    g.abort(true).await;
-                    let _ = tx.send(Err(Arc::new(e)));
-                    if writer.nobody_waiting() {
-                        g.flush().await;
-                    }
-                    return;
-                }
-            }
+            // No RELEASE: the batch's savepoints simply nest, and COMMIT keeps them all (a round
+            // trip saved per use case). A later ROLLBACK TO use_case reaches the newest one only.
             g.members.push(tx);
             if writer.nobody_waiting() || g.members.len() >= MAX_BATCH {
                 g.flush().await;
