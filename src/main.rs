@@ -11,8 +11,18 @@ use parley::{App, telemetry};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Database drivers wake their tasks from their own threads, which puts them in the runtime's
+    // shared queue. Looking there often keeps the task that holds the SQLite writer from waiting
+    // behind every other request between two of its statements (the writer idles meanwhile).
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .global_queue_interval(2)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.config.log_format);
     // Every open stream is a socket: allow as many as the system lets this process have.
