@@ -39,6 +39,7 @@ pub struct App {
     state: AppState,
     store: Store,
     start_cursor: i64,
+    feed: Option<db::writer::Feed>,
 }
 
 /// Connects to the database and applies all migrations (ours and the session store's).
@@ -57,6 +58,11 @@ impl App {
     /// Builds the app: connects, migrates, binds the listener (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let (db, store) = connect_and_migrate(&config).await?;
+        // Before the log's end is read: a batch committed in between comes through the feed.
+        let feed = match &db {
+            Db::Sqlite { write, .. } => Some(write.feed().await),
+            Db::Postgres(_) => None,
+        };
         let start_cursor = {
             let mut rc = db.read().await?;
             db::events::last_id(&mut rc.conn()).await?
@@ -96,6 +102,7 @@ impl App {
             state,
             store,
             start_cursor,
+            feed,
         })
     }
 
@@ -119,13 +126,16 @@ impl App {
             state,
             store,
             start_cursor,
+            feed,
         } = self;
         let shutdown = state.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
+        state.hub.start_at(start_cursor);
         tasks.spawn(live::run_log_reader(
             state.hub.clone(),
             state.db.clone(),
             start_cursor,
+            feed,
             shutdown.clone(),
         ));
         if let Db::Postgres(pool) = &state.db {

@@ -112,6 +112,12 @@ pub async fn append(
             .bind(now)
             .execute(&mut t.state().conn)
             .await?;
+            t.state().pending.push(EventRow {
+                id,
+                payload: payload.to_owned(),
+                audience: audience.clone(),
+                conversation_id: log.conversation,
+            });
             id
         }
         Tx::Pg(t, n) => {

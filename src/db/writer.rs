@@ -10,10 +10,10 @@
 //! `log_state.last_id` is written once per batch, just before the commit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sqlx::SqliteConnection;
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
 /// The most use cases one commit covers (bounds the wait of the first of them).
 pub const MAX_BATCH: usize = 256;
@@ -35,6 +35,20 @@ pub struct WriterState {
     logged_event: i64,
     /// A use case was dropped where no task could roll it back: do it before anything else.
     owed_rollback: Option<bool>,
+    /// Events appended in the open batch, for the feed once it commits.
+    pub(crate) pending: Vec<super::events::EventRow>,
+    /// Where committed events go (the Hub's log reader), in commit order.
+    feed: Option<mpsc::Sender<Vec<super::events::EventRow>>>,
+    /// Set when the feed was full: the reader reads the log instead.
+    lost: Arc<AtomicBool>,
+}
+
+/// Committed events, straight from the writer, so the Hub need not read them back.
+pub struct Feed {
+    /// Batches in commit order.
+    pub rx: mpsc::Receiver<Vec<super::events::EventRow>>,
+    /// True when a batch could not be queued: read the log to catch up.
+    pub lost: Arc<AtomicBool>,
 }
 
 /// The shared writer (cheap to clone).
@@ -66,6 +80,9 @@ impl Writer {
                 last_event,
                 logged_event: last_event,
                 owed_rollback: None,
+                pending: Vec::new(),
+                feed: None,
+                lost: Arc::new(AtomicBool::new(false)),
             })),
             waiting: Arc::new(AtomicUsize::new(0)),
         }
@@ -94,6 +111,17 @@ impl Writer {
         g
     }
 
+    /// From now on, committed events also go to the returned feed.
+    pub async fn feed(&self) -> Feed {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut g = self.exclusive().await;
+        g.feed = Some(tx);
+        Feed {
+            rx,
+            lost: g.lost.clone(),
+        }
+    }
+
     /// Starts a use case in the current batch (or a new one).
     pub async fn begin(&self) -> sqlx::Result<SqliteTx> {
         let mut g = self.lease().await;
@@ -110,7 +138,9 @@ impl Writer {
             return Err(e);
         }
         g.open = true;
+        let mark = g.pending.len();
         Ok(SqliteTx {
+            mark,
             guard: Some(g),
             writer: self.clone(),
             savepoint,
@@ -126,12 +156,14 @@ impl WriterState {
     /// Pays a rollback owed by a use case dropped outside the runtime.
     async fn settle(&mut self) {
         if let Some(savepoint) = self.owed_rollback.take() {
-            self.abort(savepoint).await;
+            let mark = self.pending.len();
+            self.abort(savepoint, mark).await;
         }
     }
 
     /// Rolls back the current use case: its savepoint, or (the first of a batch) the transaction.
-    async fn abort(&mut self, savepoint: bool) {
+    async fn abort(&mut self, savepoint: bool, mark: usize) {
+        self.pending.truncate(mark);
         if savepoint {
             if let Err(e) = exec(&mut self.conn, "ROLLBACK TO use_case").await {
                 tracing::error!(error = %e, "rolling back a use case failed; dropping the batch");
@@ -146,6 +178,7 @@ impl WriterState {
     }
 
     async fn fail_batch(&mut self, e: sqlx::Error) {
+        self.pending.clear();
         let _ = exec(&mut self.conn, "ROLLBACK").await;
         self.open = false;
         let e = Arc::new(e);
@@ -175,6 +208,14 @@ impl WriterState {
             Ok(()) => {
                 self.open = false;
                 self.logged_event = self.last_event;
+                if !self.pending.is_empty() {
+                    let events = std::mem::take(&mut self.pending);
+                    if let Some(feed) = &self.feed {
+                        if feed.try_send(events).is_err() {
+                            self.lost.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
                 for m in self.members.drain(..) {
                     let _ = m.send(Ok(()));
                 }
@@ -202,6 +243,8 @@ impl WriterState {
 /// One use case's part of a batch. Dropped without [`SqliteTx::commit`], it rolls back.
 pub struct SqliteTx {
     guard: Option<OwnedMutexGuard<WriterState>>,
+    /// Events of the batch before this use case.
+    mark: usize,
     writer: Writer,
     savepoint: bool,
 }
@@ -248,18 +291,22 @@ impl Drop for SqliteTx {
             return;
         };
         let savepoint = self.savepoint;
+        let mark = self.mark;
         let writer = self.writer.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    g.abort(savepoint).await;
+                    g.abort(savepoint, mark).await;
                     if writer.nobody_waiting() {
                         g.flush().await;
                     }
                 });
             }
             // No runtime (shutting down): the next holder of the writer rolls back first.
-            Err(_) => g.owed_rollback = Some(savepoint),
+            Err(_) => {
+                g.pending.truncate(mark);
+                g.owed_rollback = Some(savepoint);
+            }
         }
     }
 }

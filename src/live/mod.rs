@@ -51,18 +51,26 @@ pub fn render(
     Arc::new(Rendered::new(row.id, frames))
 }
 
-/// Reads the log after `cursor` and delivers, until shutdown.
-pub async fn run_log_reader(hub: Arc<Hub>, db: Db, mut cursor: i64, shutdown: CancellationToken) {
+/// Reads the log after `cursor` and delivers, until shutdown. On SQLite the writer hands each
+/// committed batch over (`feed`), so nothing is read back; the log is read at start, when a batch
+/// could not be queued, and every 30 s as a safety net.
+pub async fn run_log_reader(
+    hub: Arc<Hub>,
+    db: Db,
+    mut cursor: i64,
+    mut feed: Option<db::writer::Feed>,
+    shutdown: CancellationToken,
+) {
     // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener
     // (and events held back behind a transaction that was still running).
     let poll = match db {
         Db::Postgres(_) => Duration::from_millis(500),
         Db::Sqlite { .. } => Duration::from_secs(30),
     };
+    let mut read_log = true;
     loop {
-        match drain(&hub, &db, &mut cursor).await {
-            Ok(()) => {}
-            Err(e) => {
+        if read_log {
+            if let Err(e) = drain(&hub, &db, &mut cursor).await {
                 tracing::error!(error = %e, "reading the event log failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -71,11 +79,49 @@ pub async fn run_log_reader(hub: Arc<Hub>, db: Db, mut cursor: i64, shutdown: Ca
                 continue;
             }
         }
+        read_log = feed.is_none();
+        let lost = |feed: &Option<db::writer::Feed>| {
+            feed.as_ref()
+                .is_some_and(|f| f.lost.swap(false, std::sync::atomic::Ordering::SeqCst))
+        };
         tokio::select! {
-            _ = hub.wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+            batch = async { feed.as_mut()?.rx.recv().await }, if feed.is_some() => match batch {
+                Some(rows) if !lost(&feed) => publish_rows(&hub, &rows, &mut cursor),
+                Some(_) => read_log = true,
+                None => {
+                    feed = None;
+                    read_log = true;
+                }
+            },
+            _ = hub.wake.notified() => read_log |= lost(&feed),
+            _ = tokio::time::sleep(poll) => read_log = true,
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Renders and publishes `rows` past `cursor`, in order.
+fn publish_rows(hub: &Hub, rows: &[db::events::EventRow], cursor: &mut i64) {
+    for row in rows {
+        if row.id <= *cursor {
+            continue;
+        }
+        let parsed = parse(row);
+        let rendered = render(hub, row, parsed.as_ref());
+        let (event, explicit) = match &parsed {
+            Some((e, x)) => (Some(e), x.as_slice()),
+            None => (None, &[][..]),
+        };
+        hub.publish(
+            hub::Logged {
+                id: row.id,
+                event,
+                conversation: row.conversation_id,
+                explicit,
+            },
+            rendered,
+        );
+        *cursor = row.id;
     }
 }
 
@@ -85,26 +131,8 @@ async fn drain(hub: &Hub, db: &Db, cursor: &mut i64) -> sqlx::Result<()> {
             let mut rc = db.read().await?;
             db::events::after(&mut rc.conn(), *cursor, BATCH).await?
         };
-        let n = rows.len() as i64;
-        for row in &rows {
-            let parsed = parse(row);
-            let rendered = render(hub, row, parsed.as_ref());
-            let (event, explicit) = match &parsed {
-                Some((e, x)) => (Some(e), x.as_slice()),
-                None => (None, &[][..]),
-            };
-            hub.publish(
-                hub::Logged {
-                    id: row.id,
-                    event,
-                    conversation: row.conversation_id,
-                    explicit,
-                },
-                rendered,
-            );
-            *cursor = row.id;
-        }
-        if n < BATCH {
+        publish_rows(hub, &rows, cursor);
+        if (rows.len() as i64) < BATCH {
             return Ok(());
         }
     }
