@@ -91,7 +91,7 @@ pub fn parse_audience(s: &str) -> Vec<i64> {
 /// Appends an event inside `tx`; returns its id.
 pub async fn append(
     tx: &mut Tx,
-    kind: &str,
+    kind: &'static str,
     payload: &str,
     log: &LogAudience,
     now: i64,
@@ -99,24 +99,17 @@ pub async fn append(
     let audience = encode_audience(&log.explicit);
     let id = match tx {
         Tx::Sqlite(t) => {
+            // Written with the batch, just before its commit (see `db::writer`).
             let id = t.state().next_event_id();
-            sqlx::query(
-                "INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(kind)
-            .bind(payload)
-            .bind(log.conversation)
-            .bind(&audience)
-            .bind(now)
-            .execute(&mut t.state().conn)
-            .await?;
-            t.state().pending.push(EventRow {
-                id,
-                payload: payload.to_owned(),
-                audience: audience.clone(),
-                conversation_id: log.conversation,
+            t.state().pending.push(super::writer::PendingEvent {
+                row: EventRow {
+                    id,
+                    payload: payload.to_owned(),
+                    audience: audience.clone(),
+                    conversation_id: log.conversation,
+                },
+                kind,
+                created_at: now,
             });
             id
         }

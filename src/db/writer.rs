@@ -35,12 +35,23 @@ pub struct WriterState {
     logged_event: i64,
     /// A use case was dropped where no task could roll it back: do it before anything else.
     owed_rollback: Option<bool>,
-    /// Events appended in the open batch, for the feed once it commits.
-    pub(crate) pending: Vec<super::events::EventRow>,
+    /// Events recorded in the open batch: written just before its commit (nothing reads them
+    /// inside the transaction), then handed to the feed.
+    pub(crate) pending: Vec<PendingEvent>,
     /// Where committed events go (the Hub's log reader), in commit order.
     feed: Option<mpsc::Sender<Vec<super::events::EventRow>>>,
     /// Set when the feed was full: the reader reads the log instead.
     lost: Arc<AtomicBool>,
+}
+
+/// An event row waiting for its batch's commit.
+pub struct PendingEvent {
+    /// The row as readers get it.
+    pub row: super::events::EventRow,
+    /// Its kind.
+    pub kind: &'static str,
+    /// When it was recorded (ms).
+    pub created_at: i64,
 }
 
 /// Committed events, straight from the writer, so the Hub need not read them back.
@@ -192,6 +203,23 @@ impl WriterState {
         if !self.open {
             return;
         }
+        for chunk in self.pending.chunks(128) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.row.id)
+                    .push_bind(e.kind)
+                    .push_bind(e.row.payload.as_str())
+                    .push_bind(e.row.conversation_id)
+                    .push_bind(e.row.audience.as_str())
+                    .push_bind(e.created_at);
+            });
+            if let Err(e) = q.build().execute(&mut self.conn).await {
+                tracing::error!(error = %e, "writing the batch's events failed");
+                return self.fail_batch(e).await;
+            }
+        }
         if self.last_event > self.logged_event {
             let r = sqlx::query(
                 "UPDATE log_state SET last_id = $1 WHERE singleton = 1 AND last_id < $1",
@@ -209,7 +237,7 @@ impl WriterState {
                 self.open = false;
                 self.logged_event = self.last_event;
                 if !self.pending.is_empty() {
-                    let events = std::mem::take(&mut self.pending);
+                    let events = self.pending.drain(..).map(|e| e.row).collect();
                     if let Some(feed) = &self.feed {
                         if feed.try_send(events).is_err() {
                             self.lost.store(true, Ordering::SeqCst);
@@ -265,18 +293,18 @@ impl SqliteTx {
             return Ok(());
         };
         let (tx, rx) = oneshot::channel();
-        let writer = self.writer.clone();
-        // Finishing runs in its own task, so a caller that goes away (a closed connection)
-        // never leaves the shared transaction half done.
-        tokio::spawn(async move {
-            let mut g = guard;
-            // No RELEASE: the batch's savepoints simply nest, and COMMIT keeps them all (a round
-            // trip saved per use case). A later ROLLBACK TO use_case reaches the newest one only.
-            g.members.push(tx);
-            if writer.nobody_waiting() || g.members.len() >= MAX_BATCH {
-                g.flush().await;
-            }
-        });
+        let mut g = guard;
+        // No RELEASE: the batch's savepoints simply nest, and COMMIT keeps them all (a round trip
+        // saved per use case). A later ROLLBACK TO use_case reaches the newest one only.
+        g.members.push(tx);
+        if self.writer.nobody_waiting() || g.members.len() >= MAX_BATCH {
+            // The commit runs in its own task, so a caller that goes away (a closed connection)
+            // never leaves the shared transaction half done.
+            tokio::spawn(async move { g.flush().await });
+        } else {
+            // The next use case carries the batch on.
+            drop(g);
+        }
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(sqlx::Error::Protocol(format!("batch commit failed: {e}"))),
