@@ -255,7 +255,9 @@ async fn serve_connection(
     match (done, job) {
         (Ok(()), Some(job)) => {
             let io = conn.into_parts().io.into_inner();
-            tokio::spawn(run_stream(io, job));
+            let stream = run_stream(io, job);
+            tracing::trace!(bytes = std::mem::size_of_val(&stream), "stream task");
+            tokio::spawn(stream);
         }
         (Ok(()), None) => {
             let mut io = conn.into_parts().io.into_inner();

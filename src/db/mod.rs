@@ -177,7 +177,8 @@ impl Db {
             .max_connections(4)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_lazy_with(base.read_only(true));
+            // A small page cache each: the operating system caches the file anyway.
+            .connect_lazy_with(base.read_only(true).pragma("cache_size", "-512"));
         let db = Db::Sqlite {
             write: Writer::new(write, 0),
             read,

@@ -262,11 +262,12 @@ pub async fn run_stream(mut io: TcpStream, job: StreamJob) {
         let _ = io.shutdown().await;
         return;
     };
-    let deadline = tokio::time::sleep(expires_in);
-    tokio::pin!(deadline);
-    let mut keep_alive =
-        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
-    let mut probe = [0u8; 16];
+    // One timer for both the keep-alive and the session's end (a timer is a few hundred bytes,
+    // and idle streams are many).
+    let end = tokio::time::Instant::now() + expires_in;
+    let timer = tokio::time::sleep(KEEP_ALIVE.min(expires_in));
+    tokio::pin!(timer);
+    let mut probe = [0u8; 8];
     loop {
         tokio::select! {
             biased;
@@ -299,11 +300,15 @@ pub async fn run_stream(mut io: TcpStream, job: StreamJob) {
                     break;
                 }
             }
-            _ = &mut deadline => break,
-            _ = keep_alive.tick() => {
+            _ = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= end {
+                    break;
+                }
                 if !send(&mut io, &[frame::comment("", None)], &shutdown).await {
                     break;
                 }
+                timer.as_mut().reset((now + KEEP_ALIVE).min(end));
             }
             r = io.readable() => match r {
                 // The client sends nothing more on a stream: end of input means it went away.
