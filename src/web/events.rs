@@ -236,12 +236,16 @@ async fn write_chunks(io: &mut TcpStream, chunks: &[Bytes]) -> std::io::Result<(
     Ok(())
 }
 
-/// Writes with a time limit, giving up at shutdown.
+/// Writes with a time limit, giving up at shutdown. The write's state lives on the heap while
+/// it runs, so an idle stream's task stays small.
 async fn send(io: &mut TcpStream, chunks: &[Bytes], shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        r = tokio::time::timeout(WRITE_TIMEOUT, write_chunks(io, chunks)) => matches!(r, Ok(Ok(()))),
-        _ = shutdown.cancelled() => false,
-    }
+    Box::pin(async {
+        tokio::select! {
+            r = tokio::time::timeout(WRITE_TIMEOUT, write_chunks(io, chunks)) => matches!(r, Ok(Ok(()))),
+            _ = shutdown.cancelled() => false,
+        }
+    })
+    .await
 }
 
 /// Runs a stream on its bare connection until the session ends, the Hub closes it (logout,
