@@ -1083,7 +1083,10 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut reports = vec![run(Backend::Sqlite).await];
+    let mut reports = Vec::new();
+    if std::env::var("PARLEY_BENCH_SQLITE").as_deref() != Ok("0") {
+        reports.push(run(Backend::Sqlite).await);
+    }
     match std::env::var("PARLEY_BENCH_DATABASE_URL") {
         Ok(url) if !url.is_empty() => reports.push(run(Backend::Postgres(url)).await),
         _ => println!("\n(PostgreSQL skipped: set PARLEY_BENCH_DATABASE_URL to measure it)"),

@@ -133,7 +133,7 @@ pub async fn post_context(
     run!(c, e => sqlx::query_as(
         "SELECT CASE WHEN c.kind <> 'direct' OR EXISTS (SELECT 1 FROM members o \
            JOIN friendships f ON f.user_id = $2 AND f.friend_id = o.user_id \
-           WHERE o.conversation_id = c.id AND o.user_id <> $2) THEN 1 ELSE 0 END AS open, \
+           WHERE o.conversation_id = c.id AND o.user_id <> $2) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS open, \
          lm.author_id AS prev_author_id, lm.created_at AS prev_created_at \
          FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 \
          LEFT JOIN messages lm ON lm.id = \
