@@ -148,7 +148,7 @@ pub async fn post_context(
 
 /// After a post: the conversation's newest message and activity move to it, the author's read
 /// marker too; returns the author's unread messages over all conversations (their badge). One
-/// round trip on SQLite (several statements in one call), three on PostgreSQL.
+/// round trip on either backend.
 pub async fn after_post(
     c: &mut Conn<'_>,
     conversation: i64,
@@ -174,10 +174,22 @@ pub async fn after_post(
                 .await
         }
         Conn::Pg(e) => {
-            super::conversations::touch(&mut Conn::Pg(e), conversation, message, now).await?;
-            super::conversations::mark_read(&mut Conn::Pg(e), conversation, author, message)
-                .await?;
-            super::conversations::total_unread(&mut Conn::Pg(e), author).await
+            // One statement: the updates as CTEs; the count reads the snapshot before them, so it
+            // leaves this conversation out (after the post the author has nothing unread there).
+            sqlx::query_scalar(
+                "WITH t AS (UPDATE conversations SET last_message_id = $1, last_activity_at = $2 \
+                 WHERE id = $3), r AS (UPDATE members SET last_read_message_id = $1 \
+                 WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1) \
+                 SELECT COUNT(*) FROM members m JOIN messages x \
+                 ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+                 AND x.author_id <> $4 WHERE m.user_id = $4 AND m.conversation_id <> $3",
+            )
+            .bind(message)
+            .bind(now)
+            .bind(conversation)
+            .bind(author)
+            .fetch_one(&mut **e)
+            .await
         }
     }
 }
