@@ -102,10 +102,10 @@ async fn start(url: &str, dir: &std::path::Path) -> (Server, Duration) {
                 .write_all(b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
                 .await;
             let mut b = [0u8; 16];
-            if let Ok(n) = s.read(&mut b).await {
-                if b[..n].starts_with(b"HTTP/1.1 200") {
-                    return (server, started.elapsed());
-                }
+            if let Ok(n) = s.read(&mut b).await
+                && b[..n].starts_with(b"HTTP/1.1 200")
+            {
+                return (server, started.elapsed());
             }
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -467,11 +467,14 @@ async fn befriend(addr: SocketAddr, a: &str, b: &str, b_name: &str) {
 
 // ------------------------------------------------------------------ SSE readers
 
+/// Where a reader reports (reader, token, when).
+type Seen = mpsc::UnboundedSender<(usize, usize, Instant)>;
+
 /// Opens a stream; every `zq{k}qz` token seen the first time is reported with its time.
 async fn open_stream(
     addr: SocketAddr,
     cookie: &str,
-    report: Option<(usize, mpsc::UnboundedSender<(usize, usize, Instant)>)>,
+    report: Option<(usize, Seen)>,
 ) -> io::Result<tokio::task::JoinHandle<()>> {
     let mut s = connect(addr).await?;
     s.write_all(
@@ -1005,7 +1008,11 @@ async fn run(backend: Backend) -> Report {
         let c = cookies.clone();
         each((from..to).collect(), 64, move |i| {
             let c = c.clone();
-            async move { open_stream(addr, &c[i], None).await.expect("idle stream") }
+            async move {
+                let reader = open_stream(addr, &c[i], None).await.expect("idle stream");
+                // Kept, not awaited: the reader runs until aborted.
+                Some(reader)
+            }
         })
     };
     let mut idle_streams = open(first, first + 1000).await;
@@ -1056,7 +1063,7 @@ async fn run(backend: Backend) -> Report {
         "within 10 % of 1,000",
         Some(ms(m10) <= ms(m1) * 1.10),
     );
-    for s in idle_streams {
+    for s in idle_streams.into_iter().flatten() {
         s.abort();
     }
     recv.abort();

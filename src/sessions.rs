@@ -55,10 +55,11 @@ impl SqliteSessions {
         if !written && matches!(recent.get(&id), Some(None)) {
             return;
         }
-        if recent.len() >= RECENT_SESSIONS && !recent.contains_key(&id) {
-            if let Some(k) = recent.keys().next().copied() {
-                recent.remove(&k);
-            }
+        if recent.len() >= RECENT_SESSIONS
+            && !recent.contains_key(&id)
+            && let Some(k) = recent.keys().next().copied()
+        {
+            recent.remove(&k);
         }
         recent.insert(id, record.cloned());
     }

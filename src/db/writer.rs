@@ -238,10 +238,10 @@ impl WriterState {
                 self.logged_event = self.last_event;
                 if !self.pending.is_empty() {
                     let events = self.pending.drain(..).map(|e| e.row).collect();
-                    if let Some(feed) = &self.feed {
-                        if feed.try_send(events).is_err() {
-                            self.lost.store(true, Ordering::SeqCst);
-                        }
+                    if let Some(feed) = &self.feed
+                        && feed.try_send(events).is_err()
+                    {
+                        self.lost.store(true, Ordering::SeqCst);
                     }
                 }
                 for m in self.members.drain(..) {

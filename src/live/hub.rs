@@ -183,10 +183,10 @@ impl State {
                 }
             }
         }
-        if self.changes.len() == RECENT_CHANGES {
-            if let Some((old, _)) = self.changes.pop_front() {
-                self.changes_floor = old;
-            }
+        if self.changes.len() == RECENT_CHANGES
+            && let Some((old, _)) = self.changes.pop_front()
+        {
+            self.changes_floor = old;
         }
         self.changes.push_back((id, change));
     }

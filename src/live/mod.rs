@@ -69,15 +69,13 @@ pub async fn run_log_reader(
     };
     let mut read_log = true;
     loop {
-        if read_log {
-            if let Err(e) = drain(&hub, &db, &mut cursor).await {
-                tracing::error!(error = %e, "reading the event log failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                continue;
+        if read_log && let Err(e) = drain(&hub, &db, &mut cursor).await {
+            tracing::error!(error = %e, "reading the event log failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
             }
+            continue;
         }
         read_log = feed.is_none();
         let lost = |feed: &Option<db::writer::Feed>| {
