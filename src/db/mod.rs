@@ -180,7 +180,9 @@ impl Db {
             // A small page cache each: the operating system caches the file anyway.
             .connect_lazy_with(base.read_only(true).pragma("cache_size", "-512"));
         let db = Db::Sqlite {
-            write: Writer::new(write, 0),
+            write: Writer::new(write, 0)
+                .await
+                .context("hooking the SQLite writer")?,
             read,
         };
         db.check_pragmas().await?;
@@ -256,7 +258,7 @@ impl Db {
     /// Closes the pools (at shutdown, after the last request).
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { write, read } => {
+            Db::Sqlite { write, read, .. } => {
                 read.close().await;
                 // Commits whatever batch is open; the connection closes with the last handle.
                 drop(write.exclusive().await);

@@ -42,6 +42,8 @@ pub struct WriterState {
     feed: Option<mpsc::Sender<Vec<super::events::EventRow>>>,
     /// Set when the feed was full: the reader reads the log instead.
     lost: Arc<AtomicBool>,
+    /// Told after each commit (before anyone in the batch is answered).
+    users: Arc<UserCache>,
 }
 
 /// An event row waiting for its batch's commit.
@@ -62,10 +64,76 @@ pub struct Feed {
     pub lost: Arc<AtomicBool>,
 }
 
+/// Recently read users, valid while no committed write touched the `users` table since (the
+/// writer's update hook says when). Saves a read per request on SQLite, where this process is
+/// the only writer.
+#[derive(Default)]
+pub struct UserCache {
+    inner: std::sync::Mutex<UserCacheInner>,
+    /// Set by the update hook when a statement writes `users`.
+    touched: AtomicBool,
+}
+
+#[derive(Default)]
+struct UserCacheInner {
+    generation: u64,
+    users: std::collections::HashMap<i64, (u64, super::users::UserRow)>,
+}
+
+/// Users kept in memory.
+const CACHED_USERS: usize = 1024;
+
+impl UserCache {
+    fn inner(&self) -> std::sync::MutexGuard<'_, UserCacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current generation (read before reading a user from the database).
+    pub fn generation(&self) -> u64 {
+        self.inner().generation
+    }
+
+    /// A user read in this generation, if any.
+    pub fn get(&self, id: i64) -> Option<super::users::UserRow> {
+        let inner = self.inner();
+        inner
+            .users
+            .get(&id)
+            .filter(|(g, _)| *g == inner.generation)
+            .map(|(_, u)| u.clone())
+    }
+
+    /// Keeps `user`, read from the database in `generation` (unless a write committed since).
+    pub fn put(&self, generation: u64, user: &super::users::UserRow) {
+        let mut inner = self.inner();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.users.len() >= CACHED_USERS
+            && !inner.users.contains_key(&user.id)
+            && let Some(k) = inner.users.keys().next().copied()
+        {
+            inner.users.remove(&k);
+        }
+        inner.users.insert(user.id, (generation, user.clone()));
+    }
+
+    /// After a commit: if it wrote `users`, every cached user is stale.
+    fn committed(&self) {
+        if self.touched.swap(false, Ordering::SeqCst) {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            inner.users.clear();
+        }
+    }
+}
+
 /// The shared writer (cheap to clone).
 #[derive(Clone)]
 pub struct Writer {
     state: Arc<Mutex<WriterState>>,
+    /// Users cached for reads (see [`UserCache`]).
+    pub users: Arc<UserCache>,
     /// Tasks queued for the lease: a batch stays open while someone is waiting.
     waiting: Arc<AtomicUsize>,
 }
@@ -82,8 +150,16 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()
 
 impl Writer {
     /// Wraps the writer connection; `last_event` is the newest event id already in the log.
-    pub fn new(conn: SqliteConnection, last_event: i64) -> Writer {
-        Writer {
+    pub async fn new(mut conn: SqliteConnection, last_event: i64) -> sqlx::Result<Writer> {
+        let users = Arc::new(UserCache::default());
+        let hook = users.clone();
+        conn.lock_handle().await?.set_update_hook(move |u| {
+            if u.table == "users" {
+                hook.touched.store(true, Ordering::SeqCst);
+            }
+        });
+        Ok(Writer {
+            users: users.clone(),
             state: Arc::new(Mutex::new(WriterState {
                 conn,
                 open: false,
@@ -94,9 +170,10 @@ impl Writer {
                 pending: Vec::new(),
                 feed: None,
                 lost: Arc::new(AtomicBool::new(false)),
+                users: users.clone(),
             })),
             waiting: Arc::new(AtomicUsize::new(0)),
-        }
+        })
     }
 
     /// Takes the writer outside any batch (migrations, checks at start, shutdown).
@@ -190,6 +267,7 @@ impl WriterState {
 
     async fn fail_batch(&mut self, e: sqlx::Error) {
         self.pending.clear();
+        self.users.committed();
         let _ = exec(&mut self.conn, "ROLLBACK").await;
         self.open = false;
         let e = Arc::new(e);
@@ -236,6 +314,7 @@ impl WriterState {
             Ok(()) => {
                 self.open = false;
                 self.logged_event = self.last_event;
+                self.users.committed();
                 if !self.pending.is_empty() {
                     let events = self.pending.drain(..).map(|e| e.row).collect();
                     if let Some(feed) = &self.feed
