@@ -131,6 +131,9 @@ impl App {
         let shutdown = state.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
         state.hub.start_at(start_cursor);
+        if feed.is_some() {
+            state.hub.set_fed();
+        }
         tasks.spawn(live::run_log_reader(
             state.hub.clone(),
             state.db.clone(),

@@ -231,6 +231,8 @@ pub struct Hub {
     pub node: u64,
     /// Where local presence changes go to reach other nodes (set on PostgreSQL).
     outbox: Mutex<Option<mpsc::Sender<PresenceChange>>>,
+    /// Set when the writer feeds the reader (see [`Hub::set_fed`]).
+    fed: std::sync::atomic::AtomicBool,
 }
 
 /// A registered stream: its mailbox. Dropping it unregisters the connection.
@@ -301,6 +303,7 @@ impl Hub {
             wake: Notify::new(),
             node: rand::random(),
             outbox: Mutex::new(None),
+            fed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -309,9 +312,17 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells the log reader that events were committed.
+    /// Tells the log reader that events were committed (unless the writer feeds it directly).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        if !self.fed.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer hands committed events to the reader itself (SQLite): [`Hub::wake`] has
+    /// nothing to do.
+    pub fn set_fed(&self) {
+        self.fed.store(true, Ordering::Relaxed);
     }
 
     /// The reader starts after `position` (at start: the end of the log).
@@ -459,9 +470,35 @@ impl Hub {
     /// Applies a logged event to the Hub (streams that close, who sees whose presence, who is in
     /// which conversation), then routes each of its frames to the open streams of its audience:
     /// `Everyone` frames to the conversation's members at this point of the log and the explicit
-    /// audience, the others to the users they name. Recipients who get the same frames share one
-    /// delivery; nobody gets a frame meant for someone else.
-    pub fn publish(&self, logged: Logged<'_>, rendered: Arc<Rendered>) {
+    /// audience, the others to the users they name (always some of those). Recipients who get
+    /// the same frames share one delivery; nobody gets a frame meant for someone else. The frames
+    /// are rendered (`render`, outside the lock) only if someone here is to receive them; replay
+    /// renders the others when asked.
+    pub fn publish(&self, logged: Logged<'_>, render: impl FnOnce() -> Arc<Rendered>) {
+        let everyone = {
+            let mut st = self.lock();
+            if let Some(event) = logged.event {
+                Self::apply(&mut st, logged.id, event);
+            }
+            st.applied = st.applied.max(logged.id);
+            let mut everyone: Vec<i64> = logged
+                .conversation
+                .and_then(|c| st.conversations.get(&c))
+                .cloned()
+                .unwrap_or_default();
+            everyone.extend(logged.explicit.iter().copied());
+            everyone.sort_unstable();
+            everyone.dedup();
+            let users = &st.users;
+            if !everyone
+                .iter()
+                .any(|u| users.get(u).is_some_and(|e| !e.conns.is_empty()))
+            {
+                return;
+            }
+            everyone
+        };
+        let rendered = render();
         {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() == RECENT_CACHE {
@@ -469,19 +506,7 @@ impl Hub {
             }
             recent.push_back(rendered.clone());
         }
-        let mut st = self.lock();
-        if let Some(event) = logged.event {
-            Self::apply(&mut st, logged.id, event);
-        }
-        st.applied = st.applied.max(logged.id);
-        let mut everyone: Vec<i64> = logged
-            .conversation
-            .and_then(|c| st.conversations.get(&c))
-            .cloned()
-            .unwrap_or_default();
-        everyone.extend(logged.explicit.iter().copied());
-        everyone.sort_unstable();
-        everyone.dedup();
+        let st = self.lock();
         let users = &st.users;
         let online = |u: &i64| users.get(u).is_some_and(|e| !e.conns.is_empty());
         let mut per_user: HashMap<i64, Vec<usize>> = HashMap::new();

@@ -105,7 +105,6 @@ fn publish_rows(hub: &Hub, rows: &[db::events::EventRow], cursor: &mut i64) {
             continue;
         }
         let parsed = parse(row);
-        let rendered = render(hub, row, parsed.as_ref());
         let (event, explicit) = match &parsed {
             Some((e, x)) => (Some(e), x.as_slice()),
             None => (None, &[][..]),
@@ -117,7 +116,7 @@ fn publish_rows(hub: &Hub, rows: &[db::events::EventRow], cursor: &mut i64) {
                 conversation: row.conversation_id,
                 explicit,
             },
-            rendered,
+            || render(hub, row, parsed.as_ref()),
         );
         *cursor = row.id;
     }

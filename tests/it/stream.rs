@@ -201,20 +201,18 @@ async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
             )],
         ))
     };
-    let logged = |id: i64| Logged {
+    let logged = |id: i64, to: &'static [i64]| Logged {
         id,
         event: None,
         conversation: None,
-        explicit: &[],
+        explicit: to,
     };
     for i in 0..CONNECTION_QUEUE as i64 {
-        hub.publish(logged(i + 1), event(i + 1, &[42]));
+        hub.publish(logged(i + 1, &[42]), || event(i + 1, &[42]));
     }
     assert!(!sub.is_closed());
-    hub.publish(
-        logged(CONNECTION_QUEUE as i64 + 1),
-        event(CONNECTION_QUEUE as i64 + 1, &[42, 43]),
-    );
+    let last = CONNECTION_QUEUE as i64 + 1;
+    hub.publish(logged(last, &[42, 43]), || event(last, &[42, 43]));
     assert!(sub.is_closed(), "overflow closes the slow connection");
     assert!(sub.overflowed());
     assert!(!other.is_closed(), "others are not slowed or dropped");
