@@ -37,7 +37,7 @@ pub struct SqliteSessions {
 }
 
 /// Sessions kept in memory (about half a KiB each).
-const RECENT_SESSIONS: usize = 1024;
+const RECENT_SESSIONS: usize = 256;
 
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())

@@ -178,7 +178,7 @@ impl Db {
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
             // A small page cache each: the operating system caches the file anyway.
-            .connect_lazy_with(base.read_only(true).pragma("cache_size", "-512"));
+            .connect_lazy_with(base.read_only(true).pragma("cache_size", "-256"));
         let db = Db::Sqlite {
             write: Writer::new(write, 0)
                 .await

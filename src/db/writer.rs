@@ -81,7 +81,7 @@ struct UserCacheInner {
 }
 
 /// Users kept in memory.
-const CACHED_USERS: usize = 1024;
+const CACHED_USERS: usize = 256;
 
 impl UserCache {
     fn inner(&self) -> std::sync::MutexGuard<'_, UserCacheInner> {
