@@ -57,9 +57,9 @@ pub async fn post(
     body: &MessageBody,
     client_id: Option<&ClientId>,
 ) -> AppResult<MessageData> {
-    let mut tx = cx.db.begin().await?;
-    // Membership, whether it takes messages, and the message before: one query.
-    let ctx = db::messages::post_context(&mut tx.conn(), conversation_id, me.id)
+    let mut tx = cx.db.begin_deferred().await?;
+    // Membership, whether it takes messages, and the message before: one query, first.
+    let ctx = db::messages::post_context(&mut tx, conversation_id, me.id)
         .await?
         .ok_or(AppError::NotFound)?;
     if ctx.open == 0 {

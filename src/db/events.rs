@@ -100,8 +100,8 @@ pub async fn append(
     let id = match tx {
         Tx::Sqlite(t) => {
             // Written with the batch, just before its commit (see `db::writer`).
-            let id = t.state().next_event_id();
-            t.state().pending.push(super::writer::PendingEvent {
+            let id = t.log().next_event_id();
+            t.log().pending.push(super::writer::PendingEvent {
                 row: EventRow {
                     id,
                     payload: payload.to_owned(),

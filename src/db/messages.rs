@@ -124,27 +124,32 @@ pub struct PostContext {
     pub prev_created_at: Option<i64>,
 }
 
-/// Reads the [`PostContext`] of `user` in `conversation`.
+/// Reads the [`PostContext`] of `user` in `conversation`, as the use case's first statement
+/// (with the transaction's prefix, see `Tx::take_prefix`).
 pub async fn post_context(
-    c: &mut Conn<'_>,
+    tx: &mut super::Tx,
     conversation: i64,
     user: i64,
 ) -> sqlx::Result<Option<PostContext>> {
-    run!(c, e => sqlx::query_as(
-        "SELECT CASE WHEN c.kind <> 'direct' OR EXISTS (SELECT 1 FROM members o \
+    let prefix = tx.take_prefix();
+    let sql = format!("{prefix}{POST_CONTEXT}");
+    let r = run!(&mut tx.conn(), e => sqlx::query_as(&sql)
+        .bind(conversation)
+        .bind(user)
+        .fetch_optional(e)
+        .await)?;
+    tx.prefix_done();
+    Ok(r)
+}
+
+const POST_CONTEXT: &str = "SELECT CASE WHEN c.kind <> 'direct' OR EXISTS (SELECT 1 FROM members o \
            JOIN friendships f ON f.user_id = $2 AND f.friend_id = o.user_id \
            WHERE o.conversation_id = c.id AND o.user_id <> $2) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS open, \
          lm.author_id AS prev_author_id, lm.created_at AS prev_created_at \
          FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 \
          LEFT JOIN messages lm ON lm.id = \
            (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
-         WHERE c.id = $1",
-    )
-    .bind(conversation)
-    .bind(user)
-    .fetch_optional(e)
-    .await)
-}
+         WHERE c.id = $1";
 
 /// After a post: the conversation's newest message and activity move to it, the author's read
 /// marker too; returns the author's unread messages over all conversations (their badge). One

@@ -103,6 +103,22 @@ impl Tx {
         }
     }
 
+    /// SQL to put before the first statement of a use case begun with [`Db::begin_deferred`]
+    /// (SQLite only; "" otherwise). Call [`Tx::prefix_done`] when that statement succeeded.
+    pub fn take_prefix(&mut self) -> &'static str {
+        match self {
+            Tx::Sqlite(t) => t.take_prefix(),
+            Tx::Pg(..) => "",
+        }
+    }
+
+    /// The statement carrying [`Tx::take_prefix`] succeeded.
+    pub fn prefix_done(&mut self) {
+        if let Tx::Sqlite(t) = self {
+            t.prefix_done();
+        }
+    }
+
     /// Commits (on SQLite: once the batch is durable); on PostgreSQL this also delivers the
     /// `NOTIFY` raised inside.
     pub async fn commit(self) -> sqlx::Result<()> {
@@ -235,6 +251,15 @@ impl Db {
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
+        })
+    }
+
+    /// Like [`Db::begin`], for a use case whose first statement takes [`Tx::take_prefix`] (on
+    /// SQLite the savepoint then opens in the same round trip).
+    pub async fn begin_deferred(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_deferred().await?),
             Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
         })
     }

@@ -212,13 +212,29 @@ impl Writer {
 
     /// Starts a use case in the current batch (or a new one).
     pub async fn begin(&self) -> sqlx::Result<SqliteTx> {
+        self.begin_with(false).await
+    }
+
+    /// Like [`Writer::begin`], but a savepoint is left for the caller to open together with its
+    /// first statement ([`SqliteTx::take_prefix`]): one round trip less.
+    pub async fn begin_deferred(&self) -> sqlx::Result<SqliteTx> {
+        self.begin_with(true).await
+    }
+
+    async fn begin_with(&self, defer: bool) -> sqlx::Result<SqliteTx> {
         let mut g = self.lease().await;
         let (sql, savepoint) = if g.open {
             ("SAVEPOINT use_case", true)
         } else {
             ("BEGIN IMMEDIATE", false)
         };
-        if let Err(e) = exec(&mut g.conn, sql).await {
+        let deferred = defer && savepoint;
+        let r = if deferred {
+            Ok(())
+        } else {
+            exec(&mut g.conn, sql).await
+        };
+        if let Err(e) = r {
             // The batch may hold other use cases waiting for a commit: do not strand them.
             if self.nobody_waiting() {
                 g.flush().await;
@@ -232,6 +248,8 @@ impl Writer {
             guard: Some(g),
             writer: self.clone(),
             savepoint,
+            deferred,
+            unsure: false,
         })
     }
 
@@ -354,16 +372,47 @@ pub struct SqliteTx {
     mark: usize,
     writer: Writer,
     savepoint: bool,
+    /// Its savepoint is not open yet (see [`Writer::begin_deferred`]).
+    deferred: bool,
+    /// Statements may have run outside its savepoint: if it fails, the whole batch fails (never
+    /// a rollback that would reach into the use case before it).
+    unsure: bool,
 }
 
 impl SqliteTx {
-    /// The writer state (connection, event ids).
+    /// The writer state, for statements.
     pub(crate) fn state(&mut self) -> &mut WriterState {
+        if self.deferred {
+            // A statement without the savepoint: a misuse, made safe (see `unsure`).
+            self.deferred = false;
+            self.unsure = true;
+        }
+        self.log()
+    }
+
+    /// The writer state, for bookkeeping (event ids).
+    pub(crate) fn log(&mut self) -> &mut WriterState {
         match self.guard.as_mut() {
             Some(g) => g,
             // `guard` is only taken by commit and drop, which consume the value.
             None => unreachable!("a finished transaction was used"),
         }
+    }
+
+    /// SQL to run first, in the same call as the use case's first statement ("" if none); then
+    /// [`SqliteTx::prefix_done`] once that statement succeeded.
+    pub fn take_prefix(&mut self) -> &'static str {
+        if std::mem::take(&mut self.deferred) {
+            self.unsure = true;
+            "SAVEPOINT use_case; "
+        } else {
+            ""
+        }
+    }
+
+    /// The statement that carried the prefix succeeded: the savepoint is open.
+    pub fn prefix_done(&mut self) {
+        self.unsure = false;
     }
 
     /// Adds this use case to its batch and waits until the batch is durable.
@@ -400,10 +449,19 @@ impl Drop for SqliteTx {
         let savepoint = self.savepoint;
         let mark = self.mark;
         let writer = self.writer.clone();
+        let (nothing_ran, unsure) = (self.deferred, self.unsure);
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    g.abort(savepoint, mark).await;
+                    if unsure {
+                        let e =
+                            sqlx::Error::Protocol("a use case failed outside its savepoint".into());
+                        g.fail_batch(e).await;
+                    } else if nothing_ran {
+                        g.pending.truncate(mark);
+                    } else {
+                        g.abort(savepoint, mark).await;
+                    }
                     if writer.nobody_waiting() {
                         g.flush().await;
                     }

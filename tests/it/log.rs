@@ -64,10 +64,16 @@ async fn a_failing_use_case_in_a_batch_rolls_back_alone_while_the_others_commit(
 async fn concurrent_posts_are_all_stored_and_answered_after_their_commit() {
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
     let conversation = ann.direct_with(&bob).await;
     let mut sends = Vec::new();
     for i in 0..40 {
-        let who = if i % 2 == 0 { ann.clone() } else { bob.clone() };
+        // Carl is not a member: his use cases fail inside the batch, after their first query.
+        let who = match i % 5 {
+            4 => carl.clone(),
+            n if n % 2 == 0 => ann.clone(),
+            _ => bob.clone(),
+        };
         sends.push(tokio::spawn(async move {
             // Some of them are refused (empty): they must not disturb the others.
             let body = if i % 10 == 3 {
@@ -89,6 +95,8 @@ async fn concurrent_posts_are_all_stored_and_answered_after_their_commit() {
         let (i, status) = s.await.unwrap();
         if i % 10 == 3 {
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        } else if i % 5 == 4 {
+            assert_eq!(status, StatusCode::NOT_FOUND);
         } else {
             assert_eq!(status, StatusCode::OK);
             ok.push(i);
@@ -96,9 +104,10 @@ async fn concurrent_posts_are_all_stored_and_answered_after_their_commit() {
     }
     // Every acknowledged message is readable at once (its batch was durable before the answer).
     let page = bob.get(&format!("/conversations/{conversation}")).await;
-    for i in ok {
+    for i in &ok {
         assert!(page.body.contains(&format!(">m{i}<")), "m{i} stored");
     }
+    assert_eq!(page.count("article.message"), ok.len(), "nothing else");
 }
 
 #[tokio::test]
