@@ -9,10 +9,16 @@ use crate::files::Stored;
 /// How many files one message may carry.
 pub const MAX_FILES: usize = 10;
 
-/// Records `files` (already on disk) as message `message`'s attachments.
-pub async fn attach(tx: &mut Tx, message: i64, files: &[Stored], now: i64) -> AppResult<()> {
+/// Records `files` (already on disk) as message `message`'s attachments; returns them as
+/// events carry them.
+pub async fn attach(
+    tx: &mut Tx,
+    message: i64,
+    files: &[Stored],
+    now: i64,
+) -> AppResult<Vec<AttachmentData>> {
     if files.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let rows: Vec<NewAttachment<'_>> = files
         .iter()
@@ -24,8 +30,18 @@ pub async fn attach(tx: &mut Tx, message: i64, files: &[Stored], now: i64) -> Ap
             thumb: f.thumb.map(|(t, w, h)| (t, i64::from(w), i64::from(h))),
         })
         .collect();
-    db::attachments::insert(&mut tx.conn(), message, &rows, now).await?;
-    Ok(())
+    let ids = db::attachments::insert(&mut tx.conn(), message, &rows, now).await?;
+    Ok(ids
+        .into_iter()
+        .zip(&rows)
+        .map(|(id, r)| AttachmentData {
+            id,
+            name: r.name.to_owned(),
+            size: r.size,
+            image: r.content_type.is_some(),
+            thumb: r.thumb.map(|(_, w, h)| (w, h)),
+        })
+        .collect())
 }
 
 /// What pages and frames show of a row.

@@ -1,6 +1,6 @@
 //! Attachments: the rows that describe the files of messages (the bytes are in `crate::files`).
 
-use super::{Conn, exec, run};
+use super::{Conn, run};
 
 /// One attachment.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,18 +43,19 @@ pub struct NewAttachment<'a> {
     pub thumb: Option<(&'a str, i64, i64)>,
 }
 
-/// Stores the files of a new message, in order.
+/// Stores the files of a new message, in order; returns their ids.
 pub async fn insert(
     c: &mut Conn<'_>,
     message: i64,
     files: &[NewAttachment<'_>],
     now: i64,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(files.len());
     for (position, f) in files.iter().enumerate() {
-        exec!(c, e => sqlx::query(
+        let id: i64 = run!(c, e => sqlx::query_scalar(
             "INSERT INTO attachments (message_id, position, storage_key, name, size, content_type, \
              thumb_type, thumb_width, thumb_height, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(message)
         .bind(position as i64)
@@ -66,10 +67,11 @@ pub async fn insert(
         .bind(f.thumb.map(|t| t.1))
         .bind(f.thumb.map(|t| t.2))
         .bind(now)
-        .execute(&mut *e)
+        .fetch_one(&mut *e)
         .await)?;
+        ids.push(id);
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// The files of these messages, in message and upload order.
