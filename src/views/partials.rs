@@ -466,6 +466,12 @@ impl PreviewView {
             ),
             None => (None, String::new()),
         };
+        // A message of files only.
+        let text = if text.is_empty() && author.is_some() {
+            "📎 Attachment".to_owned()
+        } else {
+            text
+        };
         PreviewView {
             conversation_id,
             author,
