@@ -470,3 +470,45 @@ async fn a_jpeg_with_an_exif_orientation_is_shown_upright_without_its_metadata()
     // No EXIF left: the bytes hold no "Exif" marker.
     assert!(!bytes.windows(4).any(|w| w == b"Exif"));
 }
+
+#[tokio::test]
+async fn a_backup_carries_the_attachments_and_the_restored_instance_serves_them() {
+    let app = TestApp::on(crate::helpers::TestDb::sqlite()).await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let r = upload(
+        &ann,
+        c,
+        "",
+        &[("p.png", png(40, 20)), ("d.txt", b"doc".to_vec())],
+        true,
+    )
+    .await;
+    let urls = attachment_urls(&r);
+    let (_, _, png_bytes) = fetch(&bob, &urls[0]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.db");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["backup", file.to_str().unwrap()])
+        .env("DATABASE_URL", &app.db.url)
+        .env_remove("PARLEY_FILES_DIR")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    // Two files and one thumbnail.
+    assert!(said.contains("attachments: 3 files"), "{said}");
+    assert!(dir.path().join("b-files").is_dir());
+    // Restore: Parley started on the backup finds its files beside it.
+    let restored = TestApp::on(crate::helpers::TestDb::sqlite_at(dir, "b.db")).await;
+    let bob2 = restored.login("bob").await;
+    let (status, _, bytes) = fetch(&bob2, &urls[0]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes, png_bytes);
+    assert_eq!(
+        fetch(&bob2, &format!("{}/thumbnail", urls[0])).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(fetch(&bob2, &urls[1]).await.2, b"doc");
+}
