@@ -145,6 +145,9 @@ impl RequestStatus {
 }
 
 /// Everything a user may be told about, live or on replay.
+// An event is built once per change and then serialised or shared behind an `Arc`, never copied
+// around in bulk: boxing the message-carrying variants would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum Event {

@@ -47,14 +47,7 @@ const TEXT_LIMIT: usize = super::FORM_LIMIT;
 
 /// True for a `multipart/form-data` request.
 pub fn is_multipart(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
+    crate::server::is_upload(headers)
 }
 
 /// The body, shared so that what a failed read left unread can still be drained.
