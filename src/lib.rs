@@ -13,6 +13,7 @@
 //! - [`live`]: reads the event log in id order, renders each event once ([`live::fragments`]) and
 //!   routes it to the audience's open streams ([`live::hub`]).
 //! - [`views`]: askama view models mirroring `templates/`. [`web`]: HTTP routes and middleware.
+//! - [`files`]: attachment bytes on disk (streamed uploads, images and thumbnails, the sweep).
 //! - [`metrics`]: the Prometheus endpoint. [`ops`]: `parley copy` and `parley backup`.
 
 pub mod app;
