@@ -219,6 +219,15 @@ impl AttachmentView {
     }
 }
 
+/// What an excerpt of a message of files only (no text) says instead.
+fn or_attachment(excerpt: String) -> String {
+    if excerpt.is_empty() {
+        "📎 Attachment".to_owned()
+    } else {
+        excerpt
+    }
+}
+
 /// A size for people: bytes, KB, MB (powers of 1000, one decimal below 10).
 pub fn size_label(bytes: i64) -> String {
     let b = bytes.max(0) as f64;
@@ -370,7 +379,7 @@ impl QuoteView {
         let (author, excerpt) = match &q.original {
             Some((a, text)) => (
                 Some(UserView::new(a, false)),
-                one_line(&markup::plain(text), 100),
+                or_attachment(one_line(&markup::plain(text), 100)),
             ),
             None => (None, String::new()),
         };
@@ -466,9 +475,8 @@ impl PreviewView {
             ),
             None => (None, String::new()),
         };
-        // A message of files only.
-        let text = if text.is_empty() && author.is_some() {
-            "📎 Attachment".to_owned()
+        let text = if author.is_some() {
+            or_attachment(text)
         } else {
             text
         };
@@ -800,4 +808,19 @@ impl NotifyPrefsView {
 pub struct NotifyPrefsPartial {
     /// The settings.
     pub prefs: NotifyPrefsView,
+}
+
+#[cfg(test)]
+mod attachment_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_file_manager() {
+        assert_eq!(size_label(6), "6 B");
+        assert_eq!(size_label(3_000), "3.0 KB");
+        assert_eq!(size_label(250_000), "250 KB");
+        assert_eq!(size_label(26_214_400), "26 MB");
+        assert_eq!(or_attachment(String::new()), "📎 Attachment");
+        assert_eq!(or_attachment("hi".into()), "hi");
+    }
 }

@@ -200,6 +200,14 @@ async fn several_files_go_with_one_message_which_may_have_no_text() {
     // A 10 x 10 image is its own thumbnail; the third file is a download.
     assert_eq!(page.count("a.attachment.image"), 1);
     assert_eq!(page.count("a.attachment.file"), 2);
+    // The conversation list previews it as an attachment.
+    let list = bob.get("/conversations").await;
+    assert!(
+        list.text(&format!("#preview-{c}"))
+            .is_some_and(|t| t.contains("📎 Attachment")),
+        "{:?}",
+        list.text(&format!("#preview-{c}"))
+    );
     let (stored, tmp) = files_in(&files_dir(&app));
     assert_eq!(stored.len(), 4, "three files and one thumbnail: {stored:?}");
     assert!(tmp.is_empty());
