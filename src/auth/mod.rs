@@ -18,8 +18,13 @@ use password::Hasher;
 pub struct User {
     /// Public face.
     pub user: UserRef,
-    /// The password hash: the session's auth hash, so a password change ends other sessions.
-    password_hash: String,
+    /// An administrator of the instance.
+    pub is_admin: bool,
+    /// Deactivated: may not log in (only `authenticate` hands such a user out, to say so).
+    pub deactivated: bool,
+    /// The session's auth hash: the password hash (so a password change ends other sessions),
+    /// and the session epoch once bumped (so a deactivation ends all of them, for good).
+    auth_hash: String,
 }
 
 impl std::fmt::Debug for User {
@@ -38,7 +43,14 @@ impl From<db::users::UserRow> for User {
                 username: r.username,
                 display_name: r.display_name,
             },
-            password_hash: r.password_hash,
+            is_admin: r.is_admin != 0,
+            deactivated: r.deactivated_at.is_some(),
+            // Epoch 0 keeps the hash sessions made before epochs existed.
+            auth_hash: if r.session_epoch == 0 {
+                r.password_hash
+            } else {
+                format!("{}#{}", r.password_hash, r.session_epoch)
+            },
         }
     }
 }
@@ -51,7 +63,7 @@ impl AuthUser for User {
     }
 
     fn session_auth_hash(&self) -> &[u8] {
-        self.password_hash.as_bytes()
+        self.auth_hash.as_bytes()
     }
 }
 
@@ -112,7 +124,11 @@ impl AuthnBackend for Backend {
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, BackendError> {
         let mut rc = self.db.read().await?;
-        Ok(db::users::by_id(&mut rc.conn(), *id).await?.map(User::from))
+        // A deactivated user has no session: every page and the stream treat them as logged out.
+        Ok(db::users::by_id(&mut rc.conn(), *id)
+            .await?
+            .filter(|u| u.deactivated_at.is_none())
+            .map(User::from))
     }
 }
 
@@ -215,6 +231,8 @@ pub struct CurrentUser {
     pub user: UserRef,
     /// This login's id.
     pub login_id: u64,
+    /// An administrator of the instance.
+    pub is_admin: bool,
 }
 
 impl CurrentUser {
@@ -239,6 +257,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .map_err(|_| unauth())?;
         let login = current_login(&mut auth, state).await?.ok_or_else(unauth)?;
         Ok(CurrentUser {
+            is_admin: login.user.is_admin,
             user: login.user.user,
             login_id: login.login_id,
         })

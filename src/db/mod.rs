@@ -5,6 +5,7 @@
 //! read-only pool, so a read-then-write transaction never fails with "database is locked".
 //! PostgreSQL: one pool; the event log's counter row orders commits (see `events.rs`).
 
+pub mod admin;
 pub mod conversations;
 pub mod events;
 pub mod friends;

@@ -344,6 +344,15 @@ impl Hub {
         }
     }
 
+    /// Closes every stream of `user` (deactivation).
+    pub fn close_user(&self, user: i64) {
+        if let Some(entry) = self.users().get(&user) {
+            for c in &entry.conns {
+                c.kill.cancel();
+            }
+        }
+    }
+
     /// Closes every stream of `user` but those of `keep` (password change).
     pub fn close_other_logins(&self, user: i64, keep: u64) {
         if let Some(entry) = self.users().get(&user) {
