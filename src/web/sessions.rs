@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::anonymous_layout;
-use super::extract::Form;
+use super::extract::{Form, Path};
 use crate::auth::{AuthSession, Credentials, User, keys};
 use crate::chat;
 use crate::chat::admin::Registration;
@@ -18,6 +18,7 @@ use crate::db;
 use crate::domain::{FieldErrors, Password, Username};
 use crate::error::{AppError, AppResult, is_local_path};
 use crate::state::AppState;
+use crate::views::admin::ResetPage;
 use crate::views::{LoginPage, RegisterPage, render};
 
 /// Routes of this module.
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(new_login).post(create_login))
         .route("/register", get(new_registration).post(create_registration))
         .route("/logout", post(destroy))
+        .route("/reset/{token}", get(new_reset).post(create_reset))
 }
 
 /// The client's IP for rate limits: the socket peer, or the last `X-Forwarded-For` hop when
@@ -304,4 +306,60 @@ async fn destroy(State(state): State<AppState>, mut auth: AuthSession) -> AppRes
         chat::accounts::logged_out(&state.cx(), user.user.id, login_id).await?;
     }
     Ok(Redirect::to("/login"))
+}
+
+// GET /reset/{token}: choose a new password (a used, expired or unknown link is a 404)
+async fn new_reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> AppResult<Response> {
+    let username = chat::admin::reset_target(&state.cx(), &token)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(render(
+        StatusCode::OK,
+        &ResetPage {
+            layout: anonymous_layout(),
+            username,
+            token,
+            errors: FieldErrors::default(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    new_password: String,
+}
+
+// POST /reset/{token}: sets the password (the usual strength rules), ends every session of the
+// account, and logs this browser in
+#[tracing::instrument(skip_all)]
+async fn create_reset(
+    State(state): State<AppState>,
+    mut auth: AuthSession,
+    Path(token): Path<String>,
+    Form(form): Form<ResetForm>,
+) -> AppResult<Response> {
+    let username = chat::admin::reset_target(&state.cx(), &token)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let password = match Password::parse_new("new_password", form.new_password, &[&username]) {
+        Ok(p) => p,
+        Err(errors) => {
+            let page = ResetPage {
+                layout: anonymous_layout(),
+                username,
+                token,
+                errors,
+            };
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let row = chat::admin::reset_password(&state.cx(), &token, &password)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    start_login(&mut auth, &User::from(row)).await?;
+    Ok(Redirect::to("/").into_response())
 }
