@@ -123,12 +123,25 @@ impl AuthnBackend for Backend {
     }
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, BackendError> {
-        let mut rc = self.db.read().await?;
+        // Every request asks; on SQLite a cached copy answers while no write touched `users`.
+        let cache = match &self.db {
+            Db::Sqlite { write, .. } => Some(&write.users),
+            Db::Postgres(_) => None,
+        };
         // A deactivated user has no session: every page and the stream treat them as logged out.
-        Ok(db::users::by_id(&mut rc.conn(), *id)
-            .await?
-            .filter(|u| u.deactivated_at.is_none())
-            .map(User::from))
+        let active = |u: &db::users::UserRow| u.deactivated_at.is_none();
+        if let Some(u) = cache.and_then(|c| c.get(*id)) {
+            return Ok(Some(u).filter(active).map(User::from));
+        }
+        let generation = cache.map(|c| c.generation());
+        let row = {
+            let mut rc = self.db.read().await?;
+            db::users::by_id(&mut rc.conn(), *id).await?
+        };
+        if let (Some(c), Some(g), Some(u)) = (cache, generation, &row) {
+            c.put(g, u);
+        }
+        Ok(row.filter(active).map(User::from))
     }
 }
 

@@ -4,21 +4,23 @@
 
 use std::time::Duration;
 
-use parley::db::{self, Db};
+use parley::db;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
 
 /// Runs SQL on the app's database (to age a link, read state the pages do not show).
 pub async fn exec_sql(app: &TestApp, sql: &str) {
-    match &app.state.db {
-        Db::Sqlite { write, .. } => {
-            sqlx::query(sql).execute(write).await.unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    match tx.conn() {
+        db::Conn::Sqlite(c) => {
+            sqlx::query(sql).execute(&mut *c).await.unwrap();
         }
-        Db::Postgres(pool) => {
-            sqlx::query(sql).execute(pool).await.unwrap();
+        db::Conn::Pg(c) => {
+            sqlx::query(sql).execute(&mut *c).await.unwrap();
         }
     }
+    tx.commit().await.unwrap();
 }
 
 async fn admins(app: &TestApp) -> Vec<i64> {

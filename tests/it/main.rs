@@ -13,6 +13,7 @@ mod helpers;
 mod invites;
 mod limits;
 mod live;
+mod log;
 mod message_features;
 mod messages;
 mod metrics;
