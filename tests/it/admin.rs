@@ -531,3 +531,28 @@ async fn parley_admin_deactivation_reaches_a_running_instance() {
     let log = audit(&app).await;
     assert_eq!(log[0].pending, 0, "applied by the server");
 }
+
+#[tokio::test]
+async fn deactivation_on_one_node_closes_streams_on_another() {
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        return; // nodes share a database only on PostgreSQL
+    }
+    let other = app.second_node().await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    let bob_there = Client {
+        base: other.base.clone(),
+        ..bob.clone()
+    };
+    let mut s = bob_there.stream().await;
+    let r = ann
+        .post(&format!("/admin/users/{}/deactivate", bob.id), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(ends(&mut s, Duration::from_secs(3)).await);
+    assert_eq!(
+        bob_there.get("/conversations").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
