@@ -1,10 +1,12 @@
 //! HTTP only: routes, layers, and handlers that parse input, call `chat::*` or read pages, and
 //! answer. No SQL here and no HTML strings.
 
+pub mod admin;
 pub mod conversations;
 pub mod events;
 pub mod extract;
 pub mod friends;
+pub mod invites;
 pub mod messages;
 pub mod security;
 pub mod sessions;
@@ -47,6 +49,7 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
         unread,
         bare: false,
         prefs: crate::views::NotifyPrefsView::new(&prefs),
+        admin: me.is_admin,
     })
 }
 
@@ -137,6 +140,8 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(messages::routes())
         .merge(events::routes())
+        .merge(admin::routes())
+        .merge(invites::routes())
         .nest_service("/static", assets)
         .fallback(not_found)
         .with_state(state)
