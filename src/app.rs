@@ -134,6 +134,7 @@ impl App {
             config: config.clone(),
             shutdown: CancellationToken::new(),
             files,
+            admin_wake: Arc::new(tokio::sync::Notify::new()),
         };
         let https = config.is_https();
         let idle = time::Duration::try_from(config.session_idle()).unwrap_or(time::Duration::MAX);
@@ -224,6 +225,7 @@ impl App {
                 state.hub.clone(),
                 pool.clone(),
                 refresh_now.clone(),
+                state.admin_wake.clone(),
                 shutdown.clone(),
             ));
             tasks.spawn(live::run_presence_publisher(
@@ -236,6 +238,7 @@ impl App {
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
         tasks.spawn(sweep_files(state.clone()));
+        tasks.spawn(apply_admin_changes(state.clone(), shutdown.clone()));
         if let Some((listener, handle)) = metrics {
             tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
             tasks.spawn(crate::metrics::upkeep(handle.clone(), shutdown.clone()));
@@ -350,6 +353,29 @@ async fn sweep_files(state: AppState) {
         Ok(0) => {}
         Ok(n) => tracing::info!(files = n, "removed orphaned attachment files"),
         Err(e) => tracing::warn!(error = %e, "sweeping attachment files failed"),
+    }
+}
+
+/// Acts on what `parley admin` wrote (closing a deactivated user's streams, updating admin
+/// pages), until shutdown. SQLite: a poll of the pending entries (an indexed read of an empty
+/// range) every second, since another process cannot wake us. PostgreSQL: `NOTIFY parley_admin`
+/// wakes every node, and a slower poll covers a lost listener.
+async fn apply_admin_changes(state: AppState, shutdown: CancellationToken) {
+    let poll = match state.db {
+        Db::Sqlite { .. } => Duration::from_secs(1),
+        Db::Postgres(_) => Duration::from_secs(5),
+    };
+    loop {
+        match crate::chat::admin::apply_pending(&state.cx()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "applied changes made by parley admin"),
+            Err(e) => tracing::warn!(error = %e, "applying changes made by parley admin failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = state.admin_wake.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

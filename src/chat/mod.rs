@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod admin;
 pub mod conversations;
 pub mod friends;
 pub mod messages;

@@ -9,6 +9,7 @@
 //! `events.rs`).
 
 pub mod attachments;
+pub mod admin;
 pub mod conversations;
 pub mod events;
 pub mod friends;

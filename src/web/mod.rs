@@ -2,10 +2,12 @@
 //! answer. No SQL here and no HTML strings.
 
 pub mod attachments;
+pub mod admin;
 pub mod conversations;
 pub mod events;
 pub mod extract;
 pub mod friends;
+pub mod invites;
 pub mod messages;
 pub mod security;
 pub mod sessions;
@@ -49,6 +51,7 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
         unread,
         bare: false,
         prefs: crate::views::NotifyPrefsView::new(&prefs),
+        admin: me.is_admin,
     })
 }
 
@@ -140,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::routes())
         .merge(attachments::routes())
         .merge(events::routes())
+        .merge(admin::routes())
+        .merge(invites::routes())
         .nest_service("/static", assets)
         .fallback(not_found)
         .with_state(state)

@@ -4,12 +4,14 @@
 
 mod accounts;
 mod attachments;
+mod admin;
 mod connections;
 mod conversations;
 mod e2e;
 mod e2e_property;
 mod friends;
 mod helpers;
+mod invites;
 mod limits;
 mod live;
 mod log;
