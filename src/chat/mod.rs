@@ -3,8 +3,8 @@
 //! commits, and then wakes the Hub.
 
 pub mod accounts;
-pub mod attachments;
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod friends;
 pub mod messages;

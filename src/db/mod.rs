@@ -8,8 +8,8 @@
 //! together), and the log is read commit-order-safely below the oldest running transaction (see
 //! `events.rs`).
 
-pub mod attachments;
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod events;
 pub mod friends;

@@ -1,8 +1,8 @@
 //! HTTP only: routes, layers, and handlers that parse input, call `chat::*` or read pages, and
 //! answer. No SQL here and no HTML strings.
 
-pub mod attachments;
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod events;
 pub mod extract;

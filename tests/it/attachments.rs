@@ -75,6 +75,34 @@ pub async fn upload(
     }
 }
 
+/// Posts files as multipart without a Content-Length (each file a stream of 64 KiB chunks), so
+/// the server learns the size only as it reads.
+async fn upload_chunked(c: &Client, conversation: i64, files: &[(&str, Vec<u8>)]) -> Resp {
+    let mut form = Form::new().text("body", "");
+    for (name, bytes) in files {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            bytes.chunks(64 * 1024).map(|b| Ok(b.to_vec())).collect();
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        form = form.part("files", Part::stream(body).file_name((*name).to_owned()));
+    }
+    let r = c
+        .http
+        .post(format!("{}/conversations/{conversation}/messages", c.base))
+        .header("X-Parley-Fetch", "1")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    Resp {
+        status,
+        location: None,
+        headers,
+        body: r.text().await.unwrap_or_default(),
+    }
+}
+
 /// A GET whose body is bytes.
 async fn fetch(c: &Client, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
     let r = c
@@ -260,16 +288,10 @@ async fn an_upload_over_the_limit_gets_413_and_leaves_no_file() {
             .unwrap()
             .contains("too large")
     );
-    // Two files, each under the limit, together over it: the first was written, then removed.
+    // Sent without a length (chunked), two files each under the limit, together over it: the
+    // first was written to disk whole, the second cut off; both are removed.
     let half = vec![1u8; 700 * 1024];
-    let r = upload(
-        &ann,
-        c,
-        "",
-        &[("a.bin", half.clone()), ("b.bin", half)],
-        true,
-    )
-    .await;
+    let r = upload_chunked(&ann, c, &[("a.bin", half.clone()), ("b.bin", half)]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let (stored, tmp) = files_in(&files_dir(&app));
     assert!(stored.is_empty() && tmp.is_empty(), "{stored:?} {tmp:?}");
@@ -519,4 +541,44 @@ async fn a_backup_carries_the_attachments_and_the_restored_instance_serves_them(
         StatusCode::OK
     );
     assert_eq!(fetch(&bob2, &urls[1]).await.2, b"doc");
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_by_the_client_leaves_no_file() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    // 256 KiB arrive, then the client gives up mid-file.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 128 * 1024]),
+        Ok(vec![2u8; 128 * 1024]),
+        Err(std::io::Error::other("the client went away")),
+    ];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let form = Form::new()
+        .text("body", "")
+        .part("files", Part::stream(body).file_name("cut.bin"));
+    let sent = ann
+        .http
+        .post(format!("{}/conversations/{c}/messages", ann.base))
+        .multipart(form)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client's own send fails");
+    // The server notices the cut and removes what it had written.
+    let dir = files_dir(&app);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (stored, tmp) = files_in(&dir);
+        if stored.is_empty() && tmp.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: {stored:?} {tmp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = bob.get(&format!("/conversations/{c}")).await;
+    assert_eq!(page.count("article.message"), 0);
 }

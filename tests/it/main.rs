@@ -3,8 +3,8 @@
 //! `PARLEY_TEST_DATABASE_URL=postgres://…` runs the same suite on PostgreSQL.
 
 mod accounts;
-mod attachments;
 mod admin;
+mod attachments;
 mod connections;
 mod conversations;
 mod e2e;
