@@ -303,6 +303,7 @@
     if (!window.Notification || Notification.permission !== "granted") return;
     var who = el.querySelector(".author .name");
     var text = (el.querySelector(".body") || el).textContent.replace(/\s+/g, " ").trim();
+    if (!text && el.querySelector(".attachment")) text = "📎 Attachment";
     var n = new Notification(who ? who.textContent : "Parley", {
       body: text.length > 140 ? text.slice(0, 140) + "…" : text,
       tag: "parley-" + cid,

@@ -582,3 +582,43 @@ async fn an_upload_cut_off_by_the_client_leaves_no_file() {
     let page = bob.get(&format!("/conversations/{c}")).await;
     assert_eq!(page.count("article.message"), 0);
 }
+
+#[tokio::test]
+async fn the_text_of_a_message_with_files_may_be_edited_away_but_not_of_one_without() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let r = upload(&ann, c, "caption", &[("d.txt", b"d".to_vec())], true).await;
+    let m: i64 = r
+        .attr("article.message", "id")
+        .unwrap()
+        .trim_start_matches("message-")
+        .parse()
+        .unwrap();
+    let plain = ann.say(c, "words").await;
+    let r = ann
+        .post(
+            &format!("/conversations/{c}/messages/{m}"),
+            &[("body", " ")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = bob.get(&format!("/conversations/{c}")).await;
+    assert_eq!(
+        page.text(&format!("#message-{m} .body")).as_deref(),
+        Some("")
+    );
+    assert_eq!(page.count(&format!("#message-{m} a.attachment")), 1);
+    let r = ann
+        .post(
+            &format!("/conversations/{c}/messages/{plain}"),
+            &[("body", " ")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Bob may not edit Ann's message, text or none.
+    let r = bob
+        .post(&format!("/conversations/{c}/messages/{m}"), &[("body", "")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
