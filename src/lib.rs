@@ -26,6 +26,7 @@ pub mod events;
 pub mod live;
 pub mod metrics;
 pub mod ops;
+pub mod push;
 pub mod server;
 pub mod sessions;
 pub mod state;

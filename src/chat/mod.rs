@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod conversations;
 pub mod friends;
 pub mod messages;
+pub mod push;
 pub mod reactions;
 
 use std::collections::VecDeque;

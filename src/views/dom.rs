@@ -105,6 +105,11 @@ pub fn user(user_id: i64) -> String {
     format!("user-{user_id}")
 }
 
+/// A device with Web Push on, in the settings page's list: `push-device-{id}`.
+pub fn push_device(id: i64) -> String {
+    format!("push-device-{id}")
+}
+
 /// Containers on pages that records are added to.
 pub mod containers {
     /// The conversation list (index and sidebar).
@@ -123,6 +128,10 @@ pub mod containers {
     pub const REQUESTS_BADGE: &str = "badge-requests";
     /// My notification settings (muted, mentions-only conversations), on every page.
     pub const NOTIFY_PREFS: &str = "notify-prefs";
+    /// My devices with Web Push on (settings page).
+    pub const PUSH_DEVICES: &str = "push-devices";
+    /// The settings page's Web Push section (carries the VAPID public key for live.js).
+    pub const PUSH_SETTINGS: &str = "push-settings";
     /// The whole page (a `reload` aimed here reloads any page).
     pub const PAGE: &str = "main";
 }

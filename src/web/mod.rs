@@ -6,6 +6,7 @@ pub mod events;
 pub mod extract;
 pub mod friends;
 pub mod messages;
+pub mod push;
 pub mod security;
 pub mod sessions;
 pub mod settings;
@@ -137,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(messages::routes())
         .merge(events::routes())
+        .merge(push::routes())
         .nest_service("/static", assets)
         .fallback(not_found)
         .with_state(state)
