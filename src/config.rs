@@ -339,7 +339,9 @@ impl Config {
 
     /// The VAPID contact: `--push-contact`, else the public URL.
     pub fn push_contact(&self) -> String {
-        self.push_contact.clone().unwrap_or_else(|| self.public_url())
+        self.push_contact
+            .clone()
+            .unwrap_or_else(|| self.public_url())
     }
 
     /// The longest a session lives after login.

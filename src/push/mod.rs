@@ -56,8 +56,8 @@ impl Vapid {
         tx.commit().await?;
         let raw = Base64UrlUnpadded::decode_vec(&private)
             .map_err(|e| anyhow::anyhow!("stored VAPID key: {e}"))?;
-        let key = ES256KeyPair::from_bytes(&raw)
-            .map_err(|e| anyhow::anyhow!("stored VAPID key: {e}"))?;
+        let key =
+            ES256KeyPair::from_bytes(&raw).map_err(|e| anyhow::anyhow!("stored VAPID key: {e}"))?;
         if public_of(&key) != public {
             anyhow::bail!("the stored VAPID public key does not match its private key");
         }
@@ -239,7 +239,10 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_https_unless_the_test_flag_allows_loopback() {
-        assert!(endpoint_ok("https://fcm.googleapis.com/fcm/send/abc", false));
+        assert!(endpoint_ok(
+            "https://fcm.googleapis.com/fcm/send/abc",
+            false
+        ));
         assert!(!endpoint_ok("http://push.example.org/x", false));
         assert!(!endpoint_ok("http://127.0.0.1:9/x", false));
         assert!(endpoint_ok("http://127.0.0.1:9/x", true));

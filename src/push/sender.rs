@@ -138,7 +138,10 @@ async fn take(db: &Db, tx: &mpsc::Sender<MessageData>) -> sqlx::Result<bool> {
         }
         if tx.try_send(message).is_err() {
             metrics::counter!(PUSH_DROPPED).increment(1);
-            tracing::warn!(event_id = row.id, "push queue full; a message is not pushed");
+            tracing::warn!(
+                event_id = row.id,
+                "push queue full; a message is not pushed"
+            );
         }
     }
     Ok(rows.len() as i64 == BATCH)

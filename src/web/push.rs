@@ -34,9 +34,7 @@ pub fn routes() -> Router<AppState> {
 
 // GET /manifest.webmanifest
 async fn manifest() -> Response {
-    let icon = |src: &str, size: &str, purpose: &str| {
-        serde_json::json!({ "src": src, "sizes": size, "type": "image/png", "purpose": purpose })
-    };
+    let icon = |src: &str, size: &str, purpose: &str| serde_json::json!({ "src": src, "sizes": size, "type": "image/png", "purpose": purpose });
     let body = serde_json::json!({
         "name": "Parley",
         "short_name": "Parley",

@@ -17,6 +17,7 @@ mod metrics;
 mod names;
 mod ops;
 mod process;
+mod push;
 mod security;
 mod stream;
 mod topology;
