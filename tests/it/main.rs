@@ -11,6 +11,7 @@ mod friends;
 mod helpers;
 mod limits;
 mod live;
+mod log;
 mod message_features;
 mod messages;
 mod metrics;
