@@ -83,9 +83,19 @@ async fn start(url: &str, dir: &std::path::Path) -> (Server, Duration) {
         .args(["--rate-limit-account", "1000000000"])
         // The load itself is the point: per-user and per-IP protections stay out of its way.
         .args(["--message-rate", "1000000", "--message-burst", "1000000"])
-        .args(["--max-connections", "30000", "--max-connections-per-ip", "0"])
+        .args([
+            "--max-connections",
+            "30000",
+            "--max-connections-per-ip",
+            "0",
+        ])
         .args(["--max-streams-per-user", "100000"])
-        .args(["--groups-per-hour", "1000000", "--friend-requests-per-hour", "1000000"])
+        .args([
+            "--groups-per-hour",
+            "1000000",
+            "--friend-requests-per-hour",
+            "1000000",
+        ])
         .args([
             "--static-dir",
             concat!(env!("CARGO_MANIFEST_DIR"), "/static"),

@@ -371,6 +371,7 @@ impl Event {
                 conversation_id, ..
             } => Some(*conversation_id),
             Event::NotifyChanged { .. }
+            | Event::PushDevicesChanged { .. }
             | Event::ProfileUpdated { .. }
             | Event::SessionEnded { .. }
             | Event::PasswordChanged { .. }

@@ -317,7 +317,10 @@ async fn acknowledged_messages_survive_kill_9() {
     let bob = Client::new(&base);
     for (c, n) in [(&ann, "ann"), (&bob, "bob")] {
         let r = c
-            .post("/register", &[("username", n), ("password", &password_for(n))])
+            .post(
+                "/register",
+                &[("username", n), ("password", &password_for(n))],
+            )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
     }

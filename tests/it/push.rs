@@ -646,3 +646,30 @@ async fn with_two_nodes_a_message_is_pushed_once() {
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies.contains(&"one".to_owned()) && bodies.contains(&"two".to_owned()));
 }
+
+#[tokio::test]
+async fn a_stream_open_on_another_node_holds_the_push_back() {
+    let app = app().await;
+    if !app.on_postgres() {
+        return; // one SQLite node is the whole deployment
+    }
+    // Arrange: bob's stream is on the second node; ann posts on the first.
+    let other = app.second_node_with(|c| c.push_allow_insecure = true).await;
+    let service = PushService::start().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob, &carl]).await;
+    let (bobs, carls) = (Device::new(&service, "bob"), Device::new(&service, "carl"));
+    bobs.subscribe(&bob).await;
+    carls.subscribe(&carl).await;
+    let _bob_is_there = other.login("bob").await.stream().await;
+
+    // Act
+    ann.say(g, "anyone?").await;
+
+    // Assert: whichever node pushes, it sees bob's stream (the `live_streams` rows).
+    service.wait_for(&carls.path, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(service.received(&bobs.path).is_empty(), "bob has a stream");
+}
