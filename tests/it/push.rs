@@ -673,3 +673,97 @@ async fn a_stream_open_on_another_node_holds_the_push_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(service.received(&bobs.path).is_empty(), "bob has a stream");
 }
+
+/// In a real browser: the service worker installs from `/sw.js` (the CSP allows it), keeps the
+/// offline page, shows it when the server is gone; the settings page offers push on this device.
+/// Screenshots of the settings page and the offline page go to `target/e2e/screens/`.
+#[tokio::test]
+async fn e2e_the_service_worker_installs_and_shows_the_offline_page() {
+    use crate::e2e::{
+        click, enabled, fill, js_str, open_browser, out_dir, start_driver, wait_path,
+    };
+    if !enabled() {
+        eprintln!("e2e push: skipped (set PARLEY_E2E=1 to run browser tests)");
+        return;
+    }
+    let mut app = app().await;
+    let service = PushService::start().await;
+    let bob = app.user("bob").await;
+    app.friends("ann", "carl").await;
+    Device::new(&service, "laptop").subscribe(&bob).await;
+    let phone = Device::new(&service, "phone");
+    bob.http
+        .post(format!("{}/push/subscriptions", app.base))
+        .header("X-Parley-Fetch", "1")
+        .header(
+            "User-Agent",
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
+        )
+        .form(&[
+            ("endpoint", phone.endpoint.as_str()),
+            ("p256dh", &phone.p256dh()),
+            ("auth", &phone.auth()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let driver = start_driver().await.expect("chromedriver");
+    let b = open_browser(&driver, true, 1100, 1100)
+        .await
+        .expect("browser");
+    let r = async {
+        let dir = out_dir().join("screens");
+        std::fs::create_dir_all(&dir)?;
+        b.goto(&format!("{}/login", app.base)).await?;
+        fill(&b, "#username", "bob").await?;
+        fill(&b, "#password", &password_for("bob")).await?;
+        click(&b, "form button[type=submit].primary").await?;
+        wait_path(&b, "/conversations").await?;
+        b.goto(&format!("{}/settings", app.base)).await?;
+        // The worker is active and has the offline page.
+        let mut state = String::new();
+        for _ in 0..100 {
+            state = js_str(
+                &b,
+                "var r = window.__swState; if (!r) { window.__swState = 'waiting'; \
+                 navigator.serviceWorker.ready.then(function () { return caches.match('/offline'); }) \
+                 .then(function (m) { window.__swState = m ? 'cached' : 'no-offline'; }); } \
+                 return String(window.__swState);",
+            )
+            .await?;
+            if state == "cached" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::ensure!(state == "cached", "service worker state: {state}");
+        let shown = js_str(
+            &b,
+            "return document.getElementById('push-enable').hidden ? 'hidden' : 'shown';",
+        )
+        .await?;
+        anyhow::ensure!(shown == "shown", "the push button is offered: {shown}");
+        let count = js_str(
+            &b,
+            "return String(document.querySelectorAll('#push-devices li.device').length);",
+        )
+        .await?;
+        anyhow::ensure!(count == "2", "two devices listed: {count}");
+        b.execute("document.getElementById('push-settings').scrollIntoView();", vec![])
+            .await?;
+        std::fs::write(dir.join("settings-push.png"), b.screenshot().await?)?;
+        // The server goes away: a navigation shows the kept offline page.
+        app.shutdown().await;
+        b.goto(&format!("{}/conversations", app.base)).await?;
+        let h1 = js_str(&b, "return document.querySelector('main h1').textContent;").await?;
+        anyhow::ensure!(h1.contains("offline"), "offline page shown: {h1}");
+        std::fs::write(dir.join("offline.png"), b.screenshot().await?)?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = b.close().await;
+    drop(driver);
+    if let Err(e) = r {
+        panic!("e2e push: {e:#}");
+    }
+}
