@@ -407,8 +407,8 @@
       return post("/push/subscriptions", form.toString()).then(function (r) {
         if (r.ok) return true;
         return r.text().then(function (t) {
-          var el = parse(t.indexOf("<") >= 0 ? "<div>" + t + "</div>" : "<p></p>");
-          var msg = el ? (el.querySelector("main p") || el).textContent.trim() : "";
+          var p = new DOMParser().parseFromString(t, "text/html").querySelector("main p");
+          var msg = p ? p.textContent.trim() : "";
           throw new Error(msg || "The server refused the subscription.");
         });
       });

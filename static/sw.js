@@ -1,17 +1,19 @@
 // Parley's service worker. It does three things and nothing else:
-// - keeps one offline page (and the stylesheet it needs), fetched at install, and shows it when a
-//   page cannot be loaded at all; no other response is ever cached (pages are private);
+// - keeps one offline page (and the stylesheet and icon it shows), fetched at install, and shows it
+//   when a page cannot be loaded at all; no other response is ever cached (pages are private);
 // - shows a notification for a Web Push message (JSON: title, body, url, tag);
 // - on a click, focuses a Parley window (taking it to the conversation) or opens one.
 "use strict";
 
 var CACHE = "parley-offline-v1";
 var OFFLINE = "/offline";
+// The offline page and what it shows; public files only.
+var KEPT = [OFFLINE, "/static/app.css", "/static/favicon.svg"];
 
 self.addEventListener("install", function (event) {
   event.waitUntil(
     caches.open(CACHE).then(function (cache) {
-      return cache.addAll([OFFLINE, "/static/app.css"]);
+      return cache.addAll(KEPT);
     }).then(function () { return self.skipWaiting(); })
   );
 });
@@ -28,15 +30,27 @@ self.addEventListener("activate", function (event) {
 
 self.addEventListener("fetch", function (event) {
   var req = event.request;
-  if (req.mode !== "navigate" || req.method !== "GET") return;
-  // The network, always; the offline page only when there is no answer at all.
-  event.respondWith(
-    fetch(req).catch(function () {
-      return caches.match(OFFLINE, { cacheName: CACHE }).then(function (r) {
-        return r || Response.error();
-      });
-    })
-  );
+  if (req.method !== "GET") return;
+  var url = new URL(req.url);
+  if (req.mode === "navigate") {
+    // The network, always; the offline page only when there is no answer at all.
+    event.respondWith(
+      fetch(req).catch(function () {
+        return caches.match(OFFLINE, { cacheName: CACHE }).then(function (r) {
+          return r || Response.error();
+        });
+      })
+    );
+  } else if (url.origin === self.location.origin && KEPT.indexOf(url.pathname) > 0) {
+    // What the offline page needs: the network first, the kept copy when it is down.
+    event.respondWith(
+      fetch(req).catch(function () {
+        return caches.match(url.pathname, { cacheName: CACHE }).then(function (r) {
+          return r || Response.error();
+        });
+      })
+    );
+  }
 });
 
 self.addEventListener("push", function (event) {

@@ -726,8 +726,9 @@ async fn e2e_the_service_worker_installs_and_shows_the_offline_page() {
             state = js_str(
                 &b,
                 "var r = window.__swState; if (!r) { window.__swState = 'waiting'; \
-                 navigator.serviceWorker.ready.then(function () { return caches.match('/offline'); }) \
-                 .then(function (m) { window.__swState = m ? 'cached' : 'no-offline'; }); } \
+                 navigator.serviceWorker.ready.then(function () { return Promise.all([caches.match('/offline'), \
+                 caches.match('/static/app.css')]); }) \
+                 .then(function (m) { window.__swState = m[0] && m[1] ? 'cached' : 'not kept'; }); } \
                  return String(window.__swState);",
             )
             .await?;
