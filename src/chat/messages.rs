@@ -166,32 +166,11 @@ pub async fn post(
     reply_to: Option<i64>,
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin_deferred().await?;
-    // Membership, whether it takes messages, and the message before: one query, first.
-    let ctx = db::messages::post_context(&mut tx, conversation_id, me.id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if ctx.open == 0 {
-        return Err(AppError::invalid(
-            "body",
-            "You are no longer friends, so this conversation is read-only.",
-        ));
-    }
-    let reply = match reply_to {
-        None => None,
-        Some(r) => Some(
-            db::messages::in_conversation(&mut tx.conn(), conversation_id, r)
-                .await?
-                .ok_or_else(|| {
-                    AppError::invalid(
-                        "reply_to",
-                        "The message you answer is not in this conversation any more.",
-                    )
-                })?,
-        ),
-    };
     let now = db::now_ms();
-    let inserted = db::messages::insert(
-        &mut tx.conn(),
+    // Membership, whether it takes messages, the message before, the insert, the conversation
+    // and the author's read marker moving to it, and the author's badge: one call.
+    let posted = db::messages::post(
+        &mut tx,
         conversation_id,
         me.id,
         body.as_str(),
@@ -200,7 +179,14 @@ pub async fn post(
         now,
     )
     .await?;
-    let Some(id) = inserted else {
+    let ctx = posted.ctx.ok_or(AppError::NotFound)?;
+    if ctx.open == 0 {
+        return Err(AppError::invalid(
+            "body",
+            "You are no longer friends, so this conversation is read-only.",
+        ));
+    }
+    let Some(id) = posted.id else {
         // The same send raced us and committed first: answer with its message.
         let cid = client_id.map(ClientId::as_str).unwrap_or_default();
         let row = db::messages::by_client_id(&mut tx.conn(), me.id, cid)
@@ -211,9 +197,25 @@ pub async fn post(
             .await?
             .ok_or(AppError::NotFound);
     };
-    // The conversation moves to it, and the author has read what they wrote.
-    let author_total_unread =
-        db::messages::after_post(&mut tx.conn(), conversation_id, me.id, id, now).await?;
+    let reply_gone = || {
+        AppError::invalid(
+            "reply_to",
+            "The message you answer is not in this conversation any more.",
+        )
+    };
+    if !posted.reply_ok {
+        // Dropping `tx` takes the insert back.
+        return Err(reply_gone());
+    }
+    let reply = match reply_to {
+        None => None,
+        Some(r) => Some(
+            db::messages::in_conversation(&mut tx.conn(), conversation_id, r)
+                .await?
+                .ok_or_else(reply_gone)?,
+        ),
+    };
+    let author_total_unread = posted.author_total_unread;
     let mentions = set_mentions(&mut tx, conversation_id, id, body.as_str(), true).await?;
     let prev = ctx
         .prev_author_id

@@ -5,7 +5,7 @@
 //! Hub (so nothing delivered from then on is missed), replays the log after `Last-Event-ID` /
 //! `?after=` up to where the Hub was, and answers the head: `HTTP/1.0 200`, `text/event-stream`,
 //! a body that lasts until the connection closes. It hands the rest to the server loop
-//! (`app::serve_connection`), which takes the bare socket back from the HTTP server and runs
+//! (`server::serve_connection`), which takes the bare socket back from the HTTP server and runs
 //! [`run_stream`] on it: an idle stream then holds its ids, its mailbox and its socket, and no
 //! HTTP buffers, session or user objects.
 
