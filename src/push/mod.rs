@@ -93,17 +93,60 @@ fn decode(field: &str) -> Option<Vec<u8>> {
     Base64UrlUnpadded::decode_vec(field.trim().trim_end_matches('=')).ok()
 }
 
-/// Whether `endpoint` may be pushed to: https with a host; plain http only to 127.0.0.1 and only
-/// when `allow_insecure` (the test push service).
+/// Whether `endpoint` may be pushed to: https to a host name on the default port (push services
+/// are public web services; an IP address or another port would let a user aim the server's
+/// requests at internal machines). Plain http only to 127.0.0.1 and only when `allow_insecure`
+/// (the test push service).
 pub fn endpoint_ok(endpoint: &str, allow_insecure: bool) -> bool {
     let Ok(uri) = endpoint.parse::<axum::http::Uri>() else {
         return false;
     };
     let host = uri.host().unwrap_or("");
     match uri.scheme_str() {
-        Some("https") => !host.is_empty(),
+        Some("https") => {
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            !host.is_empty()
+                && name.parse::<std::net::IpAddr>().is_err()
+                && !name.eq_ignore_ascii_case("localhost")
+                && !name.to_ascii_lowercase().ends_with(".localhost")
+                && uri.port_u16().is_none_or(|p| p == 443)
+        }
         Some("http") => allow_insecure && host == "127.0.0.1",
         _ => false,
+    }
+}
+
+/// True for addresses on the public internet (what a push service resolves to); false for
+/// loopback, private, link-local, shared, documentation and other special ranges.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
     }
 }
 
@@ -249,6 +292,35 @@ mod tests {
         assert!(!endpoint_ok("http://10.0.0.1/x", true));
         assert!(!endpoint_ok("javascript:alert(1)", true));
         assert!(!endpoint_ok("", true));
+        assert!(!endpoint_ok("https://10.0.0.1/x", false), "an address");
+        assert!(!endpoint_ok("https://[::1]/x", false));
+        assert!(!endpoint_ok("https://localhost/x", false));
+        assert!(
+            !endpoint_ok("https://push.example:8443/x", false),
+            "another port"
+        );
+        assert!(endpoint_ok("https://push.example:443/x", false));
+    }
+
+    #[test]
+    fn only_public_addresses_are_pushed_to() {
+        for ip in [
+            "10.1.2.3",
+            "127.0.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["142.250.74.10", "2a00:1450:4001::200e"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

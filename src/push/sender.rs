@@ -55,7 +55,12 @@ pub const PUSH_DROPPED: &str = "parley_push_dropped_total";
 
 /// Runs the feed and the worker until shutdown.
 pub async fn run(state: AppState, vapid: Arc<Vapid>, shutdown: CancellationToken) {
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if !state.config.push_allow_insecure {
+        // Host names only reach public addresses (endpoints are checked to be names, not IPs).
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    let client = match builder
         .timeout(TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
@@ -293,5 +298,24 @@ async fn send(
         200..=299 => Ok(Outcome::Delivered),
         404 | 410 => Ok(Outcome::Gone),
         _ => anyhow::bail!("push service answered {status}"),
+    }
+}
+
+/// Resolves push services' names to public addresses only: a name that points inside the network
+/// (at the metadata service, a database…) is not connected to.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| super::is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{} has no public address", name.as_str()).into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }

@@ -364,6 +364,14 @@ async fn bad_subscriptions_are_refused_and_nothing_is_written() {
             ],
         ),
         (
+            "https to an internal address",
+            [
+                ("endpoint", "https://169.254.169.254/latest"),
+                ("p256dh", &p256dh),
+                ("auth", &auth),
+            ],
+        ),
+        (
             "not a URL",
             [
                 ("endpoint", "javascript:alert(1)"),
