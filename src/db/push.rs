@@ -104,6 +104,27 @@ pub async fn advance_cursor(c: &mut Conn<'_>, from: i64, to: i64, now: i64) -> s
     Ok(n == 1)
 }
 
+/// The payloads of messages logged in `(from, to]` after `since` (ms), in id order, at most
+/// `limit`: what the push sender reads (other events and old messages are skipped in SQL).
+pub async fn messages_between(
+    c: &mut Conn<'_>,
+    from: i64,
+    to: i64,
+    since: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<(i64, String)>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT id, payload FROM events WHERE id > $1 AND id <= $2 AND kind = 'MessageAdded' \
+         AND created_at > $3 ORDER BY id LIMIT $4",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(e)
+    .await)
+}
+
 /// Stores a subscription for `user`; the same endpoint again (the same browser) replaces the
 /// row, whoever it belonged to. Returns its id.
 #[allow(clippy::too_many_arguments)]

@@ -1,9 +1,10 @@
 //! The push sender: takes new messages from the event log, decides who gets a push, encrypts
 //! and sends it. Entirely off the request and delivery paths.
 //!
-//! - **Feed.** A task reads the `events` table after a cursor shared by all nodes
-//!   (`push_state`) and moves that cursor forward with a compare-and-set before it looks at the
-//!   rows: the node that wins takes those events, the others skip them. So a message is pushed by
+//! - **Feed.** A task moves a cursor shared by all nodes (`push_state`) from where it is to the
+//!   newest committed event with a compare-and-set, and only then reads the messages in between
+//!   (`kind = 'MessageAdded'`, in SQL): the node that wins takes those events, the others skip
+//!   them. So a message is pushed by
 //!   exactly one node (at most once: a node that dies after taking a batch loses it). It polls
 //!   every [`POLL`]; a push may lag a message by that much. Messages older than [`TOO_OLD`]
 //!   (a node that was down) are not pushed.
@@ -45,7 +46,7 @@ const TOO_OLD_MS: i64 = 10 * 60 * 1000;
 /// A `live_streams` row not refreshed for this long belongs to a dead node (the presence
 /// publisher refreshes every 30 s; the stream cap uses the same window).
 pub const STREAM_ALIVE_MS: i64 = 95_000;
-/// Events read per poll.
+/// Messages read per query.
 const BATCH: i64 = 256;
 
 /// Pushes sent, by result (`ok`, `gone`, `failed`).
@@ -110,46 +111,52 @@ async fn start_cursor(db: &Db) -> sqlx::Result<()> {
     tx.commit().await
 }
 
-/// Takes the next batch after the shared cursor, if this node wins it; true when there may be
-/// more right away.
+/// Takes the events logged since the shared cursor, if this node wins them, and queues their
+/// messages; true when another node won (look again at once).
 async fn take(db: &Db, tx: &mpsc::Sender<MessageData>) -> sqlx::Result<bool> {
-    let (from, rows) = {
+    let (from, to) = {
         let mut rc = db.read().await?;
         let from = db::push::cursor(&mut rc.conn()).await?;
-        (from, db::events::after(&mut rc.conn(), from, BATCH).await?)
+        // Every event at or below this is committed and visible (see db::events).
+        (from, db::events::last_id(&mut rc.conn()).await?)
     };
-    let Some(last) = rows.last().map(|r| r.id) else {
+    if to <= from {
         return Ok(false);
-    };
+    }
     let won = {
         let mut w = db.begin().await?;
-        let won = db::push::advance_cursor(&mut w.conn(), from, last, db::now_ms()).await?;
+        let won = db::push::advance_cursor(&mut w.conn(), from, to, db::now_ms()).await?;
         w.commit().await?;
         won
     };
     if !won {
-        // Another node took them; look again from where it left the cursor.
         return Ok(true);
     }
-    let now = db::now_ms();
-    for row in &rows {
-        // Only the payload's kind decides; anything unreadable is not a message to push.
-        let Ok(Event::MessageAdded { message, .. }) = serde_json::from_str::<Event>(&row.payload)
-        else {
-            continue;
+    let since = db::now_ms() - TOO_OLD_MS;
+    let mut lo = from;
+    loop {
+        let rows = {
+            let mut rc = db.read().await?;
+            db::push::messages_between(&mut rc.conn(), lo, to, since, BATCH).await?
         };
-        if message.note || now - message.created_at > TOO_OLD_MS {
-            continue;
+        for (id, payload) in &rows {
+            let Ok(Event::MessageAdded { message, .. }) = serde_json::from_str::<Event>(payload)
+            else {
+                continue;
+            };
+            if message.note {
+                continue;
+            }
+            if tx.try_send(message).is_err() {
+                metrics::counter!(PUSH_DROPPED).increment(1);
+                tracing::warn!(event_id = id, "push queue full; a message is not pushed");
+            }
         }
-        if tx.try_send(message).is_err() {
-            metrics::counter!(PUSH_DROPPED).increment(1);
-            tracing::warn!(
-                event_id = row.id,
-                "push queue full; a message is not pushed"
-            );
+        match rows.last() {
+            Some((id, _)) if rows.len() as i64 == BATCH => lo = *id,
+            _ => return Ok(false),
         }
     }
-    Ok(rows.len() as i64 == BATCH)
 }
 
 /// Works on queued messages, [`CONCURRENT`] at once.
