@@ -419,6 +419,7 @@
         if (perm !== "granted") throw new Error("Notifications are not allowed in this browser.");
         return swReady;
       }).then(function (reg) {
+        if (!reg) throw new Error("Push needs Parley to be served over https.");
         return reg.pushManager.subscribe({
           userVisibleOnly: true,
           applicationServerKey: b64urlToBytes(pushBox.getAttribute("data-vapid-key"))
