@@ -231,11 +231,13 @@ pub async fn for_users(c: &mut Conn<'_>, users: &[i64]) -> sqlx::Result<Vec<Subs
     })
 }
 
-/// Members of `conversation` who have at least one device, with their notification level.
+/// Active members of `conversation` who have at least one device, with their notification level
+/// (a deactivated account's devices stay, silent, until it is reactivated).
 pub async fn recipients(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<Vec<RecipientRow>> {
     run!(c, e => sqlx::query_as(
         "SELECT m.user_id, m.notify, c.kind, c.title FROM members m \
          JOIN conversations c ON c.id = m.conversation_id \
+         JOIN users u ON u.id = m.user_id AND u.deactivated_at IS NULL \
          WHERE m.conversation_id = $1 \
          AND EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = m.user_id)",
     )

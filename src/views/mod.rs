@@ -1,6 +1,7 @@
 //! View models: askama structs that mirror `templates/`, built from domain and db types with
 //! everything already formatted. Templates hold only `if`/`for`/`include`.
 
+pub mod admin;
 pub mod dom;
 pub mod markup;
 pub mod pages;
@@ -35,6 +36,8 @@ pub struct Layout {
     pub bare: bool,
     /// My muted and mentions-only conversations (live.js: notifications, quiet rows).
     pub prefs: NotifyPrefsView,
+    /// I am an administrator (the header links to the admin pages).
+    pub admin: bool,
 }
 
 impl Layout {

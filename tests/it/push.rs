@@ -776,3 +776,32 @@ async fn e2e_the_service_worker_installs_and_shows_the_offline_page() {
         panic!("e2e push: {e:#}");
     }
 }
+
+#[tokio::test]
+async fn a_deactivated_account_gets_no_push() {
+    // Arrange: ann is the first account, so the admin.
+    let app = app().await;
+    let service = PushService::start().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob, &carl]).await;
+    let (bobs, carls) = (Device::new(&service, "bob"), Device::new(&service, "carl"));
+    bobs.subscribe(&bob).await;
+    carls.subscribe(&carl).await;
+    let r = ann
+        .post(&format!("/admin/users/{}/deactivate", bob.id), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // Act
+    ann.say(g, "still on?").await;
+
+    // Assert
+    service.wait_for(&carls.path, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        service.received(&bobs.path).is_empty(),
+        "bob is deactivated"
+    );
+}
