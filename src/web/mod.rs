@@ -8,6 +8,7 @@ pub mod extract;
 pub mod friends;
 pub mod invites;
 pub mod messages;
+pub mod push;
 pub mod security;
 pub mod sessions;
 pub mod settings;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(messages::routes())
         .merge(events::routes())
+        .merge(push::routes())
         .merge(admin::routes())
         .merge(invites::routes())
         .nest_service("/static", assets)
