@@ -14,6 +14,7 @@
 //!   routes it to the audience's open streams ([`live::hub`]).
 //! - [`views`]: askama view models mirroring `templates/`. [`web`]: HTTP routes and middleware.
 //! - [`files`]: attachment bytes on disk (streamed uploads, images and thumbnails, the sweep).
+//! - [`push`]: Web Push (VAPID keys, who gets a push, the sender off the request path).
 //! - [`metrics`]: the Prometheus endpoint. [`ops`]: `parley copy` and `parley backup`.
 
 pub mod app;
@@ -28,6 +29,7 @@ pub mod files;
 pub mod live;
 pub mod metrics;
 pub mod ops;
+pub mod push;
 pub mod server;
 pub mod sessions;
 pub mod state;

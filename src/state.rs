@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Attachment storage.
     pub files: Arc<crate::files::Files>,
+    /// The server's Web Push (VAPID) identity.
+    pub vapid: Arc<crate::push::Vapid>,
     /// Woken when `parley admin` changed something (PostgreSQL's `NOTIFY parley_admin`).
     pub admin_wake: Arc<tokio::sync::Notify>,
 }

@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod conversations;
 pub mod friends;
 pub mod messages;
+pub mod push;
 pub mod reactions;
 
 use std::collections::VecDeque;

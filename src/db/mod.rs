@@ -15,6 +15,7 @@ pub mod events;
 pub mod friends;
 pub mod limits;
 pub mod messages;
+pub mod push;
 pub mod users;
 pub mod writer;
 

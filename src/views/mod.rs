@@ -6,6 +6,7 @@ pub mod dom;
 pub mod markup;
 pub mod pages;
 pub mod partials;
+pub mod push;
 
 use askama::Template;
 use axum::http::{StatusCode, header};
@@ -17,6 +18,7 @@ use crate::db::users::UserRef;
 
 pub use pages::*;
 pub use partials::*;
+pub use push::*;
 
 /// What the base layout needs: who is logged in, and the newest event id the page reflects
 /// (`<body data-after>`, where live.js resumes the stream).

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod friends;
 pub mod invites;
 pub mod messages;
+pub mod push;
 pub mod security;
 pub mod sessions;
 pub mod settings;
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::routes())
         .merge(attachments::routes())
         .merge(events::routes())
+        .merge(push::routes())
         .merge(admin::routes())
         .merge(invites::routes())
         .nest_service("/static", assets)
