@@ -18,6 +18,16 @@ pub fn messages_page(conversation_id: i64, before: i64) -> String {
     format!("messages-{conversation_id}-before-{before}")
 }
 
+/// A file of a message: `attachment-{id}`.
+pub fn attachment(id: i64) -> String {
+    format!("attachment-{id}")
+}
+
+/// The file picker of a composer: `files-{conversation_id}`.
+pub fn file_input(conversation_id: i64) -> String {
+    format!("files-{conversation_id}")
+}
+
 /// The receipts under a message: `receipts-{message_id}`.
 pub fn receipts(message_id: i64) -> String {
     format!("receipts-{message_id}")

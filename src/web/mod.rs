@@ -2,6 +2,7 @@
 //! answer. No SQL here and no HTML strings.
 
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod events;
 pub mod extract;
@@ -12,6 +13,7 @@ pub mod push;
 pub mod security;
 pub mod sessions;
 pub mod settings;
+pub mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(friends::routes())
         .merge(conversations::routes())
         .merge(messages::routes())
+        .merge(attachments::routes())
         .merge(events::routes())
         .merge(push::routes())
         .merge(admin::routes())
