@@ -10,6 +10,7 @@ pub mod events;
 pub mod friends;
 pub mod limits;
 pub mod messages;
+pub mod search;
 pub mod users;
 
 use std::str::FromStr;

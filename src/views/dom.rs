@@ -18,6 +18,22 @@ pub fn messages_page(conversation_id: i64, before: i64) -> String {
     format!("messages-{conversation_id}-before-{before}")
 }
 
+/// The message list of a page opened at a message (`/conversations/{id}/messages/{message_id}`)
+/// that does not reach the newest message: live appends must not land on it either.
+pub fn messages_at(conversation_id: i64, message_id: i64) -> String {
+    format!("messages-{conversation_id}-at-{message_id}")
+}
+
+/// The message list of a newer page (`?after=`) that does not reach the newest message.
+pub fn messages_after(conversation_id: i64, after: i64) -> String {
+    format!("messages-{conversation_id}-after-{after}")
+}
+
+/// A message found on the search page: `result-{message_id}`.
+pub fn search_result(message_id: i64) -> String {
+    format!("result-{message_id}")
+}
+
 /// The receipts under a message: `receipts-{message_id}`.
 pub fn receipts(message_id: i64) -> String {
     format!("receipts-{message_id}")
@@ -123,6 +139,10 @@ pub mod containers {
     pub const REQUESTS_BADGE: &str = "badge-requests";
     /// My notification settings (muted, mentions-only conversations), on every page.
     pub const NOTIFY_PREFS: &str = "notify-prefs";
+    /// The search box in the header of every logged-in page.
+    pub const SEARCH_BOX: &str = "search-q";
+    /// The results on the search page.
+    pub const SEARCH_RESULTS: &str = "search-results";
     /// The whole page (a `reload` aimed here reloads any page).
     pub const PAGE: &str = "main";
 }
@@ -141,5 +161,7 @@ mod tests {
         assert_eq!(request(5), "request-5");
         assert_eq!(presence(9), "presence-9");
         assert_ne!(messages_page(7, 100), messages(7));
+        assert_ne!(messages_at(7, 100), messages(7));
+        assert_ne!(messages_after(7, 100), messages(7));
     }
 }

@@ -5,6 +5,7 @@ pub mod dom;
 pub mod markup;
 pub mod pages;
 pub mod partials;
+pub mod search;
 
 use askama::Template;
 use axum::http::{StatusCode, header};
@@ -16,6 +17,7 @@ use crate::db::users::UserRef;
 
 pub use pages::*;
 pub use partials::*;
+pub use search::{SearchPage, ResultView};
 
 /// What the base layout needs: who is logged in, and the newest event id the page reflects
 /// (`<body data-after>`, where live.js resumes the stream).
@@ -33,6 +35,8 @@ pub struct Layout {
     pub bare: bool,
     /// My muted and mentions-only conversations (live.js: notifications, quiet rows).
     pub prefs: NotifyPrefsView,
+    /// What the header's search box holds (the query, on the search page).
+    pub search: String,
 }
 
 impl Layout {

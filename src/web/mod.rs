@@ -6,6 +6,7 @@ pub mod events;
 pub mod extract;
 pub mod friends;
 pub mod messages;
+pub mod search;
 pub mod security;
 pub mod sessions;
 pub mod settings;
@@ -47,6 +48,7 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
         unread,
         bare: false,
         prefs: crate::views::NotifyPrefsView::new(&prefs),
+        search: String::new(),
     })
 }
 
@@ -136,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(friends::routes())
         .merge(conversations::routes())
         .merge(messages::routes())
+        .merge(search::routes())
         .merge(events::routes())
         .nest_service("/static", assets)
         .fallback(not_found)
