@@ -106,6 +106,12 @@ pub async fn run(
     };
     out.no_such_conversation = q.within.is_some() && within.is_empty();
     let author = match &q.from {
+        // Only a possible username is looked up (anything else is nobody, and never reaches
+        // the database: PostgreSQL refuses a NUL in text, for one).
+        Some(name) if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            out.conversations = conversations;
+            return Ok(out);
+        }
         Some(name) => {
             let id: Option<i64> = run!(c, e => sqlx::query_scalar(
                 "SELECT id FROM users WHERE username = $1",
