@@ -279,7 +279,9 @@ fn queries(user: i64, world: &World, rng: &mut Rng) -> Vec<(&'static str, String
         .filter(|(_, m)| m.contains(&user))
         .map(|(i, _)| i)
         .collect();
-    let pick = mine.get(rng.below(mine.len().max(1) as u64) as usize).copied();
+    let pick = mine
+        .get(rng.below(mine.len().max(1) as u64) as usize)
+        .copied();
     let (other, group) = match pick {
         Some(i) if (i as i64) < DIRECTS => (
             world.members[i]
@@ -320,10 +322,7 @@ async fn measure(db: &Db, world: &World, label: &str) -> anyhow::Result<()> {
                 .map(|_| HEAVY + 1 + rng.below((USERS - HEAVY) as u64) as i64)
                 .collect::<Vec<_>>(),
         ),
-        (
-            "heavy users (in all 1,000 groups)",
-            (1..=HEAVY).collect(),
-        ),
+        ("heavy users (in all 1,000 groups)", (1..=HEAVY).collect()),
     ] {
         let mut by_query: Vec<(&str, Vec<Duration>, usize)> = Vec::new();
         let mut all = Vec::new();

@@ -334,8 +334,7 @@ pub async fn page_after(
     after: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
-    let sql =
-        format!("{SELECT} WHERE m.conversation_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3");
+    let sql = format!("{SELECT} WHERE m.conversation_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3");
     run!(c, e => sqlx::query_as(&sql)
         .bind(conversation)
         .bind(after)

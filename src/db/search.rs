@@ -136,24 +136,35 @@ pub async fn run(
     let before = before.unwrap_or(i64::MAX);
     out.hits = match c {
         Conn::Sqlite(e) => {
-            // The FTS5 table walks its matches newest first and stops at the limit; the join
-            // checks membership again in the same statement.
-            sqlx::query_as(
+            // The FTS5 table walks its matches newest first and the statement stops at the
+            // limit; the join checks membership in the same statement. A few conversations go
+            // into the MATCH too (then only my matches are walked); for many, FTS5's OR of
+            // their ids costs more than walking matches and skipping those of others.
+            let in_match =
+                within.len() <= MATCH_CONVERSATIONS || (q.terms.is_empty() && author.is_none());
+            let only = if q.within.is_some() && !in_match {
+                let ids: Vec<String> = within.iter().map(i64::to_string).collect();
+                format!(" AND m.conversation_id IN ({})", ids.join(", "))
+            } else {
+                String::new()
+            };
+            let sql = format!(
                 "SELECT m.id, m.conversation_id, m.author_id, u.username AS author_username, \
                    u.display_name AS author_display_name, m.body, m.created_at \
-                 FROM (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH $1 \
-                       AND rowid < $2 ORDER BY rowid DESC LIMIT $3) h \
-                 JOIN messages m ON m.id = h.id \
+                 FROM messages_fts f \
+                 JOIN messages m ON m.id = f.rowid \
                  JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = $4 \
                  JOIN users u ON u.id = m.author_id \
-                 ORDER BY m.id DESC",
-            )
-            .bind(fts5_match(q, &within, author))
-            .bind(before)
-            .bind(limit)
-            .bind(user)
-            .fetch_all(&mut **e)
-            .await?
+                 WHERE messages_fts MATCH $1 AND f.rowid < $2{only} \
+                 ORDER BY f.rowid DESC LIMIT $3"
+            );
+            sqlx::query_as(&sql)
+                .bind(fts5_match(q, in_match.then_some(&within[..]), author))
+                .bind(before)
+                .bind(limit)
+                .bind(user)
+                .fetch_all(&mut **e)
+                .await?
         }
         Conn::Pg(e) => {
             let mut sql = String::from(
@@ -185,9 +196,7 @@ pub async fn run(
             if let Some(a) = author {
                 query = query.bind(a);
             }
-            query
-                .fetch_all(&mut **e)
-                .await?
+            query.fetch_all(&mut **e).await?
         }
     };
     out.conversations = conversations;
@@ -199,8 +208,12 @@ fn fts5_string(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// The FTS5 MATCH expression: every term in the body, in one of `conversations`, by `author`.
-pub fn fts5_match(q: &SearchQuery, conversations: &[i64], author: Option<i64>) -> String {
+/// At most this many conversations are named in an FTS5 MATCH (see [`run`]).
+pub const MATCH_CONVERSATIONS: usize = 32;
+
+/// The FTS5 MATCH expression: every term in the body, in one of `conversations` (when given),
+/// by `author`.
+pub fn fts5_match(q: &SearchQuery, conversations: Option<&[i64]>, author: Option<i64>) -> String {
     let mut parts = Vec::new();
     if !q.terms.is_empty() {
         let terms: Vec<String> = q
@@ -213,11 +226,13 @@ pub fn fts5_match(q: &SearchQuery, conversations: &[i64], author: Option<i64>) -
             .collect();
         parts.push(format!("body : ({})", terms.join(" AND ")));
     }
-    let convs: Vec<String> = conversations
-        .iter()
-        .map(|id| fts5_string(&id.to_string()))
-        .collect();
-    parts.push(format!("conversation_id : ({})", convs.join(" OR ")));
+    if let Some(conversations) = conversations {
+        let convs: Vec<String> = conversations
+            .iter()
+            .map(|id| fts5_string(&id.to_string()))
+            .collect();
+        parts.push(format!("conversation_id : ({})", convs.join(" OR ")));
+    }
     if let Some(a) = author {
         parts.push(format!("author_id : {}", fts5_string(&a.to_string())));
     }
@@ -262,7 +277,7 @@ mod tests {
     fn query_texts_quote_every_word() {
         let q = SearchQuery::parse(r#"harbour "quiet morning" mas* from:bob"#).unwrap();
         assert_eq!(
-            fts5_match(&q, &[3, 8], Some(5)),
+            fts5_match(&q, Some(&[3, 8]), Some(5)),
             r#"body : ("harbour" AND "quiet morning" AND "mas" *) AND conversation_id : ("3" OR "8") AND author_id : "5""#
         );
         assert_eq!(
@@ -270,7 +285,11 @@ mod tests {
             Some("('harbour') & ('quiet' <-> 'morning') & ('mas':*)")
         );
         let q = SearchQuery::parse("from:bob").unwrap();
-        assert_eq!(fts5_match(&q, &[1], None), r#"conversation_id : ("1")"#);
+        assert_eq!(
+            fts5_match(&q, Some(&[1]), None),
+            r#"conversation_id : ("1")"#
+        );
+        assert_eq!(fts5_match(&q, None, Some(2)), r#"author_id : "2""#);
         assert_eq!(tsquery(&q), None);
     }
 }

@@ -17,7 +17,7 @@ use crate::db::users::UserRef;
 
 pub use pages::*;
 pub use partials::*;
-pub use search::{SearchPage, ResultView};
+pub use search::{ResultView, SearchPage};
 
 /// What the base layout needs: who is logged in, and the newest event id the page reflects
 /// (`<body data-after>`, where live.js resumes the stream).

@@ -80,9 +80,13 @@ pub fn highlight(body: &str, terms: &[(String, bool)], max: usize) -> Vec<Piece>
     let hits: Vec<(usize, usize)> = words(&text)
         .filter(|&(s, e)| {
             let w = fold(&text[s..e]);
-            terms
-                .iter()
-                .any(|(t, prefix)| if *prefix { w.starts_with(t.as_str()) } else { w == *t })
+            terms.iter().any(|(t, prefix)| {
+                if *prefix {
+                    w.starts_with(t.as_str())
+                } else {
+                    w == *t
+                }
+            })
         })
         .collect();
     // A window of `max` characters that starts a little before the first match.

@@ -240,7 +240,11 @@ async fn load_window(
     let forward = |mut rows: Vec<MessageRow>, limit: i64| {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let newer = if more { rows.last().map(|m| m.id) } else { None };
+        let newer = if more {
+            rows.last().map(|m| m.id)
+        } else {
+            None
+        };
         (rows, newer)
     };
     if let Some(at) = window.at {

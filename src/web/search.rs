@@ -66,7 +66,8 @@ async fn index(
     };
     if query.is_empty() {
         if !params.q.trim().is_empty() {
-            page.notice = Some("Type a word to search for (punctuation alone finds nothing).".into());
+            page.notice =
+                Some("Type a word to search for (punctuation alone finds nothing).".into());
         }
         return Ok(render(StatusCode::OK, &page));
     }

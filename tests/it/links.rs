@@ -64,7 +64,9 @@ async fn a_message_link_opens_the_conversation_at_it_highlighted_with_context() 
     // A link does not read anything: bob's marker stays where it was.
     let before = bob.get("/conversations").await;
     assert_ne!(
-        before.attr(&format!("#unread-{c}"), "data-count").as_deref(),
+        before
+            .attr(&format!("#unread-{c}"), "data-count")
+            .as_deref(),
         Some("0")
     );
 }
@@ -98,8 +100,11 @@ async fn a_message_link_is_404_for_strangers_and_wrong_or_unknown_messages() {
     // A removed member loses the link with the rest.
     let url = format!("/conversations/{g}/messages/{gm}");
     assert_eq!(carl.get(&url).await.status, StatusCode::OK);
-    ann.post(&format!("/conversations/{g}/members/{}/remove", carl.id), &[])
-        .await;
+    ann.post(
+        &format!("/conversations/{g}/members/{}/remove", carl.id),
+        &[],
+    )
+    .await;
     assert_eq!(carl.get(&url).await.status, StatusCode::NOT_FOUND);
     // Anonymous: log in first.
     let r = app.client().get(&url).await;

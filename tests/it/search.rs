@@ -73,7 +73,10 @@ async fn search_finds_words_phrases_prefixes_and_filters_newest_first() {
     assert_eq!(found(&search(&ann, "from:@Carl").await), vec![m3]);
     assert!(found(&search(&ann, "from:nobody harbour").await).is_empty());
     assert_eq!(found(&search(&ann, "in:bob harbour").await), vec![m1]);
-    assert_eq!(found(&search(&ann, "in:\"trip plan\" harb*").await), vec![m3]);
+    assert_eq!(
+        found(&search(&ann, "in:\"trip plan\" harb*").await),
+        vec![m3]
+    );
     let none = search(&ann, "in:nowhere harbour").await;
     assert!(found(&none).is_empty());
     assert!(none.text(".notice").unwrap().contains("nowhere"));
@@ -108,7 +111,10 @@ async fn search_finds_only_what_the_searcher_may_read_now() {
     // Act: a stranger, a removed member, an unfriended friend.
     let strangers = found(&search(&dan, "pineapple").await);
     let r = ann
-        .post(&format!("/conversations/{g}/members/{}/remove", carl.id), &[])
+        .post(
+            &format!("/conversations/{g}/members/{}/remove", carl.id),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let removed = found(&search(&carl, "pineapple").await);
@@ -118,7 +124,10 @@ async fn search_finds_only_what_the_searcher_may_read_now() {
 
     // Assert
     assert!(strangers.is_empty());
-    assert!(removed.is_empty(), "a removed member finds nothing of the group");
+    assert!(
+        removed.is_empty(),
+        "a removed member finds nothing of the group"
+    );
     assert_eq!(
         unfriended,
         vec![grouped, direct],
