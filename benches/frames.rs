@@ -10,15 +10,21 @@
 use parley::db::users::UserRef;
 use parley::events::{ConversationData, Event, MessageData};
 use parley::live::fragments::frames_for;
-use parley::live::frame::Rendered;
+use parley::live::frame::{Audience, Rendered};
 
 fn bytes_to_all(event: &Event, members: &[i64]) -> (usize, usize) {
     let online = |_: i64| true;
-    let r = Rendered::new(1, frames_for(event, members, &online));
+    let r = Rendered::new(1, frames_for(event, &online));
     let total = r
         .frames
         .iter()
-        .map(|(f, b)| b.len() * f.audience.len())
+        .map(|(f, b)| {
+            b.len()
+                * match &f.audience {
+                    Audience::Everyone => members.len(),
+                    Audience::Users(ids) => ids.len(),
+                }
+        })
         .sum();
     (total, r.frames.len())
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use parley::db::{Db, Tx, search};
+use parley::db::{Conn, Db, search};
 use parley::domain::search::SearchQuery;
 
 const USERS: i64 = 2_000;
@@ -98,14 +98,14 @@ fn draw(rng: &mut Rng, cum: &[f64]) -> usize {
 /// Runs `$sql` with `$binds` (a closure binding one row's values) on the transaction's backend.
 macro_rules! on_tx {
     ($tx:expr, $sql:expr, |$q:ident| $bind:expr) => {
-        match &mut $tx {
-            Tx::Sqlite(t) => {
+        match $tx.conn() {
+            Conn::Sqlite(t) => {
                 let $q = sqlx::query($sql);
-                $bind.execute(&mut **t).await?;
+                $bind.execute(&mut *t).await?;
             }
-            Tx::Pg(t) => {
+            Conn::Pg(t) => {
                 let $q = sqlx::query($sql);
-                $bind.execute(&mut **t).await?;
+                $bind.execute(&mut *t).await?;
             }
         }
     };

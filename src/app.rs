@@ -37,6 +37,7 @@ pub struct App {
     start_cursor: i64,
     limits: Limits,
     metrics: Option<(TcpListener, PrometheusHandle)>,
+    feed: Option<db::writer::Feed>,
 }
 
 /// Connects to the database and applies all migrations (ours and the session store's).
@@ -109,6 +110,11 @@ impl App {
             "connection budget"
         );
         let (db, store) = connect_and_migrate(&config).await?;
+        // Before the log's end is read: a batch committed in between comes through the feed.
+        let feed = match &db {
+            Db::Sqlite { write, .. } => Some(write.feed().await),
+            Db::Postgres(_) => None,
+        };
         let start_cursor = {
             let mut rc = db.read().await?;
             db::events::last_id(&mut rc.conn()).await?
@@ -160,6 +166,7 @@ impl App {
             start_cursor,
             limits,
             metrics,
+            feed,
         })
     }
 
@@ -191,13 +198,19 @@ impl App {
             start_cursor,
             limits,
             metrics,
+            feed,
         } = self;
         let shutdown = state.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
+        state.hub.start_at(start_cursor);
+        if feed.is_some() {
+            state.hub.set_fed();
+        }
         tasks.spawn(live::run_log_reader(
             state.hub.clone(),
             state.db.clone(),
             start_cursor,
+            feed,
             shutdown.clone(),
         ));
         if let Db::Postgres(pool) = &state.db {

@@ -326,6 +326,39 @@ impl Event {
             Event::ReactionsChanged { .. } => "ReactionsChanged",
         }
     }
+
+    /// The conversation whose members are this event's audience (at this point in the log), or
+    /// None when the audience is the explicit list recorded with it.
+    pub fn conversation_id(&self) -> Option<i64> {
+        match self {
+            Event::ConversationCreated { conversation } => Some(conversation.id),
+            Event::MembersChanged { conversation, .. } => Some(conversation.id),
+            Event::ConversationReopened { conversation_id }
+            | Event::ConversationDeleted {
+                conversation_id, ..
+            }
+            | Event::MessagesRead {
+                conversation_id, ..
+            } => Some(*conversation_id),
+            Event::MessageAdded { message, .. }
+            | Event::MessageEdited { message, .. }
+            | Event::ReactionsChanged { message } => Some(message.conversation_id),
+            Event::ConversationRenamed {
+                conversation_id, ..
+            }
+            | Event::MessageDeleted {
+                conversation_id, ..
+            } => Some(*conversation_id),
+            Event::NotifyChanged { .. }
+            | Event::ProfileUpdated { .. }
+            | Event::SessionEnded { .. }
+            | Event::PasswordChanged { .. }
+            | Event::FriendRequestCreated { .. }
+            | Event::FriendRequestUpdated { .. }
+            | Event::FriendAdded { .. }
+            | Event::FriendRemoved { .. } => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::web::events::{Takeover, run_stream};
+
 /// Descriptors kept for everything but client connections (database, WAL files, static files,
 /// logs) when the connection budget is derived from the open-file limit.
 const FD_RESERVE: u64 = 128;
@@ -583,6 +585,7 @@ async fn handle(
     activity: Arc<Activity>,
     peer: SocketAddr,
     body_timeout: Duration,
+    takeover: Takeover,
     req: Request<Incoming>,
 ) -> Result<Response<GuardedBody>, Infallible> {
     let guard = activity.begin();
@@ -599,6 +602,7 @@ async fn handle(
         }
     });
     req.extensions_mut().insert(ConnectInfo(peer));
+    req.extensions_mut().insert(takeover);
     let res = match router.oneshot(req).await {
         Ok(res) => res,
         Err(never) => match never {},
@@ -628,6 +632,23 @@ struct Shutdown {
     hard: CancellationToken,
 }
 
+/// Keeps a connection counted in the budget until dropped (with the connection's task, or with
+/// the stream that took the connection over).
+struct Admitted {
+    connections: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.connections.release(self.id);
+    }
+}
+
+/// One HTTP/1.1 connection. When `GET /events` answered on it, the connection is the stream's
+/// from then on: hyper hands the bare socket back (no more HTTP buffers) and the stream runs on it
+/// in a small task of its own, still counted in the budget and never idle.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -636,6 +657,7 @@ async fn serve_connection(
     activity: Arc<Activity>,
     evict: CancellationToken,
     shutdown: Shutdown,
+    admitted: Admitted,
 ) {
     let _ = stream.set_nodelay(true);
     let io = GuardedIo {
@@ -644,31 +666,43 @@ async fn serve_connection(
         write_timeout: limits.write_timeout,
         stalled: None,
     };
+    let takeover = Takeover::default();
     let service = {
         let activity = activity.clone();
         let body_timeout = limits.body_timeout;
+        let slot = takeover.clone();
         hyper::service::service_fn(move |req| {
-            handle(router.clone(), activity.clone(), peer, body_timeout, req)
+            Box::pin(handle(
+                router.clone(),
+                activity.clone(),
+                peer,
+                body_timeout,
+                slot.clone(),
+                req,
+            ))
         })
     };
     // Our watchdog enforces the header and idle timeouts (hyper's own header timer would also
     // cut idle keep-alive at the header timeout).
-    let conn = http1::Builder::new()
+    let mut conn = http1::Builder::new()
         .keep_alive(true)
         .header_read_timeout(None)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
     let mut graceful = false;
     loop {
         let deadline = activity.deadline(&limits);
         let changed = activity.changed.notified();
+        let mut go_graceful = false;
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+            r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
+                match r {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        return;
+                    }
                 }
-                return;
             }
             _ = changed => {}
             _ = sleep_until(deadline) => {
@@ -681,13 +715,30 @@ async fn serve_connection(
                 tracing::debug!(%peer, "closing an idle connection to make room");
                 return;
             }
-            _ = shutdown.graceful.cancelled(), if !graceful => {
-                graceful = true;
-                conn.as_mut().graceful_shutdown();
-            }
+            _ = shutdown.graceful.cancelled(), if !graceful => go_graceful = true,
             _ = shutdown.hard.cancelled() => return,
         }
+        if go_graceful {
+            graceful = true;
+            Pin::new(&mut conn).graceful_shutdown();
+        }
     }
+    let Some(job) = takeover.take() else {
+        let mut io = conn.into_parts().io.into_inner();
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+        return;
+    };
+    // The stream is busy for its whole life: never idle, never evicted to make room.
+    let busy = activity.begin();
+    let io = conn.into_parts().io.into_inner().inner;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = run_stream(io, job) => {}
+            _ = shutdown.hard.cancelled() => {}
+        }
+        drop(busy);
+        drop(admitted);
+    });
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -777,8 +828,8 @@ pub async fn serve(
                         shed(stream);
                         continue;
                     };
-                    let connections = connections.clone();
-                    let task = serve_connection(
+                    let admitted = Admitted { connections: connections.clone(), id };
+                    tasks.spawn(serve_connection(
                         stream,
                         peer,
                         router.clone(),
@@ -786,11 +837,8 @@ pub async fn serve(
                         activity,
                         evict,
                         shutdown.clone(),
-                    );
-                    tasks.spawn(async move {
-                        task.await;
-                        connections.release(id);
-                    });
+                        admitted,
+                    ));
                 }
                 Err(e) if out_of_descriptors(&e) => {
                     errors.note(&e, "out of file descriptors: shedding new connections");

@@ -1,27 +1,207 @@
-//! The session store: tower-sessions' SQLx stores, in the same database as everything else, so a
-//! restart logs nobody out. One enum so the session layer has one type whatever the backend.
+//! The session store, in the same database as everything else, so a restart logs nobody out. One
+//! enum so the session layer has one type whatever the backend.
+//!
+//! On SQLite the store is ours, in tower-sessions-sqlx-store's table and format: loads read through
+//! the read pool, and writes go through the group-committing writer like every other write (so they
+//! share its batches instead of queueing for the one connection). On PostgreSQL it is
+//! tower-sessions-sqlx-store's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sessions_sqlx_store::PostgresStore;
 
-use crate::db::Db;
+use crate::db::{Conn, Db};
 
 /// The session store of the live backend.
 #[derive(Debug, Clone)]
 pub enum Store {
-    /// On the SQLite writer connection (all writes go through it).
-    Sqlite(SqliteStore),
+    /// SQLite: reads on the read pool, writes through the writer.
+    Sqlite(SqliteSessions),
     /// On PostgreSQL.
     Postgres(PostgresStore),
+}
+
+/// Sessions in SQLite (table `tower_sessions`: id, MessagePack data, expiry). Recently used
+/// records are kept in memory too: every write goes through this store (one process writes a
+/// SQLite file), so the copy is never stale, and a request's session costs no read.
+#[derive(Debug, Clone)]
+pub struct SqliteSessions {
+    db: Db,
+    /// `None`: deleted (a read racing with the delete must not bring it back).
+    recent: Arc<Mutex<HashMap<Id, Option<Record>>>>,
+}
+
+/// Sessions kept in memory (about half a KiB each).
+const RECENT_SESSIONS: usize = 256;
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+impl SqliteSessions {
+    fn recent(&self) -> MutexGuard<'_, HashMap<Id, Option<Record>>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `record` (`written`: it was just stored; otherwise it was read, and a delete since
+    /// then wins).
+    fn remember(&self, id: Id, record: Option<&Record>, written: bool) {
+        let mut recent = self.recent();
+        if !written && matches!(recent.get(&id), Some(None)) {
+            return;
+        }
+        if recent.len() >= RECENT_SESSIONS
+            && !recent.contains_key(&id)
+            && let Some(k) = recent.keys().next().copied()
+        {
+            recent.remove(&k);
+        }
+        recent.insert(id, record.cloned());
+    }
+
+    async fn migrate(&self) -> sqlx::Result<()> {
+        let mut tx = self.db.begin().await?;
+        if let Conn::Sqlite(c) = tx.conn() {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS tower_sessions \
+                 (id TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL, expiry_date INTEGER NOT NULL)",
+            )
+            .execute(c)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Runs one statement on the writer, in the current batch.
+    async fn write(
+        &self,
+        sql: &str,
+        record: Option<&Record>,
+        id: &Id,
+    ) -> session_store::Result<u64> {
+        let data = match record {
+            Some(r) => Some(
+                rmp_serde::to_vec(r).map_err(|e| session_store::Error::Encode(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut tx = self.db.begin().await.map_err(backend)?;
+        let Conn::Sqlite(c) = tx.conn() else {
+            return Err(backend("not SQLite"));
+        };
+        let mut q = sqlx::query(sql).bind(id.to_string());
+        if let (Some(r), Some(data)) = (record, data) {
+            q = q.bind(data).bind(r.expiry_date);
+        }
+        let n = q.execute(c).await.map_err(backend)?.rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // A new random id colliding with a stored one is next to impossible; try another if so.
+        while self
+            .write(
+                "INSERT INTO tower_sessions (id, data, expiry_date) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+                Some(record),
+                &record.id,
+            )
+            .await?
+            == 0
+        {
+            record.id = Id::default();
+        }
+        self.remember(record.id, Some(record), true);
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        // Forgotten first: a failed write must not leave a copy newer than the database.
+        self.recent().remove(&record.id);
+        self.write(
+            "INSERT INTO tower_sessions (id, data, expiry_date) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
+            Some(record),
+            &record.id,
+        )
+        .await?;
+        self.remember(record.id, Some(record), true);
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match self.recent().get(id) {
+            Some(Some(r)) if r.expiry_date > OffsetDateTime::now_utc() => {
+                return Ok(Some(r.clone()));
+            }
+            Some(None) => return Ok(None),
+            _ => {}
+        }
+        let Db::Sqlite { read, .. } = &self.db else {
+            return Err(backend("not SQLite"));
+        };
+        let data: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT data FROM tower_sessions WHERE id = $1 AND expiry_date > $2",
+        )
+        .bind(id.to_string())
+        .bind(OffsetDateTime::now_utc())
+        .fetch_optional(read)
+        .await
+        .map_err(backend)?;
+        let record: Option<Record> = data
+            .map(|d| {
+                rmp_serde::from_slice(&d).map_err(|e| session_store::Error::Decode(e.to_string()))
+            })
+            .transpose()?;
+        if let Some(r) = &record {
+            self.remember(*id, Some(r), false);
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.remember(*id, None, true);
+        self.write("DELETE FROM tower_sessions WHERE id = $1", None, id)
+            .await?;
+        self.remember(*id, None, true);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for SqliteSessions {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        let now = OffsetDateTime::now_utc();
+        self.recent()
+            .retain(|_, r| r.as_ref().is_some_and(|r| r.expiry_date > now));
+        let mut tx = self.db.begin().await.map_err(backend)?;
+        if let Conn::Sqlite(c) = tx.conn() {
+            sqlx::query("DELETE FROM tower_sessions WHERE datetime(expiry_date) < datetime('now')")
+                .execute(c)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
 }
 
 impl Store {
     /// The store for `db`.
     pub fn new(db: &Db) -> Store {
         match db {
-            Db::Sqlite { write, .. } => Store::Sqlite(SqliteStore::new(write.clone())),
+            Db::Sqlite { .. } => Store::Sqlite(SqliteSessions {
+                db: db.clone(),
+                recent: Arc::default(),
+            }),
             Db::Postgres(pool) => Store::Postgres(PostgresStore::new(pool.clone())),
         }
     }

@@ -111,8 +111,23 @@ impl AuthnBackend for Backend {
     }
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, BackendError> {
-        let mut rc = self.db.read().await?;
-        Ok(db::users::by_id(&mut rc.conn(), *id).await?.map(User::from))
+        // Every request asks; on SQLite a cached copy answers while no write touched `users`.
+        let cache = match &self.db {
+            Db::Sqlite { write, .. } => Some(&write.users),
+            Db::Postgres(_) => None,
+        };
+        if let Some(u) = cache.and_then(|c| c.get(*id)) {
+            return Ok(Some(User::from(u)));
+        }
+        let generation = cache.map(|c| c.generation());
+        let row = {
+            let mut rc = self.db.read().await?;
+            db::users::by_id(&mut rc.conn(), *id).await?
+        };
+        if let (Some(c), Some(g), Some(u)) = (cache, generation, &row) {
+            c.put(g, u);
+        }
+        Ok(row.map(User::from))
     }
 }
 

@@ -105,21 +105,29 @@ pub async fn load(
     Ok(hydrate(c, &[row], prev).await?.pop())
 }
 
-/// Resolves `@name`s in `body` against the conversation's members and records who is named.
+/// Resolves `@name`s in `body` against the conversation's members and records who is named
+/// (for a `new` message that names nobody there is nothing to read or write).
 async fn set_mentions(
     tx: &mut Tx,
     conversation_id: i64,
     message: i64,
     body: &str,
-) -> AppResult<()> {
+    new: bool,
+) -> AppResult<Vec<MentionData>> {
     let names = markup::mentioned_names(body);
-    let named = if names.is_empty() {
-        Vec::new()
-    } else {
-        db::conversations::members_named(&mut tx.conn(), conversation_id, &names).await?
-    };
+    if names.is_empty() && new {
+        return Ok(Vec::new());
+    }
+    let named = db::conversations::members_named(&mut tx.conn(), conversation_id, &names).await?;
     db::messages::set_mentions(&mut tx.conn(), message, &named).await?;
-    Ok(())
+    Ok(db::messages::mentions_of(&mut tx.conn(), &[message])
+        .await?
+        .into_iter()
+        .map(|m| MentionData {
+            id: m.user_id,
+            username: m.username,
+        })
+        .collect())
 }
 
 /// What grouping needs of a message row.
@@ -157,31 +165,12 @@ pub async fn post(
     client_id: Option<&ClientId>,
     reply_to: Option<i64>,
 ) -> AppResult<MessageData> {
-    let mut tx = cx.db.begin().await?;
-    let m = member_of(&mut tx, conversation_id, me.id).await?;
-    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
-    if m.is_direct() {
-        let other = members.iter().copied().find(|u| *u != me.id).unwrap_or(0);
-        if !db::friends::are_friends(&mut tx.conn(), me.id, other).await? {
-            return Err(AppError::invalid(
-                "body",
-                "You are no longer friends, so this conversation is read-only.",
-            ));
-        }
-    }
-    if let Some(r) = reply_to
-        && db::messages::in_conversation(&mut tx.conn(), conversation_id, r)
-            .await?
-            .is_none()
-    {
-        return Err(AppError::invalid(
-            "reply_to",
-            "The message you answer is not in this conversation any more.",
-        ));
-    }
+    let mut tx = cx.db.begin_deferred().await?;
     let now = db::now_ms();
-    let inserted = db::messages::insert(
-        &mut tx.conn(),
+    // Membership, whether it takes messages, the message before, the insert, the conversation
+    // and the author's read marker moving to it, and the author's badge: one call.
+    let posted = db::messages::post(
+        &mut tx,
         conversation_id,
         me.id,
         body.as_str(),
@@ -190,7 +179,14 @@ pub async fn post(
         now,
     )
     .await?;
-    let Some(id) = inserted else {
+    let ctx = posted.ctx.ok_or(AppError::NotFound)?;
+    if ctx.open == 0 {
+        return Err(AppError::invalid(
+            "body",
+            "You are no longer friends, so this conversation is read-only.",
+        ));
+    }
+    let Some(id) = posted.id else {
         // The same send raced us and committed first: answer with its message.
         let cid = client_id.map(ClientId::as_str).unwrap_or_default();
         let row = db::messages::by_client_id(&mut tx.conn(), me.id, cid)
@@ -201,21 +197,59 @@ pub async fn post(
             .await?
             .ok_or(AppError::NotFound);
     };
-    db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
-    // The author has read what they wrote.
-    db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, id).await?;
-    set_mentions(&mut tx, conversation_id, id, body.as_str()).await?;
-    let message = load(&mut tx.conn(), conversation_id, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("inserted message vanished"))?;
-    let author_total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
+    let reply_gone = || {
+        AppError::invalid(
+            "reply_to",
+            "The message you answer is not in this conversation any more.",
+        )
+    };
+    if !posted.reply_ok {
+        // Dropping `tx` takes the insert back.
+        return Err(reply_gone());
+    }
+    let reply = match reply_to {
+        None => None,
+        Some(r) => Some(
+            db::messages::in_conversation(&mut tx.conn(), conversation_id, r)
+                .await?
+                .ok_or_else(reply_gone)?,
+        ),
+    };
+    let author_total_unread = posted.author_total_unread;
+    let mentions = set_mentions(&mut tx, conversation_id, id, body.as_str(), true).await?;
+    let prev = ctx
+        .prev_author_id
+        .zip(ctx.prev_created_at)
+        .map(|(author_id, created_at)| PrevMessage {
+            author_id,
+            created_at,
+            note: ctx.prev_kind.as_deref() == Some("note"),
+        });
+    // Built from what the post already knows: a new message has no reactions and is not edited.
+    let message = MessageData {
+        id,
+        conversation_id,
+        author: me.clone(),
+        body: body.as_str().to_owned(),
+        created_at: now,
+        prev,
+        edited: false,
+        reply: reply.map(|o| Quote {
+            id: o.id,
+            original: Some((author_of(&o), o.body.clone())),
+        }),
+        reactions: Vec::new(),
+        mentions,
+        note: false,
+    };
     record(
         &mut tx,
         Event::MessageAdded {
             message: message.clone(),
             author_total_unread,
         },
-        members,
+        // A conversation event: its audience is the conversation's members.
+        Vec::new(),
     )
     .await?;
     commit(cx, tx).await?;
@@ -244,7 +278,6 @@ pub async fn mark_read(
     if !db::conversations::mark_read(&mut tx.conn(), conversation_id, me.id, message_id).await? {
         return Ok(false);
     }
-    let members = db::conversations::member_ids(&mut tx.conn(), conversation_id).await?;
     let unread = db::conversations::unread_in(&mut tx.conn(), conversation_id, me.id).await?;
     let total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
     let unread_mentions =
@@ -259,7 +292,7 @@ pub async fn mark_read(
             total_unread,
             unread_mentions,
         },
-        members,
+        Vec::new(),
     )
     .await?;
     commit(cx, tx).await?;
@@ -293,7 +326,7 @@ pub async fn edit(
     }
     let now = db::now_ms();
     db::messages::update_body(&mut tx.conn(), id, body.as_str(), now).await?;
-    set_mentions(&mut tx, conversation_id, id, body.as_str()).await?;
+    set_mentions(&mut tx, conversation_id, id, body.as_str(), false).await?;
     let message = load(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or(AppError::NotFound)?;

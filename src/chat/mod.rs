@@ -35,30 +35,24 @@ pub async fn member_of(tx: &mut Tx, conversation: i64, me: i64) -> AppResult<Mem
         .ok_or(AppError::NotFound)
 }
 
-/// Appends `event` for `audience` to the log, then runs the reactions to it (and to what they
-/// record), all inside `tx`: a consequence can never exist without its cause, or the reverse.
+/// Appends `event` to the log, then runs the reactions to it (and to what they record), all
+/// inside `tx`: a consequence can never exist without its cause, or the reverse. The audience of
+/// a conversation event is its conversation's members (`audience` is not needed for it, see
+/// `db::events::audience_of`); for any other event it is `audience`.
 pub async fn record(tx: &mut Tx, event: Event, audience: Vec<i64>) -> AppResult<()> {
     let mut queue = VecDeque::from([(event, audience)]);
     let now = db::now_ms();
-    let mut notified = false;
-    while let Some((event, mut audience)) = queue.pop_front() {
-        audience.sort_unstable();
-        audience.dedup();
+    while let Some((event, audience)) = queue.pop_front() {
         let payload = serde_json::to_string(&event).map_err(anyhow::Error::from)?;
-        let mut c = tx.conn();
-        let id = db::events::next_id(&mut c).await?;
-        db::events::append(&mut c, id, event.kind(), &payload, &audience, now).await?;
+        let log = db::events::audience_of(&event, audience);
+        db::events::append(tx, event.kind(), &payload, &log, now).await?;
         metrics::counter!(crate::metrics::EVENTS_WRITTEN).increment(1);
-        if !notified {
-            db::events::notify(&mut c).await?;
-            notified = true;
-        }
         queue.extend(reactions::react(tx, &event).await?);
     }
     Ok(())
 }
 
-/// Commits and tells the Hub there is news.
+/// Commits (once its batch is durable) and tells the Hub there is news.
 pub async fn commit(cx: &Ctx<'_>, tx: Tx) -> AppResult<()> {
     tx.commit().await?;
     cx.hub.wake();

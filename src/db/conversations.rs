@@ -294,7 +294,24 @@ pub async fn by_id_unchecked(
     .await)
 }
 
-/// Member ids (an event's audience).
+/// True when `user`'s direct conversation is still between friends (it takes messages).
+pub async fn direct_still_friends(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    user: i64,
+) -> sqlx::Result<bool> {
+    let n: i64 = run!(c, e => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members o JOIN friendships f ON f.user_id = $2 AND f.friend_id = o.user_id \
+         WHERE o.conversation_id = $1 AND o.user_id <> $2",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_one(e)
+    .await)?;
+    Ok(n > 0)
+}
+
+/// Member ids.
 pub async fn member_ids(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<Vec<i64>> {
     run!(c, e => sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1")
         .bind(conversation)

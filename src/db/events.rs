@@ -1,6 +1,23 @@
 //! The event log: append inside the writing transaction, read in id order, prune by age.
+//!
+//! No per-recipient rows: a conversation event stores its conversation, and its audience is that
+//! conversation's members at that point in the log (the Hub knows it from memory; replay asks
+//! `members`, whose `joined_event` says since when). Only a small explicit list is stored, as
+//! `",1,2,"`: the audience of events outside conversations (friends, profile, logins), and those a
+//! conversation event reaches beyond its members (the removed, the members of a deleted group).
+//!
+//! Ids become visible in id order, so a reader asking for `id > n` never skips a late commit:
+//! - SQLite: one writer; ids come from its counter, in commit order.
+//! - PostgreSQL: an id is `xid << 16 | n` (the writing transaction's id, then the event's number in
+//!   it), and readers only read below `pg_snapshot_xmin(pg_current_snapshot()) << 16`: every
+//!   transaction with a smaller id has ended, and any later one gets a larger id. No counter row,
+//!   so commits never wait for each other.
 
-use super::{Conn, exec, run};
+use super::{Conn, ReadConn, Tx, exec, run};
+use crate::events::Event;
+
+/// Below this position every event on PostgreSQL is final (its transaction has ended).
+const PG_SAFE: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
 
 /// A logged event as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -9,69 +26,155 @@ pub struct EventRow {
     pub id: i64,
     /// JSON of the `Event`.
     pub payload: String,
-    /// JSON array of the user ids that may see it.
+    /// The explicit audience, `",1,2,"` (empty: none).
     pub audience: String,
+    /// The conversation whose members see it.
+    pub conversation_id: Option<i64>,
 }
 
-/// Takes the next event id. The counter row's lock orders concurrent writers, so ids become
-/// visible in id order (a reader asking for `id > n` never skips a late commit).
-pub async fn next_id(c: &mut Conn<'_>) -> sqlx::Result<i64> {
-    run!(c, e => sqlx::query_scalar(
-        "UPDATE log_state SET last_id = last_id + 1 WHERE singleton = 1 RETURNING last_id",
-    )
-    .fetch_one(e)
-    .await)
+/// Who an event is logged for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogAudience {
+    /// Its conversation's members (at that point in the log).
+    pub conversation: Option<i64>,
+    /// Users named explicitly.
+    pub explicit: Vec<i64>,
+    /// Members who join the conversation with this event (`None`: none; `Some(empty)`: all of
+    /// them, a new conversation).
+    pub joined: Option<Vec<i64>>,
 }
 
-/// Appends an event and its recipients.
+/// How `event` is logged; `passed` is the audience the use case named (kept only where the
+/// conversation's members do not cover it).
+pub fn audience_of(event: &Event, passed: Vec<i64>) -> LogAudience {
+    let conversation = event.conversation_id();
+    let (explicit, joined) = match event {
+        _ if conversation.is_none() => (passed, None),
+        Event::ConversationCreated { .. } => (Vec::new(), Some(Vec::new())),
+        Event::MembersChanged { added, removed, .. } => (
+            removed.iter().map(|u| u.id).collect(),
+            (!added.is_empty()).then(|| added.iter().map(|u| u.id).collect()),
+        ),
+        // The members are gone from `members` once it is deleted.
+        Event::ConversationDeleted { .. } => (passed, None),
+        _ => (Vec::new(), None),
+    };
+    let mut explicit = explicit;
+    explicit.sort_unstable();
+    explicit.dedup();
+    LogAudience {
+        conversation,
+        explicit,
+        joined,
+    }
+}
+
+/// `",1,2,"` (empty for none).
+pub fn encode_audience(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let mut s = String::with_capacity(ids.len() * 6 + 1);
+    s.push(',');
+    for id in ids {
+        s.push_str(&id.to_string());
+        s.push(',');
+    }
+    s
+}
+
+/// The ids of `",1,2,"`.
+pub fn parse_audience(s: &str) -> Vec<i64> {
+    s.split(',').filter_map(|p| p.parse().ok()).collect()
+}
+
+/// Appends an event inside `tx`; returns its id.
 pub async fn append(
-    c: &mut Conn<'_>,
-    id: i64,
-    kind: &str,
+    tx: &mut Tx,
+    kind: &'static str,
     payload: &str,
-    audience: &[i64],
+    log: &LogAudience,
     now: i64,
-) -> sqlx::Result<()> {
-    let audience_json = serde_json::to_string(audience).unwrap_or_else(|_| "[]".into());
-    exec!(c, e => sqlx::query(
-        "INSERT INTO events (id, kind, payload, audience, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(kind)
-    .bind(payload)
-    .bind(audience_json)
-    .bind(now)
-    .execute(&mut *e)
-    .await)?;
-    if audience.is_empty() {
-        return Ok(());
-    }
-    exec!(c, e => {
-        let mut q = sqlx::QueryBuilder::new("INSERT INTO event_recipients (user_id, event_id) ");
-        q.push_values(audience, |mut b, user| {
-            b.push_bind(*user).push_bind(id);
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-        q.build().execute(e).await
-    })?;
-    Ok(())
-}
-
-/// Wakes the other nodes' log readers when the transaction commits (PostgreSQL only).
-pub async fn notify(c: &mut Conn<'_>) -> sqlx::Result<()> {
-    if let Conn::Pg(e) = c {
-        sqlx::query("SELECT pg_notify('parley_events', '')")
-            .execute(&mut **e)
+) -> sqlx::Result<i64> {
+    let audience = encode_audience(&log.explicit);
+    let id = match tx {
+        Tx::Sqlite(t) => {
+            // Written with the batch, just before its commit (see `db::writer`).
+            let id = t.log().next_event_id();
+            t.log().pending.push(super::writer::PendingEvent {
+                row: EventRow {
+                    id,
+                    payload: payload.to_owned(),
+                    audience: audience.clone(),
+                    conversation_id: log.conversation,
+                },
+                kind,
+                created_at: now,
+            });
+            id
+        }
+        Tx::Pg(t, n) => {
+            *n += 1;
+            // The NOTIFY wakes every node's reader at commit (repeats in one transaction fold).
+            let (id, _): (i64, String) = sqlx::query_as(
+                "WITH e AS (INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) \
+                 VALUES ((pg_current_xact_id()::text::bigint << 16) + $1, $2, $3, $4, $5, $6) RETURNING id) \
+                 SELECT id, pg_notify('parley_events', '')::text FROM e",
+            )
+            .bind(*n)
+            .bind(kind)
+            .bind(payload)
+            .bind(log.conversation)
+            .bind(&audience)
+            .bind(now)
+            .fetch_one(&mut **t)
             .await?;
+            id
+        }
+    };
+    if let (Some(conversation), Some(joined)) = (log.conversation, &log.joined) {
+        let mut c = tx.conn();
+        if joined.is_empty() {
+            exec!(&mut c, e => sqlx::query(
+                "UPDATE members SET joined_event = $1 WHERE conversation_id = $2",
+            )
+            .bind(id)
+            .bind(conversation)
+            .execute(e)
+            .await)?;
+        }
+        for user in joined {
+            exec!(&mut c, e => sqlx::query(
+                "UPDATE members SET joined_event = $1 WHERE conversation_id = $2 AND user_id = $3",
+            )
+            .bind(id)
+            .bind(conversation)
+            .bind(*user)
+            .execute(e)
+            .await)?;
+        }
     }
-    Ok(())
+    Ok(id)
 }
 
-/// The newest event id (0 when none): what a page reflects.
+/// The newest event id every reader may read (0 when none): what a page reflects.
 pub async fn last_id(c: &mut Conn<'_>) -> sqlx::Result<i64> {
-    run!(c, e => sqlx::query_scalar("SELECT last_id FROM log_state WHERE singleton = 1")
-        .fetch_one(e)
-        .await)
+    match c {
+        Conn::Sqlite(e) => {
+            sqlx::query_scalar("SELECT last_id FROM log_state WHERE singleton = 1")
+                .fetch_one(&mut **e)
+                .await
+        }
+        Conn::Pg(e) => {
+            sqlx::query_scalar(&format!(
+                "SELECT GREATEST(pruned_through, \
+                 COALESCE((SELECT MAX(id) FROM events WHERE id < {PG_SAFE}), 0)) \
+                 FROM log_state WHERE singleton = 1"
+            ))
+            .fetch_one(&mut **e)
+            .await
+        }
+    }
 }
 
 /// Every id at or below this has been pruned.
@@ -81,33 +184,106 @@ pub async fn pruned_through(c: &mut Conn<'_>) -> sqlx::Result<i64> {
         .await)
 }
 
+const COLUMNS: &str = "id, payload, audience, conversation_id";
+
 /// Events after `cursor`, in id order (the Hub's tail of the log).
 pub async fn after(c: &mut Conn<'_>, cursor: i64, limit: i64) -> sqlx::Result<Vec<EventRow>> {
+    match c {
+        Conn::Sqlite(e) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(cursor)
+            .bind(limit)
+            .fetch_all(&mut **e)
+            .await
+        }
+        Conn::Pg(e) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM events WHERE id > $1 AND id < {PG_SAFE} ORDER BY id LIMIT $2"
+            ))
+            .bind(cursor)
+            .bind(limit)
+            .fetch_all(&mut **e)
+            .await
+        }
+    }
+}
+
+/// The events `user` may see in `(cursor, through]`, in id order (replay on reconnect): those
+/// naming them, and those of conversations they are in, since they joined.
+pub async fn for_user_after(
+    c: &mut Conn<'_>,
+    user: i64,
+    cursor: i64,
+    through: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<EventRow>> {
+    let named = format!("%,{user},%");
     run!(c, e => sqlx::query_as(
-        "SELECT id, payload, audience FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        "SELECT id, payload, audience, conversation_id FROM events \
+         WHERE audience <> '' AND id > $2 AND id <= $3 AND audience LIKE $4 \
+         UNION \
+         SELECT e.id, e.payload, e.audience, e.conversation_id FROM members m \
+         JOIN events e ON e.conversation_id = m.conversation_id \
+         WHERE m.user_id = $1 AND e.id > $2 AND e.id <= $3 AND e.id >= m.joined_event \
+         ORDER BY 1 LIMIT $5",
     )
+    .bind(user)
     .bind(cursor)
+    .bind(through)
+    .bind(named)
     .bind(limit)
     .fetch_all(e)
     .await)
 }
 
-/// The events `user` may see after `cursor`, in id order (replay on reconnect).
-pub async fn for_user_after(
-    c: &mut Conn<'_>,
-    user: i64,
-    cursor: i64,
-    limit: i64,
-) -> sqlx::Result<Vec<EventRow>> {
-    run!(c, e => sqlx::query_as(
-        "SELECT e.id, e.payload, e.audience FROM event_recipients r JOIN events e ON e.id = r.event_id \
-         WHERE r.user_id = $1 AND r.event_id > $2 ORDER BY r.event_id LIMIT $3",
-    )
-    .bind(user)
-    .bind(cursor)
-    .bind(limit)
-    .fetch_all(e)
-    .await)
+/// What a stream needs to start, read at one point of the log.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStart {
+    /// The log position this was read at.
+    pub position: i64,
+    /// Every id at or below this has been pruned.
+    pub pruned_through: i64,
+    /// The user's conversations.
+    pub conversations: Vec<i64>,
+    /// Whose presence the user sees (and who sees theirs).
+    pub contacts: Vec<i64>,
+}
+
+/// Reads a [`StreamStart`] for `user` in one read transaction.
+pub async fn stream_start(rc: &mut ReadConn, user: i64) -> sqlx::Result<StreamStart> {
+    use sqlx::Connection;
+    async fn read(c: &mut Conn<'_>, user: i64) -> sqlx::Result<StreamStart> {
+        Ok(StreamStart {
+            position: last_id(c).await?,
+            pruned_through: pruned_through(c).await?,
+            conversations: run!(c, e => sqlx::query_scalar(
+                "SELECT conversation_id FROM members WHERE user_id = $1",
+            )
+            .bind(user)
+            .fetch_all(e)
+            .await)?,
+            contacts: super::conversations::contact_ids(c, user).await?,
+        })
+    }
+    match rc {
+        ReadConn::Sqlite(conn) => {
+            let mut t = conn.begin().await?;
+            let s = read(&mut Conn::Sqlite(&mut t), user).await?;
+            t.commit().await?;
+            Ok(s)
+        }
+        ReadConn::Pg(conn) => {
+            let mut t = conn.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *t)
+                .await?;
+            let s = read(&mut Conn::Pg(&mut t), user).await?;
+            t.commit().await?;
+            Ok(s)
+        }
+    }
 }
 
 /// Deletes events older than `cutoff_ms`; returns how many.
@@ -127,13 +303,22 @@ pub async fn prune(c: &mut Conn<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
     .bind(through)
     .execute(&mut *e)
     .await)?;
-    exec!(c, e => sqlx::query("DELETE FROM event_recipients WHERE event_id <= $1")
-        .bind(through)
-        .execute(&mut *e)
-        .await)?;
     let done = exec!(c, e => sqlx::query("DELETE FROM events WHERE id <= $1")
         .bind(through)
         .execute(e)
         .await)?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_audiences_round_trip() {
+        assert_eq!(encode_audience(&[]), "");
+        assert_eq!(encode_audience(&[3, 17]), ",3,17,");
+        assert_eq!(parse_audience(",3,17,"), vec![3, 17]);
+        assert!(parse_audience("").is_empty());
+    }
 }

@@ -31,31 +31,6 @@ const SELECT: &str = "SELECT m.id, m.conversation_id, m.author_id, u.username AS
      u.display_name AS author_display_name, m.body, m.created_at, m.edited_at, m.reply_to_id, m.kind \
      FROM messages m JOIN users u ON u.id = m.author_id";
 
-/// Stores a message; None when this author already sent one with this client id (a retry).
-pub async fn insert(
-    c: &mut Conn<'_>,
-    conversation: i64,
-    author: i64,
-    body: &str,
-    client_id: Option<&str>,
-    reply_to: Option<i64>,
-    now: i64,
-) -> sqlx::Result<Option<i64>> {
-    run!(c, e => sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, author_id, body, client_id, reply_to_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id",
-    )
-    .bind(conversation)
-    .bind(author)
-    .bind(body)
-    .bind(client_id)
-    .bind(reply_to)
-    .bind(now)
-    .fetch_optional(e)
-    .await)
-}
-
 /// The message this author sent with this client id.
 pub async fn by_client_id(
     c: &mut Conn<'_>,
@@ -325,6 +300,216 @@ pub async fn count_after(c: &mut Conn<'_>, conversation: i64, message: i64) -> s
     .bind(message)
     .fetch_one(e)
     .await)
+}
+
+/// What posting in a conversation needs, read in one query: whether `user` is a member (None
+/// otherwise, whether or not it exists), whether it takes messages (a direct conversation only
+/// between friends), and the message before the new one (grouping).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PostContext {
+    /// 1 when the conversation takes messages from `user`.
+    pub open: i64,
+    /// Author of the newest message so far.
+    pub prev_author_id: Option<i64>,
+    /// Its time.
+    pub prev_created_at: Option<i64>,
+    /// Its kind (`text` or `note`).
+    pub prev_kind: Option<String>,
+}
+
+/// Reads the [`PostContext`] of `user` in `conversation`, as the use case's first statement
+/// (with the transaction's prefix, see `Tx::take_prefix`).
+pub async fn post_context(
+    tx: &mut super::Tx,
+    conversation: i64,
+    user: i64,
+) -> sqlx::Result<Option<PostContext>> {
+    let prefix = tx.take_prefix();
+    let sql = format!("{prefix}{POST_CONTEXT}");
+    let r = run!(&mut tx.conn(), e => sqlx::query_as(&sql)
+        .bind(conversation)
+        .bind(user)
+        .fetch_optional(e)
+        .await)?;
+    tx.prefix_done();
+    Ok(r)
+}
+
+const POST_CONTEXT: &str = "SELECT CASE WHEN c.kind <> 'direct' OR EXISTS (SELECT 1 FROM members o \
+           JOIN friendships f ON f.user_id = $2 AND f.friend_id = o.user_id \
+           WHERE o.conversation_id = c.id AND o.user_id <> $2) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS open, \
+         lm.author_id AS prev_author_id, lm.created_at AS prev_created_at, lm.kind AS prev_kind \
+         FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 \
+         LEFT JOIN messages lm ON lm.id = \
+           (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
+         WHERE c.id = $1";
+
+/// What [`post`] did.
+#[derive(Debug)]
+pub struct Posted {
+    /// The poster's context (None: not a member, whether or not the conversation exists).
+    pub ctx: Option<PostContext>,
+    /// The new message (None: not inserted, because the context forbids it or the client id was
+    /// used before).
+    pub id: Option<i64>,
+    /// The message it replies to is in this conversation (or it replies to nothing).
+    pub reply_ok: bool,
+    /// The author's unread messages over all conversations after the post (their badge).
+    pub author_total_unread: i64,
+}
+
+/// Inserts a message if `author` may post in `conversation`; moves the conversation and the
+/// author's read marker to it. The use case's first statement (with the transaction's prefix).
+/// On SQLite it is one round trip to the writer; on PostgreSQL three.
+#[allow(clippy::too_many_arguments)]
+pub async fn post(
+    tx: &mut super::Tx,
+    conversation: i64,
+    author: i64,
+    body: &str,
+    client_id: Option<&str>,
+    reply_to: Option<i64>,
+    now: i64,
+) -> sqlx::Result<Posted> {
+    // The reply's target, only if it is in this conversation (NULL otherwise: checked after).
+    const INSERT: &str = "INSERT INTO messages \
+         (conversation_id, author_id, body, client_id, reply_to_id, created_at) \
+         SELECT $1, $2, $3, $4, (SELECT r.id FROM messages r WHERE r.id = $5 AND r.conversation_id = $1), $6";
+    const ON_CONFLICT: &str = "ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL \
+         DO NOTHING RETURNING id, reply_to_id";
+    if let super::Tx::Sqlite(_) = tx {
+        use sqlx::{Column, Row};
+        // Every statement after the insert does its part only when the one before it changed
+        // a row (`changes()`): nothing moves unless the message went in. Trigger writes (the
+        // search index) count neither in `changes()` nor in `last_insert_rowid()`.
+        let prefix = tx.take_prefix();
+        let sql = format!(
+            "{prefix}{POST_CONTEXT}; \
+             {INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) {ON_CONFLICT}; \
+             UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
+               WHERE id = $1 AND changes() = 1; \
+             UPDATE members SET last_read_message_id = last_insert_rowid() \
+               WHERE conversation_id = $1 AND user_id = $2 \
+               AND last_read_message_id < last_insert_rowid() AND changes() = 1; \
+             SELECT COUNT(*) AS unread FROM members m JOIN messages x \
+               ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+               AND x.author_id <> $2 AND x.kind = 'text' WHERE m.user_id = $2"
+        );
+        let super::Tx::Sqlite(t) = tx else {
+            unreachable!("matched above")
+        };
+        let rows = sqlx::query(&sql)
+            .bind(conversation)
+            .bind(author)
+            .bind(body)
+            .bind(client_id)
+            .bind(reply_to)
+            .bind(now)
+            .fetch_all(&mut t.log().conn)
+            .await?;
+        tx.prefix_done();
+        let mut out = Posted {
+            ctx: None,
+            id: None,
+            reply_ok: reply_to.is_none(),
+            author_total_unread: 0,
+        };
+        for row in &rows {
+            match row.columns().first().map(|c| c.name()) {
+                Some("open") => {
+                    out.ctx = Some(PostContext {
+                        open: row.try_get("open")?,
+                        prev_author_id: row.try_get("prev_author_id")?,
+                        prev_created_at: row.try_get("prev_created_at")?,
+                        prev_kind: row.try_get("prev_kind")?,
+                    })
+                }
+                Some("id") => {
+                    out.id = Some(row.try_get("id")?);
+                    let reply: Option<i64> = row.try_get("reply_to_id")?;
+                    out.reply_ok = reply_to.is_none() || reply.is_some();
+                }
+                Some("unread") => out.author_total_unread = row.try_get("unread")?,
+                _ => {}
+            }
+        }
+        return Ok(out);
+    }
+    let ctx = post_context(tx, conversation, author).await?;
+    let mut out = Posted {
+        ctx,
+        id: None,
+        reply_ok: reply_to.is_none(),
+        author_total_unread: 0,
+    };
+    if out.ctx.as_ref().is_none_or(|c| c.open == 0) {
+        return Ok(out);
+    }
+    let sql = format!("{INSERT} {ON_CONFLICT}");
+    let inserted: Option<(i64, Option<i64>)> = run!(&mut tx.conn(), e => sqlx::query_as(&sql)
+        .bind(conversation)
+        .bind(author)
+        .bind(body)
+        .bind(client_id)
+        .bind(reply_to)
+        .bind(now)
+        .fetch_optional(e)
+        .await)?;
+    if let Some((id, reply)) = inserted {
+        out.id = Some(id);
+        out.reply_ok = reply_to.is_none() || reply.is_some();
+        out.author_total_unread = after_post(&mut tx.conn(), conversation, author, id, now).await?;
+    }
+    Ok(out)
+}
+
+/// After a post: the conversation's newest message and activity move to it, the author's read
+/// marker too; returns the author's unread messages over all conversations (their badge). One
+/// round trip on either backend.
+pub async fn after_post(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    author: i64,
+    message: i64,
+    now: i64,
+) -> sqlx::Result<i64> {
+    const TOUCH: &str =
+        "UPDATE conversations SET last_message_id = $1, last_activity_at = $2 WHERE id = $3";
+    const READ: &str = "UPDATE members SET last_read_message_id = $1 \
+         WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1";
+    const UNREAD: &str = "SELECT COUNT(*) FROM members m JOIN messages x \
+         ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+         AND x.author_id <> $4 AND x.kind = 'text' WHERE m.user_id = $4";
+    match c {
+        Conn::Sqlite(e) => {
+            sqlx::query_scalar(&format!("{TOUCH}; {READ}; {UNREAD}"))
+                .bind(message)
+                .bind(now)
+                .bind(conversation)
+                .bind(author)
+                .fetch_one(&mut **e)
+                .await
+        }
+        Conn::Pg(e) => {
+            // One statement: the updates as CTEs; the count reads the snapshot before them, so it
+            // leaves this conversation out (after the post the author has nothing unread there).
+            sqlx::query_scalar(
+                "WITH t AS (UPDATE conversations SET last_message_id = $1, last_activity_at = $2 \
+                 WHERE id = $3), r AS (UPDATE members SET last_read_message_id = $1 \
+                 WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1) \
+                 SELECT COUNT(*) FROM members m JOIN messages x \
+                 ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+                 AND x.author_id <> $4 AND x.kind = 'text' \
+                 WHERE m.user_id = $4 AND m.conversation_id <> $3",
+            )
+            .bind(message)
+            .bind(now)
+            .bind(conversation)
+            .bind(author)
+            .fetch_one(&mut **e)
+            .await
+        }
+    }
 }
 
 /// Up to `limit` messages newer than `after`, oldest first (a newer page, a permalink's context).

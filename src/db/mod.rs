@@ -3,7 +3,10 @@
 //!
 //! SQLite: every write (the session store's too) goes through ONE writer connection, reads through a
 //! read-only pool, so a read-then-write transaction never fails with "database is locked".
-//! PostgreSQL: one pool; the event log's counter row orders commits (see `events.rs`).
+//! Concurrent use cases share the writer's transaction and commit together ([`writer`]).
+//! PostgreSQL: one pool; each use case commits on its own (PostgreSQL flushes concurrent commits
+//! together), and the log is read commit-order-safely below the oldest running transaction (see
+//! `events.rs`).
 
 pub mod conversations;
 pub mod events;
@@ -12,6 +15,7 @@ pub mod limits;
 pub mod messages;
 pub mod search;
 pub mod users;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +24,11 @@ use anyhow::{Context, bail};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{
+    ConnectOptions, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
+    Transaction,
+};
+use writer::{SqliteTx, Writer};
 
 /// Runs `$body` with `$e` bound to the live backend's connection (`&mut SqliteConnection` or
 /// `&mut PgConnection`); the body is compiled once per backend.
@@ -61,10 +69,10 @@ pub(crate) use exec;
 /// The database: SQLite (one writer, a read pool) or PostgreSQL.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// SQLite: `write` has exactly one connection.
+    /// SQLite: one writer connection, shared by concurrent use cases (group commit).
     Sqlite {
         /// The single writer.
-        write: SqlitePool,
+        write: Writer,
         /// Read-only connections.
         read: SqlitePool,
     },
@@ -80,29 +88,46 @@ pub enum Conn<'a> {
     Pg(&'a mut PgConnection),
 }
 
-/// An open write transaction.
+/// An open write transaction: one use case.
 pub enum Tx {
-    /// On the SQLite writer.
-    Sqlite(Transaction<'static, Sqlite>),
-    /// On PostgreSQL.
-    Pg(Transaction<'static, Postgres>),
+    /// A use case in the SQLite writer's batch (its own savepoint).
+    Sqlite(SqliteTx),
+    /// On PostgreSQL, with the number of events recorded so far.
+    Pg(Transaction<'static, Postgres>, i64),
 }
 
 impl Tx {
     /// The transaction's connection, for `db::*` calls.
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Tx::Sqlite(t) => Conn::Sqlite(&mut *t),
-            Tx::Pg(t) => Conn::Pg(&mut *t),
+            Tx::Sqlite(t) => Conn::Sqlite(&mut t.state().conn),
+            Tx::Pg(t, _) => Conn::Pg(&mut *t),
         }
     }
 
-    /// Commits; on PostgreSQL this also delivers the `NOTIFY` raised inside.
+    /// SQL to put before the first statement of a use case begun with [`Db::begin_deferred`]
+    /// (SQLite only; "" otherwise). Call [`Tx::prefix_done`] when that statement succeeded.
+    pub fn take_prefix(&mut self) -> &'static str {
+        match self {
+            Tx::Sqlite(t) => t.take_prefix(),
+            Tx::Pg(..) => "",
+        }
+    }
+
+    /// The statement carrying [`Tx::take_prefix`] succeeded.
+    pub fn prefix_done(&mut self) {
+        if let Tx::Sqlite(t) = self {
+            t.prefix_done();
+        }
+    }
+
+    /// Commits (on SQLite: once the batch is durable); on PostgreSQL this also delivers the
+    /// `NOTIFY` raised inside.
     pub async fn commit(self) -> sqlx::Result<()> {
         let started = std::time::Instant::now();
         let (backend, r) = match self {
             Tx::Sqlite(t) => ("sqlite", t.commit().await),
-            Tx::Pg(t) => ("postgres", t.commit().await),
+            Tx::Pg(t, _) => ("postgres", t.commit().await),
         };
         crate::metrics::record_commit(backend, started);
         r
@@ -162,22 +187,25 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(base.clone().create_if_missing(true))
+        let write = base
+            .clone()
+            .create_if_missing(true)
+            .connect()
             .await
             .context("opening the SQLite database")?;
+        // Reads run beside the writer; the pool opens connections as they are needed.
         let read = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
+            .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
-            .await
-            .context("opening the SQLite read pool")?;
-        let db = Db::Sqlite { write, read };
+            // A small page cache each: the operating system caches the file anyway.
+            .connect_lazy_with(base.read_only(true).pragma("cache_size", "-256"));
+        let db = Db::Sqlite {
+            write: Writer::new(write, 0)
+                .await
+                .context("hooking the SQLite writer")?,
+            read,
+        };
         db.check_pragmas().await?;
         Ok(db)
     }
@@ -187,14 +215,16 @@ impl Db {
         let Db::Sqlite { write, .. } = self else {
             return Ok(());
         };
+        let mut g = write.exclusive().await;
+        let c = &mut g.conn;
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(write)
+            .fetch_one(&mut *c)
             .await?;
         let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(write)
+            .fetch_one(&mut *c)
             .await?;
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(write)
+            .fetch_one(&mut *c)
             .await?;
         if !journal.eq_ignore_ascii_case("wal") || sync != 2 || fk != 1 {
             bail!(
@@ -207,17 +237,35 @@ impl Db {
     /// Applies the embedded migrations of the live backend.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Db::Sqlite { write, .. } => {
+                let mut g = write.exclusive().await;
+                sqlx::migrate!("migrations/sqlite").run(&mut g.conn).await?;
+                let last: i64 = sqlx::query_scalar(
+                    "SELECT MAX(last_id, COALESCE((SELECT MAX(id) FROM events), 0)) FROM log_state",
+                )
+                .fetch_one(&mut g.conn)
+                .await?;
+                g.set_last_event(last);
+            }
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
 
-    /// Starts a write transaction.
+    /// Starts a write transaction (on SQLite: a use case in the writer's current batch).
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
-            Db::Postgres(pool) => Tx::Pg(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
+        })
+    }
+
+    /// Like [`Db::begin`], for a use case whose first statement takes [`Tx::take_prefix`] (on
+    /// SQLite the savepoint then opens in the same round trip).
+    pub async fn begin_deferred(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_deferred().await?),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
         })
     }
 
@@ -232,9 +280,7 @@ impl Db {
     /// True when the database answers (for `/healthz`).
     pub async fn ping(&self) -> bool {
         match self {
-            Db::Sqlite { write, read } => {
-                sqlx::query("SELECT 1").execute(read).await.is_ok() && !write.is_closed()
-            }
+            Db::Sqlite { read, .. } => sqlx::query("SELECT 1").execute(read).await.is_ok(),
             Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
         }
     }
@@ -242,9 +288,10 @@ impl Db {
     /// Closes the pools (at shutdown, after the last request).
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { write, read } => {
+            Db::Sqlite { write, read, .. } => {
                 read.close().await;
-                write.close().await;
+                // Commits whatever batch is open; the connection closes with the last handle.
+                drop(write.exclusive().await);
             }
             Db::Postgres(pool) => pool.close().await,
         }

@@ -46,15 +46,27 @@ impl Action {
     }
 }
 
-/// Who receives a frame: user ids, sorted, without repeats.
-pub type Audience = Arc<[i64]>;
+/// Who receives a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// The event's whole audience: its conversation's members at that point in the log (resolved
+    /// by the Hub from memory, by replay with a query), and its explicit audience.
+    Everyone,
+    /// These users (sorted, without repeats).
+    Users(Arc<[i64]>),
+}
 
-/// Makes an audience from any ids.
+/// Makes an audience of these users.
 pub fn audience(ids: impl IntoIterator<Item = i64>) -> Audience {
     let mut v: Vec<i64> = ids.into_iter().collect();
     v.sort_unstable();
     v.dedup();
-    v.into()
+    Audience::Users(v.into())
+}
+
+/// The event's whole audience (see [`Audience::Everyone`]).
+pub fn everyone() -> Audience {
+    Audience::Everyone
 }
 
 /// One frame, rendered once.
@@ -107,9 +119,12 @@ impl Frame {
         }
     }
 
-    /// Whether `user` is in the audience.
-    pub fn is_for(&self, user: i64) -> bool {
-        self.audience.binary_search(&user).is_ok()
+    /// Whether `user`, who is (or is not) in the event's audience, receives this frame.
+    pub fn is_for(&self, user: i64, in_event: bool) -> bool {
+        match &self.audience {
+            Audience::Everyone => in_event,
+            Audience::Users(ids) => ids.binary_search(&user).is_ok(),
+        }
     }
 
     /// The SSE bytes of this frame as part of event `id` (None: ephemeral).
@@ -207,14 +222,14 @@ impl Rendered {
         Rendered { id, frames }
     }
 
-    /// What `user` receives of it (a replay).
+    /// What `user`, who is in the event's audience, receives of it (a replay).
     pub fn for_user(&self, user: i64) -> Delivery {
         Delivery {
             id: Some(self.id),
             chunks: self
                 .frames
                 .iter()
-                .filter(|(f, _)| f.is_for(user))
+                .filter(|(f, _)| f.is_for(user, true))
                 .map(|(_, b)| b.clone())
                 .collect(),
         }
@@ -332,8 +347,10 @@ mod tests {
             &*f.html,
             "<template data-target=\"messages-2\"><article id=\"message-5\">hi</article></template>"
         );
-        assert_eq!(&*f.audience, &[1, 3]);
-        assert!(f.is_for(3) && !f.is_for(2));
+        assert_eq!(f.audience, audience([1, 3]));
+        assert!(f.is_for(3, false) && !f.is_for(2, true));
+        let all = Frame::new(Action::Append, "x".into(), everyone(), "");
+        assert!(all.is_for(2, true) && !all.is_for(2, false));
     }
 
     #[test]

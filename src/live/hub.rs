@@ -1,43 +1,99 @@
 //! The Hub: routes each frame only to its audience's open streams (tabs, devices), each through a
-//! bounded queue, and keeps presence (who has at least one stream open, and who sees it).
+//! small bounded mailbox, and keeps presence (who has at least one stream open, and who sees it).
 //!
-//! The map sits behind a std `Mutex` that is never held across `.await`; delivering is `try_send`
-//! into each recipient's queue, so one slow reader never slows anyone else. Recipients who get the
-//! same frames of an event share one [`Delivery`], whose bytes were encoded once.
+//! It also knows, for every user with a stream open here, which conversations they are in, kept
+//! in log order by [`Hub::publish`]: the audience of a conversation event is that conversation's
+//! members at that point in the log, read from memory, never from the database.
+//!
+//! The state sits behind one std `Mutex` that is never held across `.await`; delivering is a push
+//! into each recipient's mailbox, so one slow reader never slows anyone else. Recipients who get
+//! the same frames of an event share one [`Delivery`], whose bytes were encoded once. A mailbox
+//! allocates nothing while empty: an idle stream costs its ids and a few words.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
-use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Delivery, Rendered, audience};
+use super::frame::{self, Audience, Delivery, Rendered, audience};
+use crate::db::events::StreamStart;
+use crate::events::Event;
 
 /// Metric: deliveries queued to streams (counted here; exported by `crate::metrics`).
 pub const EVENTS_DELIVERED: &str = "parley_events_delivered_total";
 /// Metric: streams dropped because their queue was full.
 pub const HUB_DROPS: &str = "parley_hub_queue_drops_total";
 
-/// Deliveries a connection may have queued. A full queue means the reader fell this far behind:
+/// Deliveries a connection may have queued. A full mailbox means the reader fell this far behind:
 /// the connection gets `reload` and is closed instead of growing memory or slowing the others.
 pub const CONNECTION_QUEUE: usize = 256;
 
 /// Rendered events kept for replay, so a reconnect after a short blip renders nothing again.
-const RECENT_CACHE: usize = 2048;
+const RECENT_CACHE: usize = 1024;
+
+/// Membership changes kept for streams that register with a slightly older snapshot.
+const RECENT_CHANGES: usize = 4096;
+
+/// One connection's queue: empty (and unallocated) while idle.
+#[derive(Default)]
+struct Mailbox {
+    inbox: Mutex<Inbox>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<Arc<Delivery>>,
+    closed: bool,
+    overflowed: bool,
+}
+
+impl Mailbox {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `d`; false when the mailbox is closed or just overflowed (and closed).
+    fn push(&self, d: &Arc<Delivery>) -> bool {
+        let queued = {
+            let mut inbox = self.inbox();
+            if inbox.closed {
+                return false;
+            }
+            if inbox.queue.len() >= CONNECTION_QUEUE {
+                metrics::counter!(HUB_DROPS).increment(1);
+                inbox.overflowed = true;
+                inbox.closed = true;
+                inbox.queue = VecDeque::new();
+                false
+            } else {
+                inbox.queue.push_back(d.clone());
+                true
+            }
+        };
+        self.notify.notify_one();
+        queued
+    }
+
+    fn close(&self) {
+        self.inbox().closed = true;
+        self.notify.notify_one();
+    }
+}
 
 struct Connection {
     id: u64,
     login_id: u64,
-    tx: mpsc::Sender<Arc<Delivery>>,
-    kill: CancellationToken,
-    overflowed: Arc<AtomicBool>,
+    mailbox: Arc<Mailbox>,
 }
 
 #[derive(Default)]
 struct UserEntry {
     conns: Vec<Connection>,
+    /// Conversations the user is in (tracked while a stream is open here).
+    conversations: Vec<i64>,
     /// Who sees this user's presence (and whose presence this user sees): friends and everyone
     /// sharing a conversation, and the user themself.
     contacts: HashSet<i64>,
@@ -56,6 +112,96 @@ impl UserEntry {
     }
 }
 
+/// A change of who is in a conversation, as the log says it.
+#[derive(Debug, Clone)]
+enum Change {
+    Join(i64, Vec<i64>),
+    Leave(i64, Vec<i64>),
+    Delete(i64),
+}
+
+impl Change {
+    /// The change applied to one user's conversations.
+    fn apply_to(&self, user: i64, conversations: &mut Vec<i64>) {
+        match self {
+            Change::Join(c, users) if users.contains(&user) && !conversations.contains(c) => {
+                conversations.push(*c)
+            }
+            Change::Leave(c, users) if users.contains(&user) => conversations.retain(|x| x != c),
+            Change::Delete(c) => conversations.retain(|x| x != c),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<i64, UserEntry>,
+    /// Conversation → its members with a stream open here.
+    conversations: HashMap<i64, Vec<i64>>,
+    /// Recent membership changes, by event id, for registrations behind the reader.
+    changes: VecDeque<(i64, Change)>,
+    /// Every change with a larger id is in `changes`.
+    changes_floor: i64,
+    /// The last event applied.
+    applied: i64,
+}
+
+impl State {
+    fn join(&mut self, conversation: i64, user: i64) {
+        let members = self.conversations.entry(conversation).or_default();
+        if !members.contains(&user) {
+            members.push(user);
+        }
+    }
+
+    fn leave(&mut self, conversation: i64, user: i64) {
+        if let Some(members) = self.conversations.get_mut(&conversation) {
+            members.retain(|u| *u != user);
+            if members.is_empty() {
+                self.conversations.remove(&conversation);
+            }
+        }
+    }
+
+    /// Applies a membership change to the users with streams open here.
+    fn change(&mut self, id: i64, change: Change) {
+        match &change {
+            Change::Join(c, users) => {
+                for u in users {
+                    if let Some(e) = self.users.get_mut(u).filter(|e| !e.conns.is_empty()) {
+                        if !e.conversations.contains(c) {
+                            e.conversations.push(*c);
+                        }
+                        self.join(*c, *u);
+                    }
+                }
+            }
+            Change::Leave(c, users) => {
+                for u in users {
+                    if let Some(e) = self.users.get_mut(u) {
+                        e.conversations.retain(|x| x != c);
+                    }
+                    self.leave(*c, *u);
+                }
+            }
+            Change::Delete(c) => {
+                for u in self.conversations.remove(c).unwrap_or_default() {
+                    if let Some(e) = self.users.get_mut(&u) {
+                        e.conversations.retain(|x| x != c);
+                    }
+                }
+            }
+        }
+        if self.changes.len() == RECENT_CHANGES
+            && let Some((old, _)) = self.changes.pop_front()
+        {
+            self.changes_floor = old;
+        }
+        self.changes.push_back((id, change));
+    }
+}
+
 /// A change of local presence, for the other nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresenceChange {
@@ -65,9 +211,32 @@ pub struct PresenceChange {
     pub online: bool,
 }
 
+/// Why a stream could not register.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The registration's snapshot is older than the membership changes the Hub still
+    /// remembers: read it again.
+    Stale,
+    /// The user has the most streams allowed open here already.
+    TooMany,
+}
+
+/// A logged event as the Hub routes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Logged<'a> {
+    /// Its id.
+    pub id: i64,
+    /// The event (None if unreadable).
+    pub event: Option<&'a Event>,
+    /// The conversation whose members are its audience.
+    pub conversation: Option<i64>,
+    /// Its explicit audience.
+    pub explicit: &'a [i64],
+}
+
 /// The in-process fan-out.
 pub struct Hub {
-    users: Mutex<HashMap<i64, UserEntry>>,
+    state: Mutex<State>,
     recent: Mutex<VecDeque<Arc<Rendered>>>,
     next_conn: AtomicU64,
     grace: Duration,
@@ -77,19 +246,59 @@ pub struct Hub {
     pub node: u64,
     /// Where local presence changes go to reach other nodes (set on PostgreSQL).
     outbox: Mutex<Option<mpsc::Sender<PresenceChange>>>,
+    /// Set when the writer feeds the reader (see [`Hub::set_fed`]).
+    fed: std::sync::atomic::AtomicBool,
 }
 
-/// A registered stream: its queue and how it ends. Dropping it unregisters the connection.
+/// A registered stream: its mailbox. Dropping it unregisters the connection.
 pub struct Subscription {
-    /// The queue.
-    pub rx: mpsc::Receiver<Arc<Delivery>>,
-    /// Cancelled when the Hub closes this connection (logout, overflow).
-    pub kill: CancellationToken,
-    /// Set when the close was an overflow (then the client must reload).
-    pub overflowed: Arc<AtomicBool>,
+    mailbox: Arc<Mailbox>,
     hub: Arc<Hub>,
     user: i64,
     conn: u64,
+    /// The last event the Hub had applied when this stream registered: later ones arrive here.
+    pub position: i64,
+}
+
+impl Subscription {
+    /// The next delivery; None once the Hub closed this connection (logout, overflow).
+    pub async fn next(&self) -> Option<Arc<Delivery>> {
+        loop {
+            if let Some(d) = self.try_next() {
+                return Some(d);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            self.mailbox.notify.notified().await;
+        }
+    }
+
+    /// A queued delivery, if any.
+    pub fn try_next(&self) -> Option<Arc<Delivery>> {
+        let mut inbox = self.mailbox.inbox();
+        let d = inbox.queue.pop_front();
+        if inbox.queue.is_empty() && inbox.queue.capacity() > 8 {
+            // Give back what a burst took.
+            inbox.queue = VecDeque::new();
+        }
+        d
+    }
+
+    /// Whose stream this is.
+    pub fn user(&self) -> i64 {
+        self.user
+    }
+
+    /// True when the Hub closed this connection.
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.inbox().closed
+    }
+
+    /// True when it was closed for falling behind (then the client must reload).
+    pub fn overflowed(&self) -> bool {
+        self.mailbox.inbox().overflowed
+    }
 }
 
 impl Drop for Subscription {
@@ -102,72 +311,81 @@ impl Hub {
     /// A hub whose users stay online `grace` after their last stream closes.
     pub fn new(grace: Duration) -> Arc<Hub> {
         Arc::new(Hub {
-            users: Mutex::new(HashMap::new()),
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_CACHE)),
+            state: Mutex::new(State::default()),
+            recent: Mutex::new(VecDeque::new()),
             next_conn: AtomicU64::new(1),
             grace,
             wake: Notify::new(),
             node: rand::random(),
             outbox: Mutex::new(None),
+            fed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    fn users(&self) -> MutexGuard<'_, HashMap<i64, UserEntry>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the map consistent (every update is one step).
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells the log reader that events were committed.
+    /// Tells the log reader that events were committed (unless the writer feeds it directly).
     pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Registers a stream of `user`; `contacts` are who sees their presence.
-    pub fn register(self: &Arc<Self>, user: i64, login_id: u64, contacts: &[i64]) -> Subscription {
-        let users = self.users();
-        self.register_locked(users, user, login_id, contacts)
-    }
-
-    /// Like [`Hub::register`], but refuses (`None`) when `user` has `max` streams open here already.
-    pub fn try_register(
-        self: &Arc<Self>,
-        user: i64,
-        login_id: u64,
-        contacts: &[i64],
-        max: usize,
-    ) -> Option<Subscription> {
-        let users = self.users();
-        if users.get(&user).is_some_and(|e| e.conns.len() >= max) {
-            return None;
+        if !self.fed.load(Ordering::Relaxed) {
+            self.wake.notify_one();
         }
-        Some(self.register_locked(users, user, login_id, contacts))
     }
 
-    /// Streams `user` has open on this node.
-    pub fn stream_count(&self, user: i64) -> usize {
-        self.users().get(&user).map_or(0, |e| e.conns.len())
+    /// The writer hands committed events to the reader itself (SQLite): [`Hub::wake`] has
+    /// nothing to do.
+    pub fn set_fed(&self) {
+        self.fed.store(true, Ordering::Relaxed);
     }
 
-    fn register_locked(
+    /// The reader starts after `position` (at start: the end of the log).
+    pub fn start_at(&self, position: i64) {
+        let mut st = self.lock();
+        st.applied = position;
+        st.changes_floor = position;
+    }
+
+    /// Registers a stream of `user` from `start`, read at some log position, unless `user` has
+    /// `max` streams open here already. Fails with [`Refused::Stale`] when the Hub no longer
+    /// remembers the membership changes since then.
+    pub fn register(
         self: &Arc<Self>,
-        mut users: MutexGuard<'_, HashMap<i64, UserEntry>>,
         user: i64,
         login_id: u64,
-        contacts: &[i64],
-    ) -> Subscription {
-        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-        let kill = CancellationToken::new();
-        let overflowed = Arc::new(AtomicBool::new(false));
+        start: &StreamStart,
+        max: usize,
+    ) -> Result<Subscription, Refused> {
+        let mailbox = Arc::new(Mailbox::default());
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let entry = users.entry(user).or_default();
+        let mut st = self.lock();
+        if st.users.get(&user).is_some_and(|e| e.conns.len() >= max) {
+            return Err(Refused::TooMany);
+        }
+        if start.position < st.changes_floor {
+            return Err(Refused::Stale);
+        }
+        let position = st.applied;
+        let tracked = st.users.get(&user).is_some_and(|e| !e.conns.is_empty());
+        if !tracked {
+            // The snapshot, brought up to what the Hub has applied since it was read.
+            let mut conversations = start.conversations.clone();
+            for (_, change) in st.changes.iter().filter(|(id, _)| *id > start.position) {
+                change.apply_to(user, &mut conversations);
+            }
+            for c in &conversations {
+                st.join(*c, user);
+            }
+            st.users.entry(user).or_default().conversations = conversations;
+        }
+        let entry = st.users.entry(user).or_default();
         entry.conns.push(Connection {
             id: conn,
             login_id,
-            tx,
-            kill: kill.clone(),
-            overflowed: overflowed.clone(),
+            mailbox: mailbox.clone(),
         });
-        entry.contacts.extend(contacts.iter().copied());
+        entry.contacts.extend(start.contacts.iter().copied());
         entry.contacts.insert(user);
         entry.generation += 1;
         let came_online = !entry.online;
@@ -176,41 +394,46 @@ impl Hub {
             entry.online = true;
             if !was_anywhere {
                 let to: Vec<i64> = entry.contacts.iter().copied().collect();
-                Self::send_presence(&mut users, user, true, &to);
+                Self::send_presence(&mut st.users, user, true, &to);
             }
         }
-        drop(users);
+        drop(st);
         if came_online {
             self.announce(user, true);
         }
-        Subscription {
-            rx,
-            kill,
-            overflowed,
+        Ok(Subscription {
+            mailbox,
             hub: self.clone(),
             user,
             conn,
-        }
+            position,
+        })
     }
 
     fn unregister(self: Arc<Self>, user: i64, conn: u64) {
         let generation = {
-            let mut users = self.users();
-            let Some(entry) = users.get_mut(&user) else {
+            let mut st = self.lock();
+            let Some(entry) = st.users.get_mut(&user) else {
                 return;
             };
             entry.conns.retain(|c| c.id != conn);
             if !entry.conns.is_empty() {
                 return;
             }
-            entry.generation
+            // Membership is tracked only while a stream is open; the next one reads it again.
+            let conversations = std::mem::take(&mut entry.conversations);
+            let generation = entry.generation;
+            for c in conversations {
+                st.leave(c, user);
+            }
+            generation
         };
         // Offline only if no stream came back within the grace period (a reload is not a goodbye).
         let grace = self.grace;
         let hub = self;
         let go_offline = move || {
-            let mut users = hub.users();
-            let Some(entry) = users.get_mut(&user) else {
+            let mut st = hub.lock();
+            let Some(entry) = st.users.get_mut(&user) else {
                 return;
             };
             if !entry.conns.is_empty() || entry.generation != generation {
@@ -219,10 +442,10 @@ impl Hub {
             entry.online = false;
             let to: Vec<i64> = entry.contacts.iter().copied().collect();
             if entry.remote.is_empty() {
-                users.remove(&user);
-                Self::send_presence(&mut users, user, false, &to);
+                st.users.remove(&user);
+                Self::send_presence(&mut st.users, user, false, &to);
             }
-            drop(users);
+            drop(st);
             hub.announce(user, false);
         };
         match tokio::runtime::Handle::try_current() {
@@ -252,27 +475,19 @@ impl Hub {
             chunks: vec![f.encode(None)],
         });
         for u in to {
-            if let Some(entry) = users.get_mut(&u) {
+            if let Some(entry) = users.get(&u) {
                 Self::push(entry, &delivery);
             }
         }
     }
 
     /// Queues `delivery` to each of the entry's streams; returns how many took it.
-    fn push(entry: &mut UserEntry, delivery: &Arc<Delivery>) -> u64 {
-        let mut queued = 0;
-        for c in &entry.conns {
-            match c.tx.try_send(delivery.clone()) {
-                Ok(()) => queued += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics::counter!(HUB_DROPS).increment(1);
-                    c.overflowed.store(true, Ordering::Relaxed);
-                    c.kill.cancel();
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        queued
+    fn push(entry: &UserEntry, delivery: &Arc<Delivery>) -> u64 {
+        entry
+            .conns
+            .iter()
+            .map(|c| u64::from(c.mailbox.push(delivery)))
+            .sum()
     }
 
     /// Sends an ephemeral frame (never logged, never replayed: typing) to its audience's streams.
@@ -281,17 +496,55 @@ impl Hub {
             id: None,
             chunks: vec![frame.encode(None)],
         });
-        let mut users = self.users();
-        for u in frame.audience.iter() {
-            if let Some(entry) = users.get_mut(u) {
+        // Ephemeral frames name their audience (nothing in the log resolves `Everyone` for them).
+        let Audience::Users(to) = &frame.audience else {
+            return;
+        };
+        let st = self.lock();
+        for u in to.iter() {
+            if let Some(entry) = st.users.get(u) {
                 Self::push(entry, &delivery);
             }
         }
     }
 
-    /// Routes each frame of a logged event to the open streams of its audience. Recipients who
-    /// get the same frames share one delivery; nobody gets a frame meant for someone else.
-    pub fn deliver(&self, rendered: Arc<Rendered>) {
+    /// Streams `user` has open on this node.
+    pub fn stream_count(&self, user: i64) -> usize {
+        self.lock().users.get(&user).map_or(0, |e| e.conns.len())
+    }
+
+    /// Applies a logged event to the Hub (streams that close, who sees whose presence, who is in
+    /// which conversation), then routes each of its frames to the open streams of its audience:
+    /// `Everyone` frames to the conversation's members at this point of the log and the explicit
+    /// audience, the others to the users they name (always some of those). Recipients who get
+    /// the same frames share one delivery; nobody gets a frame meant for someone else. The frames
+    /// are rendered (`render`, outside the lock) only if someone here is to receive them; replay
+    /// renders the others when asked.
+    pub fn publish(&self, logged: Logged<'_>, render: impl FnOnce() -> Arc<Rendered>) {
+        let everyone = {
+            let mut st = self.lock();
+            if let Some(event) = logged.event {
+                Self::apply(&mut st, logged.id, event);
+            }
+            st.applied = st.applied.max(logged.id);
+            let mut everyone: Vec<i64> = logged
+                .conversation
+                .and_then(|c| st.conversations.get(&c))
+                .cloned()
+                .unwrap_or_default();
+            everyone.extend(logged.explicit.iter().copied());
+            everyone.sort_unstable();
+            everyone.dedup();
+            let users = &st.users;
+            if !everyone
+                .iter()
+                .any(|u| users.get(u).is_some_and(|e| !e.conns.is_empty()))
+            {
+                return;
+            }
+            everyone
+        };
+        let rendered = render();
         {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() == RECENT_CACHE {
@@ -299,13 +552,17 @@ impl Hub {
             }
             recent.push_back(rendered.clone());
         }
-        let mut users = self.users();
+        let st = self.lock();
+        let users = &st.users;
+        let online = |u: &i64| users.get(u).is_some_and(|e| !e.conns.is_empty());
         let mut per_user: HashMap<i64, Vec<usize>> = HashMap::new();
         for (i, (f, _)) in rendered.frames.iter().enumerate() {
-            for u in f.audience.iter() {
-                if users.get(u).is_some_and(|e| !e.conns.is_empty()) {
-                    per_user.entry(*u).or_default().push(i);
-                }
+            let to: &[i64] = match &f.audience {
+                Audience::Everyone => &everyone,
+                Audience::Users(list) => list,
+            };
+            for u in to.iter().filter(|u| online(u)) {
+                per_user.entry(*u).or_default().push(i);
             }
         }
         let mut shared: HashMap<Vec<usize>, Arc<Delivery>> = HashMap::new();
@@ -320,12 +577,52 @@ impl Hub {
                     })
                 })
                 .clone();
-            if let Some(entry) = users.get_mut(&user) {
+            if let Some(entry) = users.get(&user) {
                 queued += Self::push(entry, &delivery);
             }
         }
-        drop(users);
+        drop(st);
         metrics::counter!(EVENTS_DELIVERED).increment(queued);
+    }
+
+    /// The Hub's side of an event, in log order.
+    fn apply(st: &mut State, id: i64, event: &Event) {
+        match event {
+            Event::SessionEnded { user_id, login_id } => {
+                Self::close(st, *user_id, |c| c.login_id == *login_id)
+            }
+            Event::PasswordChanged {
+                user_id,
+                keep_login_id,
+            } => Self::close(st, *user_id, |c| c.login_id != *keep_login_id),
+            Event::FriendAdded { a, b } => Self::link(st, &[a.id, b.id]),
+            Event::ConversationCreated { conversation } => {
+                let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
+                Self::link(st, &ids);
+                st.change(id, Change::Join(conversation.id, ids));
+            }
+            Event::MembersChanged {
+                conversation,
+                added,
+                removed,
+                ..
+            } => {
+                if !added.is_empty() {
+                    let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
+                    let added: Vec<i64> = added.iter().map(|m| m.id).collect();
+                    Self::link_to(st, &ids, &added);
+                    st.change(id, Change::Join(conversation.id, added));
+                }
+                if !removed.is_empty() {
+                    let removed = removed.iter().map(|m| m.id).collect();
+                    st.change(id, Change::Leave(conversation.id, removed));
+                }
+            }
+            Event::ConversationDeleted {
+                conversation_id, ..
+            } => st.change(id, Change::Delete(*conversation_id)),
+            _ => {}
+        }
     }
 
     /// An event rendered earlier, if still cached.
@@ -335,45 +632,38 @@ impl Hub {
         Some(recent[i].clone())
     }
 
-    /// Closes the streams of one login (logout).
-    pub fn close_login(&self, user: i64, login_id: u64) {
-        if let Some(entry) = self.users().get(&user) {
-            for c in entry.conns.iter().filter(|c| c.login_id == login_id) {
-                c.kill.cancel();
+    fn close(st: &mut State, user: i64, which: impl Fn(&Connection) -> bool) {
+        if let Some(entry) = st.users.get(&user) {
+            for c in entry.conns.iter().filter(|c| which(c)) {
+                c.mailbox.close();
             }
         }
     }
 
     /// Closes every stream of `user` but those of `keep` (password change).
     pub fn close_other_logins(&self, user: i64, keep: u64) {
-        if let Some(entry) = self.users().get(&user) {
-            for c in entry.conns.iter().filter(|c| c.login_id != keep) {
-                c.kill.cancel();
-            }
-        }
+        Self::close(&mut self.lock(), user, |c| c.login_id != keep);
     }
 
     /// These users now see each other's presence (new friends, or new co-members). The frames that
     /// show them to each other are rendered with their current presence, so nothing is sent here.
-    pub fn link(&self, users_in: &[i64]) {
-        let mut users = self.users();
+    fn link(st: &mut State, users_in: &[i64]) {
         for u in users_in {
-            if let Some(e) = users.get_mut(u) {
+            if let Some(e) = st.users.get_mut(u) {
                 e.contacts.extend(users_in.iter().copied());
             }
         }
     }
 
     /// These users see `added`'s presence and the reverse (members added to a group).
-    pub fn link_to(&self, members: &[i64], added: &[i64]) {
-        let mut users = self.users();
+    fn link_to(st: &mut State, members: &[i64], added: &[i64]) {
         for u in members {
-            if let Some(e) = users.get_mut(u) {
+            if let Some(e) = st.users.get_mut(u) {
                 e.contacts.extend(added.iter().copied());
             }
         }
         for u in added {
-            if let Some(e) = users.get_mut(u) {
+            if let Some(e) = st.users.get_mut(u) {
                 e.contacts.extend(members.iter().copied());
             }
         }
@@ -381,24 +671,32 @@ impl Hub {
 
     /// True when `user` has a stream open (or closed it within the grace period).
     pub fn is_online(&self, user: i64) -> bool {
-        self.users().get(&user).is_some_and(UserEntry::anywhere)
+        self.lock()
+            .users
+            .get(&user)
+            .is_some_and(UserEntry::anywhere)
     }
 
-    /// Who `user` sees (for the presence snapshot of a new stream).
-    pub fn contacts_of(&self, user: i64) -> Vec<i64> {
-        self.users()
-            .get(&user)
-            .map(|e| e.contacts.iter().copied().collect())
-            .unwrap_or_default()
+    /// Who among `user`'s contacts is online (the presence snapshot of a new stream).
+    pub fn online_contacts(&self, user: i64) -> Vec<i64> {
+        let st = self.lock();
+        let Some(e) = st.users.get(&user) else {
+            return Vec::new();
+        };
+        e.contacts
+            .iter()
+            .copied()
+            .filter(|u| st.users.get(u).is_some_and(UserEntry::anywhere))
+            .collect()
     }
 
     /// Which of `users` are online.
     pub fn online_among(&self, users: &[i64]) -> Vec<i64> {
-        let map = self.users();
+        let st = self.lock();
         users
             .iter()
             .copied()
-            .filter(|u| map.get(u).is_some_and(UserEntry::anywhere))
+            .filter(|u| st.users.get(u).is_some_and(UserEntry::anywhere))
             .collect()
     }
 
@@ -418,7 +716,8 @@ impl Hub {
 
     /// Users online on this node (for the periodic refresh to other nodes).
     pub fn local_online(&self) -> Vec<i64> {
-        self.users()
+        self.lock()
+            .users
             .iter()
             .filter(|(_, e)| e.online)
             .map(|(u, _)| *u)
@@ -430,7 +729,8 @@ impl Hub {
         if node == self.node {
             return;
         }
-        let mut users = self.users();
+        let mut st = self.lock();
+        let users = &mut st.users;
         let entry = users.entry(user).or_default();
         let before = entry.anywhere();
         if online {
@@ -443,13 +743,14 @@ impl Hub {
             users.remove(&user);
         }
         if before != after {
-            Self::tell_local_friends(&mut users, user, after);
+            Self::tell_local_friends(users, user, after);
         }
     }
 
     /// Forgets other nodes' presence not refreshed since `max_age` (a node that died says nothing).
     pub fn expire_remote(&self, max_age: Duration) {
-        let mut users = self.users();
+        let mut st = self.lock();
+        let users = &mut st.users;
         let mut gone = Vec::new();
         for (user, entry) in users.iter_mut() {
             let before = entry.anywhere();
@@ -462,7 +763,7 @@ impl Hub {
             if users.get(&user).is_some_and(|e| e.conns.is_empty()) {
                 users.remove(&user);
             }
-            Self::tell_local_friends(&mut users, user, false);
+            Self::tell_local_friends(users, user, false);
         }
     }
 
@@ -478,14 +779,14 @@ impl Hub {
 
     /// A snapshot for the metrics endpoint (one pass under the lock, at scrape time only).
     pub fn stats(&self) -> HubStats {
-        let users = self.users();
+        let st = self.lock();
         let mut s = HubStats::default();
-        for e in users.values() {
+        for e in st.users.values() {
             s.streams += e.conns.len();
             s.online_here += usize::from(e.online);
             s.online_anywhere += usize::from(e.anywhere());
             for c in &e.conns {
-                let depth = CONNECTION_QUEUE - c.tx.capacity();
+                let depth = c.mailbox.inbox().queue.len();
                 s.queued += depth;
                 s.max_queue = s.max_queue.max(depth);
             }
@@ -495,7 +796,19 @@ impl Hub {
 
     /// How many streams are open (for logs and tests).
     pub fn connection_count(&self) -> usize {
-        self.users().values().map(|e| e.conns.len()).sum()
+        self.lock().users.values().map(|e| e.conns.len()).sum()
+    }
+
+    /// Who of `conversation`'s members have a stream open here, as the Hub tracks it (tests).
+    pub fn members_online(&self, conversation: i64) -> Vec<i64> {
+        let mut v = self
+            .lock()
+            .conversations
+            .get(&conversation)
+            .cloned()
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
     }
 }
 

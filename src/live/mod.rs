@@ -1,9 +1,10 @@
 //! Live delivery: the log reader that feeds the [`hub::Hub`], and the frames it sends.
 //!
 //! Every node reads the `events` table in id order after its cursor (woken locally after a commit,
-//! and on PostgreSQL by `LISTEN parley_events` for commits on other nodes). For each event it first
-//! applies the event's effects on the Hub ([`apply`]), then renders its frames once ([`render`])
-//! and hands them to the Hub, which routes each frame to its own audience.
+//! and on PostgreSQL by `LISTEN parley_events` for commits on other nodes). For each event it
+//! renders its frames once ([`render`]) and hands them to the Hub, which applies the event's
+//! effects (closed streams, presence links, conversation membership) and routes each frame to its
+//! own audience ([`hub::Hub::publish`]).
 
 pub mod fragments;
 pub mod frame;
@@ -22,41 +23,15 @@ use hub::Hub;
 /// Events read per query while catching up.
 const BATCH: i64 = 256;
 
-/// A logged row as data: the event and who it was logged for.
+/// A logged row as data: the event and its explicit audience.
 pub fn parse(row: &db::events::EventRow) -> Option<(Event, Vec<i64>)> {
-    let audience: Vec<i64> = serde_json::from_str(&row.audience).unwrap_or_default();
+    let explicit = db::events::parse_audience(&row.audience);
     match serde_json::from_str(&row.payload) {
-        Ok(e) => Some((e, audience)),
+        Ok(e) => Some((e, explicit)),
         Err(e) => {
             tracing::error!(event_id = row.id, error = %e, "unreadable event in the log");
             None
         }
-    }
-}
-
-/// The Hub's side of an event: streams that close, and who now sees whose presence.
-pub fn apply(hub: &Hub, event: &Event) {
-    match event {
-        Event::SessionEnded { user_id, login_id } => hub.close_login(*user_id, *login_id),
-        Event::PasswordChanged {
-            user_id,
-            keep_login_id,
-        } => hub.close_other_logins(*user_id, *keep_login_id),
-        Event::FriendAdded { a, b } => hub.link(&[a.id, b.id]),
-        Event::ConversationCreated { conversation } => {
-            let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
-            hub.link(&ids);
-        }
-        Event::MembersChanged {
-            conversation,
-            added,
-            ..
-        } if !added.is_empty() => {
-            let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();
-            let added: Vec<i64> = added.iter().map(|m| m.id).collect();
-            hub.link_to(&ids, &added);
-        }
-        _ => {}
     }
 }
 
@@ -71,7 +46,7 @@ pub fn render(
     }
     let online = |u: i64| hub.is_online(u);
     let frames = parsed
-        .map(|(e, audience)| fragments::frames_for(e, audience, &online))
+        .map(|(e, _)| fragments::frames_for(e, &online))
         .unwrap_or_default();
     Arc::new(Rendered::new(row.id, frames))
 }
@@ -118,30 +93,74 @@ pub async fn typing(
     }
 }
 
-/// Reads the log after `cursor` and delivers, until shutdown.
-pub async fn run_log_reader(hub: Arc<Hub>, db: Db, mut cursor: i64, shutdown: CancellationToken) {
-    // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener.
+/// Reads the log after `cursor` and delivers, until shutdown. On SQLite the writer hands each
+/// committed batch over (`feed`), so nothing is read back; the log is read at start, when a batch
+/// could not be queued, and every 30 s as a safety net.
+pub async fn run_log_reader(
+    hub: Arc<Hub>,
+    db: Db,
+    mut cursor: i64,
+    mut feed: Option<db::writer::Feed>,
+    shutdown: CancellationToken,
+) {
+    // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener
+    // (and events held back behind a transaction that was still running).
     let poll = match db {
-        Db::Postgres(_) => Duration::from_secs(2),
+        Db::Postgres(_) => Duration::from_millis(500),
         Db::Sqlite { .. } => Duration::from_secs(30),
     };
+    let mut read_log = true;
     loop {
-        match drain(&hub, &db, &mut cursor).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "reading the event log failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                continue;
+        if read_log && let Err(e) = drain(&hub, &db, &mut cursor).await {
+            tracing::error!(error = %e, "reading the event log failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
             }
+            continue;
         }
+        read_log = feed.is_none();
+        let lost = |feed: &Option<db::writer::Feed>| {
+            feed.as_ref()
+                .is_some_and(|f| f.lost.swap(false, std::sync::atomic::Ordering::SeqCst))
+        };
         tokio::select! {
-            _ = hub.wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+            batch = async { feed.as_mut()?.rx.recv().await }, if feed.is_some() => match batch {
+                Some(rows) if !lost(&feed) => publish_rows(&hub, &rows, &mut cursor),
+                Some(_) => read_log = true,
+                None => {
+                    feed = None;
+                    read_log = true;
+                }
+            },
+            _ = hub.wake.notified() => read_log |= lost(&feed),
+            _ = tokio::time::sleep(poll) => read_log = true,
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Renders and publishes `rows` past `cursor`, in order.
+fn publish_rows(hub: &Hub, rows: &[db::events::EventRow], cursor: &mut i64) {
+    for row in rows {
+        if row.id <= *cursor {
+            continue;
+        }
+        let parsed = parse(row);
+        let (event, explicit) = match &parsed {
+            Some((e, x)) => (Some(e), x.as_slice()),
+            None => (None, &[][..]),
+        };
+        hub.publish(
+            hub::Logged {
+                id: row.id,
+                event,
+                conversation: row.conversation_id,
+                explicit,
+            },
+            || render(hub, row, parsed.as_ref()),
+        );
+        *cursor = row.id;
     }
 }
 
@@ -151,16 +170,8 @@ async fn drain(hub: &Hub, db: &Db, cursor: &mut i64) -> sqlx::Result<()> {
             let mut rc = db.read().await?;
             db::events::after(&mut rc.conn(), *cursor, BATCH).await?
         };
-        let n = rows.len() as i64;
-        for row in &rows {
-            let parsed = parse(row);
-            if let Some((event, _)) = &parsed {
-                apply(hub, event);
-            }
-            hub.deliver(render(hub, row, parsed.as_ref()));
-            *cursor = row.id;
-        }
-        if n < BATCH {
+        publish_rows(hub, &rows, cursor);
+        if (rows.len() as i64) < BATCH {
             return Ok(());
         }
     }

@@ -1,27 +1,36 @@
 //! `GET /events`: the live stream of the logged-in user (SSE).
 //!
-//! Order of work: register with the Hub first (so nothing committed from now on is missed), then
-//! replay the log after `Last-Event-ID` / `?after=` (skipping later what the queue repeats), then
-//! send the presence snapshot, then stream until the session ends, the Hub drops us, or shutdown.
-//! Frames arrive already encoded (once, for every recipient); this loop only writes bytes.
+//! The handler runs with every middleware (session, auth, security headers) like any route. It
+//! reads what the stream needs at one log position (conversations, contacts), registers with the
+//! Hub (so nothing delivered from then on is missed), replays the log after `Last-Event-ID` /
+//! `?after=` up to where the Hub was, and answers the head: `HTTP/1.0 200`, `text/event-stream`,
+//! a body that lasts until the connection closes. It hands the rest to the server loop
+//! (`server::serve_connection`), which takes the bare socket back from the HTTP server and runs
+//! [`run_stream`] on it: an idle stream then holds its ids, its mailbox and its socket, and no
+//! HTTP buffers, session or user objects.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthSession, current_login};
 use crate::db;
 use crate::error::AppResult;
-use crate::live::frame::{self, Action, Delivery, Frame, audience};
+use crate::live::frame::{self, Action, Frame, audience};
+use crate::live::hub::{Refused, Subscription};
 use crate::live::{self as live_mod};
 use crate::state::AppState;
 use crate::views::dom;
@@ -40,16 +49,42 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/events", get(stream))
 }
 
+/// A stream ready to run on the bare connection.
+pub struct StreamJob {
+    sub: Option<Subscription>,
+    /// Bytes to send first: hello, replay, presence snapshot (or `reload`).
+    first: Vec<Bytes>,
+    /// Deliveries up to this id were replayed (or came before the stream).
+    last_sent: i64,
+    /// The session's end: the stream closes then, and the reconnect checks the session.
+    expires_in: Duration,
+    shutdown: CancellationToken,
+    /// A client that takes no bytes for this long is dropped (`--write-timeout-secs`).
+    write_timeout: Duration,
+    /// This stream's row in `live_streams` (PostgreSQL): dropped with the stream.
+    row: Option<StreamRow>,
+}
+
+/// Where the `/events` handler leaves its stream for the server loop (one per connection).
+#[derive(Clone, Default)]
+pub struct Takeover(Arc<Mutex<Option<StreamJob>>>);
+
+impl Takeover {
+    fn put(&self, job: StreamJob) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
+    }
+
+    /// The stream left by the handler, if any.
+    pub fn take(&self) -> Option<StreamJob> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 #[derive(Deserialize)]
 struct After {
     after: Option<String>,
     /// live.js asks why its stream was refused: 204, 401 or 429, and no stream.
     probe: Option<String>,
-}
-
-enum Start {
-    Replay(Vec<Delivery>),
-    Reload,
 }
 
 /// The presence snapshot: who among the people `me` sees is online now; every other dot is off.
@@ -73,6 +108,7 @@ fn reload_bytes(me: i64) -> Bytes {
 async fn stream(
     State(state): State<AppState>,
     mut auth: AuthSession,
+    takeover: Option<Extension<Takeover>>,
     headers: HeaderMap,
     Query(q): Query<After>,
 ) -> AppResult<Response> {
@@ -81,8 +117,12 @@ async fn stream(
         // 401 stops EventSource from reconnecting; live.js then reloads into the login page.
         return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
     };
+    drop(auth);
     let me = login.user.user.id;
     let login_id = login.login_id;
+    // A stream lives no longer than its session: past the idle expiry or the absolute lifetime it
+    // closes, and the reconnect finds out whether the session was extended meanwhile.
+    let expires_in = login.remaining().max(Duration::from_secs(1));
     let cap = usize::try_from(state.config.max_streams_per_user).unwrap_or(usize::MAX);
     if q.probe.is_some() {
         let across_nodes = match &state.db {
@@ -100,6 +140,9 @@ async fn stream(
             StatusCode::NO_CONTENT.into_response()
         });
     }
+    let Some(Extension(takeover)) = takeover else {
+        return Err(anyhow::anyhow!("GET /events needs Parley's server loop").into());
+    };
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -108,12 +151,21 @@ async fn stream(
         .and_then(|s| s.trim().parse::<i64>().ok())
         .filter(|n| *n >= 0);
 
-    let contacts = {
-        let mut rc = state.db.read().await?;
-        db::conversations::contact_ids(&mut rc.conn(), me).await?
-    };
-    let Some(mut sub) = state.hub.try_register(me, login_id, &contacts, cap) else {
-        return Ok(too_many_streams(cap));
+    // Register with a snapshot read at a known log position; the Hub brings it up to date.
+    let mut tries = 0;
+    let (start, sub) = loop {
+        let start = {
+            let mut rc = state.db.read().await?;
+            db::events::stream_start(&mut rc, me).await?
+        };
+        match state.hub.register(me, login_id, &start, cap) {
+            Ok(sub) => break (start, sub),
+            Err(Refused::TooMany) => return Ok(too_many_streams(cap)),
+            Err(Refused::Stale) if tries < 5 => tries += 1,
+            Err(Refused::Stale) => {
+                return Err(anyhow::anyhow!("the log moved on too fast").into());
+            }
+        }
     };
     // On PostgreSQL the cap holds across nodes: every stream is a row its node keeps fresh.
     let row = match &state.db {
@@ -138,97 +190,197 @@ async fn stream(
         }
         crate::db::Db::Sqlite { .. } => None,
     };
-
-    let start = match after {
-        None => Start::Replay(Vec::new()),
-        Some(after) => {
+    // Everything up to here comes from the replay; the mailbox brings what follows.
+    let through = start.position.max(sub.position);
+    let mut first = vec![frame::comment("parley", Some(RETRY.as_millis() as u64))];
+    let mut sub = Some(sub);
+    if let Some(after) = after {
+        let rows = if after < start.pruned_through || after > through {
+            None
+        } else {
             let mut rc = state.db.read().await?;
-            let pruned = db::events::pruned_through(&mut rc.conn()).await?;
-            let last = db::events::last_id(&mut rc.conn()).await?;
-            if after < pruned || after > last {
-                Start::Reload
-            } else {
-                let rows =
-                    db::events::for_user_after(&mut rc.conn(), me, after, MAX_REPLAY + 1).await?;
-                if rows.len() as i64 > MAX_REPLAY {
-                    Start::Reload
-                } else {
-                    Start::Replay(
-                        rows.iter()
-                            .map(|r| {
-                                let parsed = live_mod::parse(r);
-                                live_mod::render(&state.hub, r, parsed.as_ref()).for_user(me)
-                            })
-                            .collect(),
-                    )
+            let rows =
+                db::events::for_user_after(&mut rc.conn(), me, after, through, MAX_REPLAY + 1)
+                    .await?;
+            (rows.len() as i64 <= MAX_REPLAY).then_some(rows)
+        };
+        match rows {
+            Some(rows) => {
+                for r in &rows {
+                    let parsed = live_mod::parse(r);
+                    let d = live_mod::render(&state.hub, r, parsed.as_ref()).for_user(me);
+                    first.extend(d.chunks);
                 }
             }
-        }
-    };
-    let shutdown = state.shutdown.clone();
-    let hub = state.hub.clone();
-    // A stream lives no longer than its session: past the idle expiry or the absolute lifetime it
-    // closes, and the reconnect finds out whether the session was extended meanwhile.
-    let expires_in = login.remaining().max(Duration::from_secs(1));
-
-    let body = async_stream::stream! {
-        // Dropped with the stream, however it ends: the row goes.
-        let _row = row;
-        yield Ok::<_, Infallible>(frame::comment("parley", Some(RETRY.as_millis() as u64)));
-        let mut last_sent = after.unwrap_or(0);
-        match start {
-            Start::Reload => {
-                yield Ok(reload_bytes(me));
-                return;
-            }
-            Start::Replay(deliveries) => {
-                for d in deliveries {
-                    if let Some(id) = d.id { last_sent = last_sent.max(id); }
-                    for chunk in d.chunks { yield Ok(chunk); }
-                }
+            None => {
+                first.push(reload_bytes(me));
+                sub = None;
             }
         }
+    }
+    if sub.is_some() {
         // Taken after the replay, so dots the replay drew with older presence are set right.
-        let online = hub.online_among(&hub.contacts_of(me));
-        yield Ok(snapshot(&online, me));
-        let deadline = tokio::time::sleep(expires_in);
-        tokio::pin!(deadline);
-        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-        keep_alive.tick().await;
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                _ = sub.kill.cancelled() => {
-                    if sub.overflowed.load(Ordering::Relaxed) {
-                        yield Ok(reload_bytes(me));
-                    }
-                    break;
-                }
-                _ = &mut deadline => break,
-                d = sub.rx.recv() => match d {
-                    Some(d) => {
-                        if let Some(id) = d.id {
-                            if id <= last_sent { continue; }
-                            last_sent = id;
-                        }
-                        for chunk in &d.chunks { yield Ok(chunk.clone()); }
-                    }
-                    None => break,
-                },
-                _ = keep_alive.tick() => yield Ok(frame::comment("", None)),
-            }
-        }
-    };
-    let mut res = Response::new(Body::from_stream(body));
+        first.push(snapshot(&state.hub.online_contacts(me), me));
+    }
+    takeover.put(StreamJob {
+        sub,
+        first,
+        last_sent: after.unwrap_or(0).max(through),
+        expires_in,
+        shutdown: state.shutdown.clone(),
+        write_timeout: Duration::from_secs(state.config.write_timeout_secs.max(1)),
+        row,
+    });
+    // No length and no chunking: the body runs until the connection closes (HTTP/1.0 framing),
+    // which lets the server loop hand the bare socket to `run_stream`.
+    let mut res = Response::new(Body::from_stream(futures_util::stream::empty::<
+        Result<Bytes, Infallible>,
+    >()));
+    *res.version_mut() = Version::HTTP_10;
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(res)
+}
+
+/// Writes all of `chunks`, gathering them into as few writes as the socket takes.
+async fn write_chunks(io: &mut TcpStream, chunks: &[Bytes]) -> std::io::Result<()> {
+    let (mut i, mut off) = (0, 0);
+    while i < chunks.len() {
+        let n = {
+            let mut slices: [IoSlice<'_>; 16] = [IoSlice::new(&[]); 16];
+            let mut k = 0;
+            for (j, c) in chunks[i..].iter().enumerate().take(16) {
+                slices[k] = IoSlice::new(if j == 0 { &c[off..] } else { &c[..] });
+                k += 1;
+            }
+            io.write_vectored(&slices[..k]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut n = n;
+        while n > 0 && i < chunks.len() {
+            let left = chunks[i].len() - off;
+            if n >= left {
+                n -= left;
+                i += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes with a time limit, giving up at shutdown. The write's state lives on the heap while
+/// it runs, so an idle stream's task stays small.
+async fn send(
+    io: &mut TcpStream,
+    chunks: &[Bytes],
+    shutdown: &CancellationToken,
+    write_timeout: Duration,
+) -> bool {
+    Box::pin(async {
+        tokio::select! {
+            r = tokio::time::timeout(write_timeout, write_chunks(io, chunks)) => matches!(r, Ok(Ok(()))),
+            _ = shutdown.cancelled() => false,
+        }
+    })
+    .await
+}
+
+/// Runs a stream on its bare connection until the session ends, the Hub closes it (logout,
+/// overflow: then `reload`), the client goes away, or shutdown.
+pub async fn run_stream(mut io: TcpStream, job: StreamJob) {
+    let StreamJob {
+        sub,
+        first,
+        mut last_sent,
+        expires_in,
+        shutdown,
+        write_timeout,
+        row,
+    } = job;
+    // Dropped with the stream, however it ends: the row goes.
+    let _row = row;
+    if !send(&mut io, &first, &shutdown, write_timeout).await {
+        return;
+    }
+    drop(first);
+    let Some(sub) = sub else {
+        let _ = io.shutdown().await;
+        return;
+    };
+    // One timer for both the keep-alive and the session's end (a timer is a few hundred bytes,
+    // and idle streams are many).
+    let end = tokio::time::Instant::now() + expires_in;
+    let timer = tokio::time::sleep(KEEP_ALIVE.min(expires_in));
+    tokio::pin!(timer);
+    let mut probe = [0u8; 8];
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            d = sub.next() => {
+                let Some(d) = d else {
+                    if sub.overflowed() {
+                        let _ = send(&mut io, &[reload_bytes(sub.user())], &shutdown, write_timeout).await;
+                    }
+                    break;
+                };
+                // Whatever else is queued goes out in the same write.
+                let mut chunks: Vec<Bytes> = Vec::new();
+                let mut next = Some(d);
+                while let Some(d) = next {
+                    let fresh = match d.id {
+                        Some(id) if id <= last_sent => false,
+                        Some(id) => {
+                            last_sent = id;
+                            true
+                        }
+                        None => true,
+                    };
+                    if fresh {
+                        chunks.extend(d.chunks.iter().cloned());
+                    }
+                    next = sub.try_next();
+                }
+                if !chunks.is_empty() && !send(&mut io, &chunks, &shutdown, write_timeout).await {
+                    break;
+                }
+            }
+            _ = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= end {
+                    break;
+                }
+                if !send(&mut io, &[frame::comment("", None)], &shutdown, write_timeout).await {
+                    break;
+                }
+                timer.as_mut().reset((now + KEEP_ALIVE).min(end));
+            }
+            r = io.readable() => match r {
+                // The client sends nothing more on a stream: end of input means it went away.
+                Ok(()) => match io.try_read(&mut probe) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                },
+                Err(_) => break,
+            },
+        }
+    }
+    drop(sub);
+    let _ = io.shutdown().await;
 }
 
 /// 429 for one stream too many (live.js shows the text and retries later).

@@ -12,6 +12,7 @@ mod helpers;
 mod limits;
 mod links;
 mod live;
+mod log;
 mod message_features;
 mod messages;
 mod metrics;

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use parley::db::events::StreamStart;
 use parley::live::frame::{Action, Frame as HubFrame, Rendered, audience};
-use parley::live::hub::CONNECTION_QUEUE;
+use parley::live::hub::{CONNECTION_QUEUE, Logged};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -71,7 +72,9 @@ async fn a_scrape_reports_routes_streams_presence_events_queues_and_commits() {
         .await;
     // A never-read queue of 10, on this app's Hub only.
     let hub = app.state.hub.clone();
-    let slow = hub.register(9_000_001, 1, &[]);
+    let slow = hub
+        .register(9_000_001, 1, &StreamStart::default(), usize::MAX)
+        .expect("registered");
     let event = |id: i64, to: i64| {
         Arc::new(Rendered::new(
             id,
@@ -83,8 +86,16 @@ async fn a_scrape_reports_routes_streams_presence_events_queues_and_commits() {
             )],
         ))
     };
+    let logged = |id: i64| Logged {
+        id,
+        event: None,
+        conversation: None,
+        explicit: &[9_000_001],
+    };
+    // Far past the log's real ids, so the app's own reader never meets them.
+    let base = 1_i64 << 60;
     for i in 0..10 {
-        hub.deliver(event(i + 1, 9_000_001));
+        hub.publish(logged(base + i + 1), || event(base + i + 1, 9_000_001));
     }
 
     let text = scrape(addr).await;
@@ -145,9 +156,9 @@ async fn a_scrape_reports_routes_streams_presence_events_queues_and_commits() {
 
     // Overflow the slow queue: it is dropped, and counted.
     for i in 0..CONNECTION_QUEUE as i64 {
-        hub.deliver(event(100 + i, 9_000_001));
+        hub.publish(logged(base + 100 + i), || event(base + 100 + i, 9_000_001));
     }
-    assert!(slow.kill.is_cancelled());
+    assert!(slow.is_closed() && slow.overflowed());
     let text = scrape(addr).await;
     assert!(
         sample(&text, "parley_hub_queue_drops_total", &[]).is_some_and(|n| n >= drops + 1.0),

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use parley::db::events::StreamStart;
 use parley::live::frame::{Action, Frame as HubFrame, Rendered, audience};
-use parley::live::hub::CONNECTION_QUEUE;
+use parley::live::hub::{CONNECTION_QUEUE, Logged};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -187,8 +188,12 @@ async fn a_too_old_or_unknown_position_gets_reload() {
 async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
     let app = TestApp::spawn().await;
     let hub = app.state.hub.clone();
-    let sub = hub.register(42, 1, &[]);
-    let other = hub.register(43, 1, &[]);
+    let sub = hub
+        .register(42, 1, &StreamStart::default(), usize::MAX)
+        .unwrap();
+    let other = hub
+        .register(43, 1, &StreamStart::default(), usize::MAX)
+        .unwrap();
     let event = |id: i64, to: &[i64]| {
         Arc::new(Rendered::new(
             id,
@@ -200,20 +205,21 @@ async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
             )],
         ))
     };
+    let logged = |id: i64, to: &'static [i64]| Logged {
+        id,
+        event: None,
+        conversation: None,
+        explicit: to,
+    };
     for i in 0..CONNECTION_QUEUE as i64 {
-        hub.deliver(event(i + 1, &[42]));
+        hub.publish(logged(i + 1, &[42]), || event(i + 1, &[42]));
     }
-    assert!(!sub.kill.is_cancelled());
-    hub.deliver(event(CONNECTION_QUEUE as i64 + 1, &[42, 43]));
-    assert!(
-        sub.kill.is_cancelled(),
-        "overflow closes the slow connection"
-    );
-    assert!(sub.overflowed.load(std::sync::atomic::Ordering::Relaxed));
-    assert!(
-        !other.kill.is_cancelled(),
-        "others are not slowed or dropped"
-    );
+    assert!(!sub.is_closed());
+    let last = CONNECTION_QUEUE as i64 + 1;
+    hub.publish(logged(last, &[42, 43]), || event(last, &[42, 43]));
+    assert!(sub.is_closed(), "overflow closes the slow connection");
+    assert!(sub.overflowed());
+    assert!(!other.is_closed(), "others are not slowed or dropped");
 }
 
 #[tokio::test]
@@ -273,10 +279,14 @@ async fn presence_from_another_node_expires_when_that_node_falls_silent() {
     let app = TestApp::spawn().await;
     let hub = app.state.hub.clone();
     // User 7 here has friend 8, who is connected to another node.
-    let mut sub = hub.register(7, 1, &[8]);
+    let start = StreamStart {
+        contacts: vec![8],
+        ..Default::default()
+    };
+    let sub = hub.register(7, 1, &start, usize::MAX).unwrap();
     hub.remote_presence(99, 8, true);
     assert!(hub.is_online(8));
-    let d = sub.rx.try_recv().expect("online frame");
+    let d = sub.try_next().expect("online frame");
     assert!(String::from_utf8_lossy(&d.chunks[0]).contains("presence online"));
     // Our own messages echo back through LISTEN: ignored.
     hub.remote_presence(hub.node, 8, false);
@@ -286,6 +296,6 @@ async fn presence_from_another_node_expires_when_that_node_falls_silent() {
     assert!(hub.is_online(8));
     hub.expire_remote(Duration::ZERO);
     assert!(!hub.is_online(8));
-    let d = sub.rx.try_recv().expect("offline frame");
+    let d = sub.try_next().expect("offline frame");
     assert!(!String::from_utf8_lossy(&d.chunks[0]).contains("presence online"));
 }

@@ -8,16 +8,18 @@ pub mod friends;
 pub mod messages;
 pub mod users;
 
-use super::frame::{Action, Audience, Frame, audience};
+use super::frame::{Action, Audience, Frame, audience, everyone};
 use crate::events::Event;
 use crate::views::{BadgePartial, BadgeView, render_fragment};
 
 /// Who is online right now (the Hub's view), for the presence dots in a frame.
 pub type Online<'a> = &'a dyn Fn(i64) -> bool;
 
-/// The frames of `event`, logged for `everyone`, in the order the browser applies them.
-pub fn frames_for(event: &Event, everyone: &[i64], online: Online<'_>) -> Vec<Frame> {
-    let all = audience(everyone.iter().copied());
+/// The frames of `event`, in the order the browser applies them. `all` is the event's whole
+/// audience (its conversation's members at that point, or its explicit list), resolved when
+/// the frames are routed, so the same frames serve live delivery and replay.
+pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
+    let all = everyone();
     match event {
         Event::SessionEnded { .. } | Event::PasswordChanged { .. } => Vec::new(),
         Event::ProfileUpdated { user } => users::profile_updated(user, all),

@@ -1,0 +1,477 @@
+//! Group commit on SQLite: the ONE writer connection, shared by concurrent use cases.
+//!
+//! A use case takes the writer (a fair FIFO lease), runs inside the batch's open transaction —
+//! the first use case of a batch opens it with `BEGIN IMMEDIATE`, every later one runs in a
+//! `SAVEPOINT`, so a failing use case rolls back alone — and hands the writer on. The batch
+//! commits (one fsync, `synchronous=FULL`) when nobody is waiting for the writer or [`MAX_BATCH`]
+//! use cases are in it; every use case is answered only once its batch is durable.
+//!
+//! Event ids come from a counter held here (this process is the only writer of the file);
+//! `log_state.last_id` is written once per batch, just before the commit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use sqlx::SqliteConnection;
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
+
+/// The most use cases one commit covers (bounds the wait of the first of them).
+pub const MAX_BATCH: usize = 256;
+
+/// What a use case learns about its batch's commit.
+type Durable = Result<(), Arc<sqlx::Error>>;
+
+/// The writer connection and the batch it is building.
+pub struct WriterState {
+    /// The connection.
+    pub(crate) conn: SqliteConnection,
+    /// A batch transaction is open.
+    open: bool,
+    /// Use cases in the open batch, waiting for its commit.
+    members: Vec<oneshot::Sender<Durable>>,
+    /// The last event id handed out.
+    last_event: i64,
+    /// The last event id written to `log_state`.
+    logged_event: i64,
+    /// A use case was dropped where no task could roll it back: do it before anything else.
+    owed_rollback: Option<bool>,
+    /// Events recorded in the open batch: written just before its commit (nothing reads them
+    /// inside the transaction), then handed to the feed.
+    pub(crate) pending: Vec<PendingEvent>,
+    /// Where committed events go (the Hub's log reader), in commit order.
+    feed: Option<mpsc::Sender<Vec<super::events::EventRow>>>,
+    /// Set when the feed was full: the reader reads the log instead.
+    lost: Arc<AtomicBool>,
+    /// Told after each commit (before anyone in the batch is answered).
+    users: Arc<UserCache>,
+}
+
+/// An event row waiting for its batch's commit.
+pub struct PendingEvent {
+    /// The row as readers get it.
+    pub row: super::events::EventRow,
+    /// Its kind.
+    pub kind: &'static str,
+    /// When it was recorded (ms).
+    pub created_at: i64,
+}
+
+/// Committed events, straight from the writer, so the Hub need not read them back.
+pub struct Feed {
+    /// Batches in commit order.
+    pub rx: mpsc::Receiver<Vec<super::events::EventRow>>,
+    /// True when a batch could not be queued: read the log to catch up.
+    pub lost: Arc<AtomicBool>,
+}
+
+/// Recently read users, valid while no committed write touched the `users` table since (the
+/// writer's update hook says when). Saves a read per request on SQLite, where this process is
+/// the only writer.
+#[derive(Default)]
+pub struct UserCache {
+    inner: std::sync::Mutex<UserCacheInner>,
+    /// Set by the update hook when a statement writes `users`.
+    touched: AtomicBool,
+}
+
+#[derive(Default)]
+struct UserCacheInner {
+    generation: u64,
+    users: std::collections::HashMap<i64, (u64, super::users::UserRow)>,
+}
+
+/// Users kept in memory.
+const CACHED_USERS: usize = 256;
+
+impl UserCache {
+    fn inner(&self) -> std::sync::MutexGuard<'_, UserCacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current generation (read before reading a user from the database).
+    pub fn generation(&self) -> u64 {
+        self.inner().generation
+    }
+
+    /// A user read in this generation, if any.
+    pub fn get(&self, id: i64) -> Option<super::users::UserRow> {
+        let inner = self.inner();
+        inner
+            .users
+            .get(&id)
+            .filter(|(g, _)| *g == inner.generation)
+            .map(|(_, u)| u.clone())
+    }
+
+    /// Keeps `user`, read from the database in `generation` (unless a write committed since).
+    pub fn put(&self, generation: u64, user: &super::users::UserRow) {
+        let mut inner = self.inner();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.users.len() >= CACHED_USERS
+            && !inner.users.contains_key(&user.id)
+            && let Some(k) = inner.users.keys().next().copied()
+        {
+            inner.users.remove(&k);
+        }
+        inner.users.insert(user.id, (generation, user.clone()));
+    }
+
+    /// After a commit: if it wrote `users`, every cached user is stale.
+    fn committed(&self) {
+        if self.touched.swap(false, Ordering::SeqCst) {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            inner.users.clear();
+        }
+    }
+}
+
+/// The shared writer (cheap to clone).
+#[derive(Clone)]
+pub struct Writer {
+    state: Arc<Mutex<WriterState>>,
+    /// Users cached for reads (see [`UserCache`]).
+    pub users: Arc<UserCache>,
+    /// Tasks queued for the lease: a batch stays open while someone is waiting.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
+    sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
+}
+
+impl Writer {
+    /// Wraps the writer connection; `last_event` is the newest event id already in the log.
+    pub async fn new(mut conn: SqliteConnection, last_event: i64) -> sqlx::Result<Writer> {
+        let users = Arc::new(UserCache::default());
+        let hook = users.clone();
+        conn.lock_handle().await?.set_update_hook(move |u| {
+            if u.table == "users" {
+                hook.touched.store(true, Ordering::SeqCst);
+            }
+        });
+        Ok(Writer {
+            users: users.clone(),
+            state: Arc::new(Mutex::new(WriterState {
+                conn,
+                open: false,
+                members: Vec::new(),
+                last_event,
+                logged_event: last_event,
+                owed_rollback: None,
+                pending: Vec::new(),
+                feed: None,
+                lost: Arc::new(AtomicBool::new(false)),
+                users: users.clone(),
+            })),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Takes the writer outside any batch (migrations, checks at start, shutdown).
+    pub async fn exclusive(&self) -> OwnedMutexGuard<WriterState> {
+        let mut g = self.lease().await;
+        g.flush().await;
+        g
+    }
+
+    /// Waits for the writer; counted as waiting meanwhile (also if the caller goes away).
+    async fn lease(&self) -> OwnedMutexGuard<WriterState> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _w = Waiting(&self.waiting);
+        let mut g = self.state.clone().lock_owned().await;
+        drop(_w);
+        g.settle().await;
+        g
+    }
+
+    /// From now on, committed events also go to the returned feed.
+    pub async fn feed(&self) -> Feed {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut g = self.exclusive().await;
+        g.feed = Some(tx);
+        Feed {
+            rx,
+            lost: g.lost.clone(),
+        }
+    }
+
+    /// Starts a use case in the current batch (or a new one).
+    pub async fn begin(&self) -> sqlx::Result<SqliteTx> {
+        self.begin_with(false).await
+    }
+
+    /// Like [`Writer::begin`], but a savepoint is left for the caller to open together with its
+    /// first statement ([`SqliteTx::take_prefix`]): one round trip less.
+    pub async fn begin_deferred(&self) -> sqlx::Result<SqliteTx> {
+        self.begin_with(true).await
+    }
+
+    async fn begin_with(&self, defer: bool) -> sqlx::Result<SqliteTx> {
+        let mut g = self.lease().await;
+        let (sql, savepoint) = if g.open {
+            ("SAVEPOINT use_case", true)
+        } else {
+            ("BEGIN IMMEDIATE", false)
+        };
+        let deferred = defer && savepoint;
+        let r = if deferred {
+            Ok(())
+        } else {
+            exec(&mut g.conn, sql).await
+        };
+        if let Err(e) = r {
+            // The batch may hold other use cases waiting for a commit: do not strand them.
+            if self.nobody_waiting() {
+                g.flush().await;
+            }
+            return Err(e);
+        }
+        g.open = true;
+        let mark = g.pending.len();
+        Ok(SqliteTx {
+            mark,
+            guard: Some(g),
+            writer: self.clone(),
+            savepoint,
+            deferred,
+            unsure: false,
+        })
+    }
+
+    fn nobody_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl WriterState {
+    /// Pays a rollback owed by a use case dropped outside the runtime.
+    async fn settle(&mut self) {
+        if let Some(savepoint) = self.owed_rollback.take() {
+            let mark = self.pending.len();
+            self.abort(savepoint, mark).await;
+        }
+    }
+
+    /// Rolls back the current use case: its savepoint, or (the first of a batch) the transaction.
+    async fn abort(&mut self, savepoint: bool, mark: usize) {
+        self.pending.truncate(mark);
+        if savepoint {
+            if let Err(e) = exec(&mut self.conn, "ROLLBACK TO use_case").await {
+                tracing::error!(error = %e, "rolling back a use case failed; dropping the batch");
+                self.fail_batch(e).await;
+            }
+        } else {
+            if let Err(e) = exec(&mut self.conn, "ROLLBACK").await {
+                tracing::error!(error = %e, "rolling back failed");
+            }
+            self.open = false;
+        }
+    }
+
+    async fn fail_batch(&mut self, e: sqlx::Error) {
+        self.pending.clear();
+        self.users.committed();
+        let _ = exec(&mut self.conn, "ROLLBACK").await;
+        self.open = false;
+        let e = Arc::new(e);
+        for m in self.members.drain(..) {
+            let _ = m.send(Err(e.clone()));
+        }
+    }
+
+    /// Commits the batch and tells every use case in it.
+    async fn flush(&mut self) {
+        if !self.open {
+            return;
+        }
+        for chunk in self.pending.chunks(128) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.row.id)
+                    .push_bind(e.kind)
+                    .push_bind(e.row.payload.as_str())
+                    .push_bind(e.row.conversation_id)
+                    .push_bind(e.row.audience.as_str())
+                    .push_bind(e.created_at);
+            });
+            if let Err(e) = q.build().execute(&mut self.conn).await {
+                tracing::error!(error = %e, "writing the batch's events failed");
+                return self.fail_batch(e).await;
+            }
+        }
+        if self.last_event > self.logged_event {
+            let r = sqlx::query(
+                "UPDATE log_state SET last_id = $1 WHERE singleton = 1 AND last_id < $1",
+            )
+            .bind(self.last_event)
+            .execute(&mut self.conn)
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "writing the log position failed");
+                return self.fail_batch(e).await;
+            }
+        }
+        match exec(&mut self.conn, "COMMIT").await {
+            Ok(()) => {
+                self.open = false;
+                self.logged_event = self.last_event;
+                self.users.committed();
+                if !self.pending.is_empty() {
+                    let events = self.pending.drain(..).map(|e| e.row).collect();
+                    if let Some(feed) = &self.feed
+                        && feed.try_send(events).is_err()
+                    {
+                        self.lost.store(true, Ordering::SeqCst);
+                    }
+                }
+                for m in self.members.drain(..) {
+                    let _ = m.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "committing a batch failed");
+                self.fail_batch(e).await;
+            }
+        }
+    }
+
+    /// Sets the newest event id already in the log (at start, after migrations).
+    pub(crate) fn set_last_event(&mut self, id: i64) {
+        self.last_event = id;
+        self.logged_event = id;
+    }
+
+    /// The next event id (ids of a rolled-back use case are never reused).
+    pub(crate) fn next_event_id(&mut self) -> i64 {
+        self.last_event += 1;
+        self.last_event
+    }
+}
+
+/// One use case's part of a batch. Dropped without [`SqliteTx::commit`], it rolls back.
+pub struct SqliteTx {
+    guard: Option<OwnedMutexGuard<WriterState>>,
+    /// Events of the batch before this use case.
+    mark: usize,
+    writer: Writer,
+    savepoint: bool,
+    /// Its savepoint is not open yet (see [`Writer::begin_deferred`]).
+    deferred: bool,
+    /// Statements may have run outside its savepoint: if it fails, the whole batch fails (never
+    /// a rollback that would reach into the use case before it).
+    unsure: bool,
+}
+
+impl SqliteTx {
+    /// The writer state, for statements.
+    pub(crate) fn state(&mut self) -> &mut WriterState {
+        if self.deferred {
+            // A statement without the savepoint: a misuse, made safe (see `unsure`).
+            self.deferred = false;
+            self.unsure = true;
+        }
+        self.log()
+    }
+
+    /// The writer state, for bookkeeping (event ids).
+    pub(crate) fn log(&mut self) -> &mut WriterState {
+        match self.guard.as_mut() {
+            Some(g) => g,
+            // `guard` is only taken by commit and drop, which consume the value.
+            None => unreachable!("a finished transaction was used"),
+        }
+    }
+
+    /// SQL to run first, in the same call as the use case's first statement ("" if none); then
+    /// [`SqliteTx::prefix_done`] once that statement succeeded.
+    pub fn take_prefix(&mut self) -> &'static str {
+        if std::mem::take(&mut self.deferred) {
+            self.unsure = true;
+            "SAVEPOINT use_case; "
+        } else {
+            ""
+        }
+    }
+
+    /// The statement that carried the prefix succeeded: the savepoint is open.
+    pub fn prefix_done(&mut self) {
+        self.unsure = false;
+    }
+
+    /// Adds this use case to its batch and waits until the batch is durable.
+    pub async fn commit(mut self) -> sqlx::Result<()> {
+        let Some(guard) = self.guard.take() else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        let mut g = guard;
+        // No RELEASE: the batch's savepoints simply nest, and COMMIT keeps them all (a round trip
+        // saved per use case). A later ROLLBACK TO use_case reaches the newest one only.
+        g.members.push(tx);
+        if self.writer.nobody_waiting() || g.members.len() >= MAX_BATCH {
+            // The commit runs in its own task, so a caller that goes away (a closed connection)
+            // never leaves the shared transaction half done.
+            tokio::spawn(async move { g.flush().await });
+        } else {
+            // The next use case carries the batch on.
+            drop(g);
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(sqlx::Error::Protocol(format!("batch commit failed: {e}"))),
+            Err(_) => Err(sqlx::Error::WorkerCrashed),
+        }
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        let Some(mut g) = self.guard.take() else {
+            return;
+        };
+        let savepoint = self.savepoint;
+        let mark = self.mark;
+        let writer = self.writer.clone();
+        let (nothing_ran, unsure) = (self.deferred, self.unsure);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if unsure {
+                        let e =
+                            sqlx::Error::Protocol("a use case failed outside its savepoint".into());
+                        g.fail_batch(e).await;
+                    } else if nothing_ran {
+                        g.pending.truncate(mark);
+                    } else {
+                        g.abort(savepoint, mark).await;
+                    }
+                    if writer.nobody_waiting() {
+                        g.flush().await;
+                    }
+                });
+            }
+            // No runtime (shutting down): the next holder of the writer rolls back first.
+            Err(_) => {
+                g.pending.truncate(mark);
+                g.owed_rollback = Some(savepoint);
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The event log under issue 9: use cases committed together (one failing rolls back alone),
+//! audiences without per-recipient rows (the Hub follows membership in log order; replay asks the
+//! database), and acknowledged writes that survive `kill -9`.
+
+use std::time::Duration;
+
+use parley::db::{self, Conn};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+async fn usernames(app: &TestApp) -> Vec<String> {
+    let mut rc = app.state.db.read().await.unwrap();
+    let mut c = rc.conn();
+    let mut names = Vec::new();
+    for n in ["alpha", "beta", "gamma"] {
+        if db::users::by_username(&mut c, n).await.unwrap().is_some() {
+            names.push(n.to_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn a_failing_use_case_in_a_batch_rolls_back_alone_while_the_others_commit() {
+    let app = TestApp::spawn().await;
+    let db = app.state.db.clone();
+    // A holds the writer; B and C queue behind it, so on SQLite all three share one transaction.
+    let mut a = db.begin().await.unwrap();
+    db::users::insert(&mut a.conn(), "alpha", "x", 0)
+        .await
+        .unwrap();
+    let d = db.clone();
+    let b = tokio::spawn(async move {
+        let mut b = d.begin().await.unwrap();
+        db::users::insert(&mut b.conn(), "beta", "x", 0)
+            .await
+            .unwrap();
+        // Then it breaks a rule: the same username again. Its error ends it without a commit.
+        let dup = db::users::insert(&mut b.conn(), "alpha", "x", 0).await;
+        assert!(dup.is_err(), "a taken username is refused");
+    });
+    let d = db.clone();
+    let c = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut c = d.begin().await.unwrap();
+        db::users::insert(&mut c.conn(), "gamma", "x", 0)
+            .await
+            .unwrap();
+        c.commit().await.unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.commit().await.unwrap();
+    b.await.unwrap();
+    c.await.unwrap();
+    assert_eq!(usernames(&app).await, ["alpha", "gamma"]);
+    // The writer carries on: a later use case commits normally.
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    ann.say(conversation, "still writing").await;
+}
+
+#[tokio::test]
+async fn concurrent_posts_are_all_stored_and_answered_after_their_commit() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    let conversation = ann.direct_with(&bob).await;
+    let mut sends = Vec::new();
+    for i in 0..40 {
+        // Carl is not a member: his use cases fail inside the batch, after their first query.
+        let who = match i % 5 {
+            4 => carl.clone(),
+            n if n % 2 == 0 => ann.clone(),
+            _ => bob.clone(),
+        };
+        sends.push(tokio::spawn(async move {
+            // Some of them are refused (empty): they must not disturb the others.
+            let body = if i % 10 == 3 {
+                String::new()
+            } else {
+                format!("m{i}")
+            };
+            let r = who
+                .post_fetch(
+                    &format!("/conversations/{conversation}/messages"),
+                    &[("body", &body)],
+                )
+                .await;
+            (i, r.status)
+        }));
+    }
+    let mut ok = Vec::new();
+    for s in sends {
+        let (i, status) = s.await.unwrap();
+        if i % 10 == 3 {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        } else if i % 5 == 4 {
+            assert_eq!(status, StatusCode::NOT_FOUND);
+        } else {
+            assert_eq!(status, StatusCode::OK);
+            ok.push(i);
+        }
+    }
+    // Every acknowledged message is readable at once (its batch was durable before the answer).
+    let page = bob.get(&format!("/conversations/{conversation}")).await;
+    for i in &ok {
+        assert!(page.body.contains(&format!(">m{i}<")), "m{i} stored");
+    }
+    assert_eq!(page.count("article.message"), ok.len(), "nothing else");
+}
+
+#[tokio::test]
+async fn conversation_events_are_logged_once_with_their_conversation_and_no_recipients() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let g = ann.group("Trip", &[&bob]).await;
+    ann.say(g, "hello").await;
+    let mut rc = app.state.db.read().await.unwrap();
+    let rows: Vec<(String, Option<i64>, String)> = match rc.conn() {
+        Conn::Sqlite(c) => sqlx::query_as(
+            "SELECT kind, conversation_id, audience FROM events WHERE kind = 'MessageAdded'",
+        )
+        .fetch_all(c)
+        .await
+        .unwrap(),
+        Conn::Pg(c) => sqlx::query_as(
+            "SELECT kind, conversation_id, audience FROM events WHERE kind = 'MessageAdded'",
+        )
+        .fetch_all(c)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(rows, [("MessageAdded".to_owned(), Some(g), String::new())]);
+    let gone: Option<String> = match rc.conn() {
+        Conn::Sqlite(c) => {
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'event_recipients'")
+                .fetch_optional(c)
+                .await
+                .unwrap()
+        }
+        Conn::Pg(c) => sqlx::query_scalar("SELECT to_regclass('event_recipients')::text")
+            .fetch_one(c)
+            .await
+            .unwrap(),
+    };
+    assert_eq!(gone, None, "no per-recipient table");
+}
+
+/// The position a fresh page of `c` reflects.
+async fn position(c: &Client) -> i64 {
+    c.get("/conversations")
+        .await
+        .attr("body", "data-after")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replay_finds_conversation_events_by_membership_at_that_point() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob]).await;
+    let before = position(&carl).await;
+    ann.say(g, "before carl joined").await;
+    ann.post(
+        &format!("/conversations/{g}/members"),
+        &[("username", "carl")],
+    )
+    .await;
+    ann.say(g, "after carl joined").await;
+    let bob_mark = position(&bob).await;
+    ann.post(
+        &format!("/conversations/{g}/members/{}/remove", bob.id),
+        &[],
+    )
+    .await;
+    ann.say(g, "after bob left").await;
+
+    // Carl was away: he gets the group from his joining on, nothing from before.
+    let mut s = carl.stream_at(&format!("/events?after={before}")).await;
+    let frames = s.drain(Duration::from_millis(500)).await;
+    let text: String = frames.iter().map(|f| f.data.as_str()).collect();
+    assert!(text.contains("after carl joined"), "{frames:?}");
+    assert!(text.contains("after bob left"));
+    // (His new row previews the newest message then, which he may see: history is visible.)
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f.event == "append" && f.data.contains("before carl joined")),
+        "the message event from before he joined is not his"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.event == "prepend" && f.target().as_deref() == Some("conversation-list"))
+    );
+
+    // Bob was away too: he learns he was removed, and nothing said after that.
+    let mut s = bob.stream_at(&format!("/events?after={bob_mark}")).await;
+    let frames = s.drain(Duration::from_millis(500)).await;
+    let text: String = frames.iter().map(|f| f.data.as_str()).collect();
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.target() == Some(format!("conversation-view-{g}"))
+                && f.data.contains("removed")),
+        "{frames:?}"
+    );
+    assert!(!text.contains("after bob left"));
+}
+
+#[tokio::test]
+async fn a_member_added_later_receives_live_and_a_removed_one_stops() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob]).await;
+    // Carl's stream is open before he is a member: the Hub follows him into the group.
+    let mut c = carl.stream().await;
+    let mut b = bob.stream().await;
+    ann.say(g, "not for carl yet").await;
+    b.expect_target("append", &format!("messages-{g}")).await;
+    ann.post(
+        &format!("/conversations/{g}/members"),
+        &[("username", "carl")],
+    )
+    .await;
+    ann.say(g, "welcome carl").await;
+    // (After the group's note "ann added @carl".)
+    c.expect(LIVE, "the message after joining", |f| {
+        f.event == "append"
+            && f.target() == Some(format!("messages-{g}"))
+            && f.data.contains("welcome carl")
+    })
+    .await;
+    assert_eq!(app.state.hub.members_online(g).len(), 2);
+    // Bob is removed while his stream is open: nothing more reaches him.
+    ann.post(
+        &format!("/conversations/{g}/members/{}/remove", bob.id),
+        &[],
+    )
+    .await;
+    b.expect(LIVE, "told", |f| {
+        f.target() == Some(format!("conversation-view-{g}"))
+    })
+    .await;
+    ann.say(g, "bob is gone").await;
+    c.expect(LIVE, "carl still gets it", |f| {
+        f.data.contains("bob is gone")
+    })
+    .await;
+    b.assert_none(Duration::from_millis(300), "a message after removal", |f| {
+        f.data.contains("bob is gone")
+    })
+    .await;
+    let mut online = app.state.hub.members_online(g);
+    online.sort_unstable();
+    let mut want = vec![carl.id];
+    want.sort_unstable();
+    assert_eq!(online, want, "ann has no stream; bob left");
+    // Carl's list learns of a group deleted while he is in it.
+    ann.post(&format!("/conversations/{g}/delete"), &[]).await;
+    c.expect(LIVE, "row removed", |f| {
+        f.event == "remove" && f.target() == Some(format!("conversation-{g}"))
+    })
+    .await;
+    assert!(app.state.hub.members_online(g).is_empty());
+}
+
+/// `kill -9` right after the answers: every acknowledged message is still there.
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let db = TestDb::fresh().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", &db.url])
+            .args([
+                "--rate-limit-ip",
+                "100000",
+                "--rate-limit-account",
+                "100000",
+                "--message-rate",
+                "100000",
+                "--message-burst",
+                "100000",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let wait_up = || async {
+        for _ in 0..500 {
+            if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server did not start");
+    };
+    let mut child = start();
+    wait_up().await;
+    let ann = Client::new(&base);
+    let bob = Client::new(&base);
+    for (c, n) in [(&ann, "ann"), (&bob, "bob")] {
+        let r = c
+            .post(
+                "/register",
+                &[("username", n), ("password", &password_for(n))],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+    let ann = Client {
+        id: ann.me().await,
+        name: "ann".into(),
+        ..ann
+    };
+    let bob = Client {
+        id: bob.me().await,
+        name: "bob".into(),
+        ..bob
+    };
+    befriend(&ann, &bob).await;
+    let conversation = ann.direct_with(&bob).await;
+    let mut sends = Vec::new();
+    for i in 0..30 {
+        let who = if i % 2 == 0 { ann.clone() } else { bob.clone() };
+        sends.push(tokio::spawn(async move {
+            let r = who
+                .post_fetch(
+                    &format!("/conversations/{conversation}/messages"),
+                    &[("body", &format!("durable {i}"))],
+                )
+                .await;
+            (i, r.status == StatusCode::OK)
+        }));
+    }
+    let mut acked = Vec::new();
+    for s in sends {
+        let (i, ok) = s.await.unwrap();
+        if ok {
+            acked.push(i);
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    child.wait().unwrap();
+    assert_eq!(acked.len(), 30);
+    let mut child = start();
+    wait_up().await;
+    // The session survived too (it is in the database).
+    let page = bob.get(&format!("/conversations/{conversation}")).await;
+    for i in acked {
+        assert!(page.body.contains(&format!("durable {i}<")), "durable {i}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
