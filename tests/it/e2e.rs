@@ -1221,6 +1221,17 @@ async fn e2e_search_box_finds_a_message_and_its_link_opens_it_highlighted() {
         click(a, "form.search-form button[type=submit]").await?;
         wait_path(a, "/search").await?;
         wait_text(a, "#search-results mark", "lighthouse", SHOW).await?;
+        // A result whose message is deleted leaves the open results page.
+        let gone = bob.say(c, "another lighthouse").await;
+        a.refresh().await?;
+        wait_count(a, "#search-results li.result", 2, SHOW).await?;
+        let r = bob
+            .post(&format!("/conversations/{c}/messages/{gone}/delete"), &[])
+            .await;
+        if r.status != reqwest::StatusCode::SEE_OTHER {
+            bail!("delete: {}", r.status);
+        }
+        wait_count(a, "#search-results li.result", 1, SHOW).await?;
         click(a, "#search-results li.result .result-text a").await?;
         wait_path(a, &format!("/conversations/{c}/messages/{needle}")).await?;
         // Assert: the message is there, highlighted, and scrolled into view.
