@@ -283,7 +283,9 @@ async fn load_window(
         let first = messages.first().map_or(after.saturating_add(1), |m| m.id);
         let prev = chat::messages::prev_message(c, id, first).await?;
         return Ok(Loaded {
-            older: prev.map(|_| first),
+            // Paging links name the page's own bound, not its first or last message, so a
+            // delete on the page leaves them as a fresh load has them.
+            older: prev.map(|_| after.saturating_add(1)),
             messages,
             newer,
             prev,
@@ -303,11 +305,11 @@ async fn load_window(
         (None, None)
     };
     // An older page never takes new messages (they are newer than `before`), but links on.
-    let newer = match (window.before, messages.last()) {
-        (Some(_), Some(last)) => db::messages::next_after(c, id, last.id)
+    let newer = match window.before {
+        Some(b) => db::messages::next_after(c, id, b.saturating_sub(1))
             .await?
-            .map(|_| last.id),
-        _ => None,
+            .map(|_| b.saturating_sub(1)),
+        None => None,
     };
     Ok(Loaded {
         messages,

@@ -147,10 +147,14 @@ async fn paging_works_both_ways_from_a_message_link() {
         .get(&format!("/conversations/{c}?before={}", ids[10]))
         .await;
     let next = older.attr("a[rel=next]", "href").unwrap();
-    assert_eq!(next, format!("/conversations/{c}?after={}", ids[9]));
+    assert_eq!(next, format!("/conversations/{c}?after={}", ids[10] - 1));
     let r = bob.get(&next).await;
     assert_eq!(shown(&r).first(), Some(&ids[10]));
-    assert!(r.has(&format!("#messages-{c}-after-{}", ids[9])));
+    assert!(r.has(&format!("#messages-{c}-after-{}", ids[10] - 1)));
+    assert_eq!(
+        r.attr("a[rel=prev]", "href"),
+        Some(format!("/conversations/{c}?before={}", ids[10]))
+    );
     assert!(!r.has("[data-live]"));
     // A cursor that is not a number is no such page.
     let bad = bob.get(&format!("/conversations/{c}?after=x")).await;
