@@ -77,7 +77,20 @@ async fn start(url: &str, dir: &std::path::Path) -> (Server, Duration) {
     let log = dir.join(format!("server-{port}.log"));
     let out = std::fs::File::create(&log).expect("log file");
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_parley"))
+    // Profiling: `PARLEY_BENCH_BIN` runs another build of the server, `PARLEY_BENCH_WRAP` a
+    // program in front of it (`heaptrack`, `perf record -g --`).
+    let bin = std::env::var("PARLEY_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_parley").to_owned());
+    let mut cmd = match std::env::var("PARLEY_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut c = Command::new(words.next().unwrap_or("env"));
+            c.args(words).arg(&bin);
+            c
+        }
+        _ => Command::new(&bin),
+    };
+    let child = cmd
         .args(["--addr", &addr.to_string(), "--database-url", url])
         .args(["--rate-limit-ip", "1000000000"])
         .args(["--rate-limit-account", "1000000000"])

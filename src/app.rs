@@ -132,6 +132,7 @@ impl App {
             hasher: hasher.clone(),
             config: config.clone(),
             shutdown: CancellationToken::new(),
+            admin_wake: Arc::new(tokio::sync::Notify::new()),
         };
         let https = config.is_https();
         let idle = time::Duration::try_from(config.session_idle()).unwrap_or(time::Duration::MAX);
@@ -222,6 +223,7 @@ impl App {
                 state.hub.clone(),
                 pool.clone(),
                 refresh_now.clone(),
+                state.admin_wake.clone(),
                 shutdown.clone(),
             ));
             tasks.spawn(live::run_presence_publisher(
@@ -233,6 +235,7 @@ impl App {
             ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+        tasks.spawn(apply_admin_changes(state.clone(), shutdown.clone()));
         if let Some((listener, handle)) = metrics {
             tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
             tasks.spawn(crate::metrics::upkeep(handle.clone(), shutdown.clone()));
@@ -337,6 +340,29 @@ async fn housekeeping(state: AppState, store: Store, shutdown: CancellationToken
         }
         state.limits.sweep();
         state.limits.sweep_shared().await;
+    }
+}
+
+/// Acts on what `parley admin` wrote (closing a deactivated user's streams, updating admin
+/// pages), until shutdown. SQLite: a poll of the pending entries (an indexed read of an empty
+/// range) every second, since another process cannot wake us. PostgreSQL: `NOTIFY parley_admin`
+/// wakes every node, and a slower poll covers a lost listener.
+async fn apply_admin_changes(state: AppState, shutdown: CancellationToken) {
+    let poll = match state.db {
+        Db::Sqlite { .. } => Duration::from_secs(1),
+        Db::Postgres(_) => Duration::from_secs(5),
+    };
+    loop {
+        match crate::chat::admin::apply_pending(&state.cx()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "applied changes made by parley admin"),
+            Err(e) => tracing::warn!(error = %e, "applying changes made by parley admin failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = state.admin_wake.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -28,6 +28,50 @@ pub enum Command {
     Copy(CopyArgs),
     /// Write a consistent copy of the SQLite database to FILE while the server keeps running.
     Backup(BackupArgs),
+    /// Manage accounts, on a stopped or a running instance (a running one acts within seconds).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `parley admin …`: each goes straight to the database and is recorded in the admin log.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Create an account (whatever the registration mode); the password is read from the first
+    /// line of standard input.
+    CreateUser {
+        /// The username.
+        username: String,
+        /// Make it an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Make a user an administrator.
+    Promote {
+        /// The username.
+        username: String,
+    },
+    /// Make an administrator a regular user (the last active one cannot be).
+    Demote {
+        /// The username.
+        username: String,
+    },
+    /// Print a one-time link (valid 24 hours) that lets the user set a new password; uses
+    /// --public-url.
+    ResetPassword {
+        /// The username.
+        username: String,
+    },
+    /// Deactivate an account: its sessions and live streams end, it cannot log in; its messages
+    /// stay.
+    Deactivate {
+        /// The username.
+        username: String,
+    },
+    /// Let a deactivated account log in again.
+    Reactivate {
+        /// The username.
+        username: String,
+    },
 }
 
 /// `parley copy`: what to copy where.

@@ -126,6 +126,59 @@ impl RequestStatus {
     }
 }
 
+/// A user as the admin pages show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUserData {
+    /// The user.
+    pub user: UserRef,
+    /// An administrator.
+    pub is_admin: bool,
+    /// Deactivated at (ms); None while active.
+    pub deactivated_at: Option<i64>,
+    /// Registered at (ms).
+    pub created_at: i64,
+}
+
+/// An entry of the admin log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditData {
+    /// Id.
+    pub id: i64,
+    /// Who (a username, or `parley admin`).
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// To whom (a username; empty when nobody).
+    pub target: String,
+    /// More about it.
+    pub detail: String,
+    /// When (ms).
+    pub created_at: i64,
+}
+
+/// An invite link as its lists show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteData {
+    /// Id.
+    pub id: i64,
+    /// The secret in its link.
+    pub token: String,
+    /// Who made it.
+    pub creator: UserRef,
+    /// Registrations it allows; None: any number until it expires.
+    pub max_uses: Option<i64>,
+    /// Registrations made with it.
+    pub uses: i64,
+    /// Who registers with it becomes the creator's friend.
+    pub befriend: bool,
+    /// Expires at (ms).
+    pub expires_at: i64,
+    /// Revoked at (ms).
+    pub revoked_at: Option<i64>,
+    /// Made at (ms).
+    pub created_at: i64,
+}
+
 /// Everything a user may be told about, live or on replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
@@ -149,6 +202,31 @@ pub enum Event {
         user_id: i64,
         /// The login that changed it, which stays.
         keep_login_id: u64,
+    },
+    /// A user was deactivated: every stream of theirs closes, on every node (audience: them).
+    UserDeactivated {
+        /// Whose.
+        user_id: i64,
+    },
+    /// A user was registered, or changed as the admin pages show them (admin, deactivated); the
+    /// audience is the admins and the user (whose header link to the admin pages follows).
+    AdminUserUpdated {
+        /// The user as it is now.
+        user: AdminUserData,
+        /// Newly registered (added to the admin list rather than replaced in it).
+        created: bool,
+    },
+    /// An admin did something (audience: the admins).
+    AdminLogged {
+        /// The log entry.
+        entry: AuditData,
+    },
+    /// An invite link was made, used or revoked (audience: its creator and the admins).
+    InviteUpdated {
+        /// It, as it is now.
+        invite: InviteData,
+        /// Newly made (added to the lists rather than replaced in them).
+        created: bool,
     },
     /// A friend request was sent.
     FriendRequestCreated {
@@ -309,6 +387,10 @@ impl Event {
             Event::ProfileUpdated { .. } => "ProfileUpdated",
             Event::SessionEnded { .. } => "SessionEnded",
             Event::PasswordChanged { .. } => "PasswordChanged",
+            Event::UserDeactivated { .. } => "UserDeactivated",
+            Event::AdminUserUpdated { .. } => "AdminUserUpdated",
+            Event::AdminLogged { .. } => "AdminLogged",
+            Event::InviteUpdated { .. } => "InviteUpdated",
             Event::FriendRequestCreated { .. } => "FriendRequestCreated",
             Event::FriendRequestUpdated { .. } => "FriendRequestUpdated",
             Event::FriendAdded { .. } => "FriendAdded",
@@ -356,7 +438,11 @@ impl Event {
             | Event::FriendRequestCreated { .. }
             | Event::FriendRequestUpdated { .. }
             | Event::FriendAdded { .. }
-            | Event::FriendRemoved { .. } => None,
+            | Event::FriendRemoved { .. }
+            | Event::UserDeactivated { .. }
+            | Event::AdminUserUpdated { .. }
+            | Event::AdminLogged { .. }
+            | Event::InviteUpdated { .. } => None,
         }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use mimalloc::MiMalloc;
 use parley::config::{Cli, Command};
-use parley::ops::{backup, copy};
+use parley::ops::{admin, backup, copy};
 use parley::{App, telemetry};
 
 /// mimalloc returns freed memory to the system: with glibc's allocator each 19 MiB argon2 buffer
@@ -51,6 +51,13 @@ async fn run() -> anyhow::Result<()> {
                 println!("{table:<24} {rows:>10} rows");
             }
             println!("copied; row counts verified");
+            Ok(())
+        }
+        Command::Admin(cmd) => {
+            let out = admin::run(&cli.config, cmd, admin::read_password_line)
+                .await
+                .context("parley admin")?;
+            println!("{out}");
             Ok(())
         }
         Command::Backup(args) => {

@@ -322,17 +322,43 @@ impl Registry {
 }
 
 /// The open connections, counted in all and per client IP.
-#[derive(Default)]
 pub struct Connections {
     registry: Mutex<Registry>,
     /// Wakes an admission waiting for a closing connection to be gone.
     released: Notify,
+    /// What every live stream's entry shares: busy for good, never told to close (a stream
+    /// then keeps no watchdog state of its own).
+    stream_activity: Arc<Activity>,
+    stream_evict: CancellationToken,
+}
+
+impl Default for Connections {
+    fn default() -> Connections {
+        let stream_activity = Activity::new();
+        // A stream is in flight for its whole life.
+        stream_activity.lock().in_flight = 1;
+        Connections {
+            registry: Mutex::default(),
+            released: Notify::new(),
+            stream_activity,
+            stream_evict: CancellationToken::new(),
+        }
+    }
 }
 
 impl Connections {
     /// An empty registry.
     pub fn new() -> Arc<Connections> {
         Arc::new(Connections::default())
+    }
+
+    /// The connection became a live stream: still counted, busy for good, its own watchdog state
+    /// freed.
+    fn became_stream(&self, id: u64) {
+        if let Some(e) = self.lock().conns.get_mut(&id) {
+            e.activity = self.stream_activity.clone();
+            e.evict = self.stream_evict.clone();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -728,15 +754,12 @@ async fn serve_connection(
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
         return;
     };
-    // The stream is busy for its whole life: never idle, never evicted to make room.
-    let busy = activity.begin();
+    // The stream is busy for its whole life: never idle, never evicted to make room. It ends
+    // at shutdown with the streams, before the connections are waited for.
+    admitted.connections.became_stream(admitted.id);
     let io = conn.into_parts().io.into_inner().inner;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = run_stream(io, job) => {}
-            _ = shutdown.hard.cancelled() => {}
-        }
-        drop(busy);
+        run_stream(io, job).await;
         drop(admitted);
     });
 }

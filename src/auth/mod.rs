@@ -18,8 +18,13 @@ use password::Hasher;
 pub struct User {
     /// Public face.
     pub user: UserRef,
-    /// The password hash: the session's auth hash, so a password change ends other sessions.
-    password_hash: String,
+    /// An administrator of the instance.
+    pub is_admin: bool,
+    /// Deactivated: may not log in (only `authenticate` hands such a user out, to say so).
+    pub deactivated: bool,
+    /// The session's auth hash: the password hash (so a password change ends other sessions),
+    /// and the session epoch once bumped (so a deactivation ends all of them, for good).
+    auth_hash: String,
 }
 
 impl std::fmt::Debug for User {
@@ -38,7 +43,14 @@ impl From<db::users::UserRow> for User {
                 username: r.username,
                 display_name: r.display_name,
             },
-            password_hash: r.password_hash,
+            is_admin: r.is_admin != 0,
+            deactivated: r.deactivated_at.is_some(),
+            // Epoch 0 keeps the hash sessions made before epochs existed.
+            auth_hash: if r.session_epoch == 0 {
+                r.password_hash
+            } else {
+                format!("{}#{}", r.password_hash, r.session_epoch)
+            },
         }
     }
 }
@@ -51,7 +63,7 @@ impl AuthUser for User {
     }
 
     fn session_auth_hash(&self) -> &[u8] {
-        self.password_hash.as_bytes()
+        self.auth_hash.as_bytes()
     }
 }
 
@@ -116,8 +128,10 @@ impl AuthnBackend for Backend {
             Db::Sqlite { write, .. } => Some(&write.users),
             Db::Postgres(_) => None,
         };
+        // A deactivated user has no session: every page and the stream treat them as logged out.
+        let active = |u: &db::users::UserRow| u.deactivated_at.is_none();
         if let Some(u) = cache.and_then(|c| c.get(*id)) {
-            return Ok(Some(User::from(u)));
+            return Ok(Some(u).filter(active).map(User::from));
         }
         let generation = cache.map(|c| c.generation());
         let row = {
@@ -127,7 +141,7 @@ impl AuthnBackend for Backend {
         if let (Some(c), Some(g), Some(u)) = (cache, generation, &row) {
             c.put(g, u);
         }
-        Ok(row.map(User::from))
+        Ok(row.filter(active).map(User::from))
     }
 }
 
@@ -230,6 +244,8 @@ pub struct CurrentUser {
     pub user: UserRef,
     /// This login's id.
     pub login_id: u64,
+    /// An administrator of the instance.
+    pub is_admin: bool,
 }
 
 impl CurrentUser {
@@ -254,6 +270,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .map_err(|_| unauth())?;
         let login = current_login(&mut auth, state).await?.ok_or_else(unauth)?;
         Ok(CurrentUser {
+            is_admin: login.user.is_admin,
             user: login.user.user,
             login_id: login.login_id,
         })

@@ -2,23 +2,38 @@
 
 use crate::db::users::UserRef;
 use crate::db::users::UserRow;
-use crate::db::{self};
+use crate::db::{self, Tx};
 use crate::domain::{DisplayName, FieldErrors, NAME_KEYS_VERSION, Password, Username, name_keys};
 use crate::error::{AppError, AppResult, ResultExt};
 use crate::events::Event;
 
 use super::{Ctx, commit, record};
 
-/// Creates an account.
+/// Creates an account: open registration, or with an invite link (`invite`, its token) as the
+/// registration mode requires. An invite that asks for it makes the newcomer its creator's friend.
 #[tracing::instrument(skip_all, fields(username = username.as_str()))]
 pub async fn register(
     cx: &Ctx<'_>,
     username: &Username,
     password: &Password,
+    invite: Option<&str>,
 ) -> AppResult<UserRow> {
     // Hash before the transaction: the writer is never held across a slow hash.
     let hash = cx.hasher.hash(password).await?;
     let mut tx = cx.db.begin().await?;
+    let befriend = super::admin::admit(&mut tx, invite).await?;
+    let id = insert_account(&mut tx, username, &hash).await?;
+    super::admin::registered(&mut tx, id, befriend).await?;
+    let row = db::users::by_id(&mut tx.conn(), id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("inserted user vanished"))?;
+    commit(cx, tx).await?;
+    Ok(row)
+}
+
+/// Inserts an account inside `tx` (the first of an instance becomes its admin), refusing a
+/// username that is taken or looks like someone's name.
+pub async fn insert_account(tx: &mut Tx, username: &Username, hash: &str) -> AppResult<i64> {
     let keys = name_keys(username.as_str());
     db::users::lock_names(&mut tx.conn()).await?;
     if db::users::name_keys_taken(&mut tx.conn(), 0, &keys).await? {
@@ -28,15 +43,11 @@ pub async fn register(
         ));
     }
     let now = db::now_ms();
-    let id = db::users::insert(&mut tx.conn(), username.as_str(), &hash, now)
+    let id = db::users::insert(&mut tx.conn(), username.as_str(), hash, now)
         .await
         .on_unique("username", "That username is taken. Try another one.")?;
     db::users::set_name_keys(&mut tx.conn(), id, "u", &keys, NAME_KEYS_VERSION, now).await?;
-    let row = db::users::by_id(&mut tx.conn(), id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("inserted user vanished"))?;
-    tx.commit().await?;
-    Ok(row)
+    Ok(id)
 }
 
 /// Sets my display name; my other tabs update live.

@@ -12,7 +12,11 @@ use super::{Ctx, commit, record};
 #[tracing::instrument(skip_all, fields(user_id = me.id))]
 pub async fn send_request(cx: &Ctx<'_>, me: &UserRef, username: &Username) -> AppResult<i64> {
     let mut tx = cx.db.begin().await?;
-    let Some(target) = db::users::by_username(&mut tx.conn(), username.as_str()).await? else {
+    // A deactivated account is nobody to befriend.
+    let target = db::users::by_username(&mut tx.conn(), username.as_str())
+        .await?
+        .filter(|t| !t.is_deactivated());
+    let Some(target) = target else {
         return Err(AppError::invalid(
             "username",
             format!(

@@ -3,6 +3,7 @@
 //! commits, and then wakes the Hub.
 
 pub mod accounts;
+pub mod admin;
 pub mod conversations;
 pub mod friends;
 pub mod messages;

@@ -8,6 +8,7 @@
 //! together), and the log is read commit-order-safely below the oldest running transaction (see
 //! `events.rs`).
 
+pub mod admin;
 pub mod conversations;
 pub mod events;
 pub mod friends;

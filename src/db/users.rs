@@ -15,7 +15,29 @@ pub struct UserRow {
     pub display_name: String,
     /// argon2id PHC string.
     pub password_hash: String,
+    /// 1 for an administrator.
+    pub is_admin: i64,
+    /// When the account was deactivated; None while active.
+    pub deactivated_at: Option<i64>,
+    /// Part of every session's auth hash: bumped to end all of the user's sessions.
+    pub session_epoch: i64,
 }
+
+impl UserRow {
+    /// True for an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.is_admin != 0
+    }
+
+    /// True once deactivated (until reactivated).
+    pub fn is_deactivated(&self) -> bool {
+        self.deactivated_at.is_some()
+    }
+}
+
+/// The columns of a [`UserRow`].
+const ROW: &str =
+    "id, username, display_name, password_hash, is_admin, deactivated_at, session_epoch";
 
 /// The public face of a user: what events and pages carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -39,7 +61,10 @@ impl UserRef {
     }
 }
 
-/// Inserts a user; a taken username is a unique violation.
+/// Inserts a user; a taken username is a unique violation. The first user of an instance becomes
+/// its administrator, decided in the insert itself: with SQLite's single writer, and on
+/// PostgreSQL after [`lock_names`] (every registration takes it first, so the `EXISTS` sees any
+/// user committed before), two first registrations cannot both become admin.
 pub async fn insert(
     c: &mut Conn<'_>,
     username: &str,
@@ -47,8 +72,9 @@ pub async fn insert(
     now: i64,
 ) -> sqlx::Result<i64> {
     run!(c, e => sqlx::query_scalar(
-        "INSERT INTO users (username, display_name, password_hash, created_at) \
-         VALUES ($1, '', $2, $3) RETURNING id",
+        "INSERT INTO users (username, display_name, password_hash, created_at, is_admin) \
+         VALUES ($1, '', $2, $3, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 0 ELSE 1 END) \
+         RETURNING id",
     )
     .bind(username)
     .bind(password_hash)
@@ -59,9 +85,7 @@ pub async fn insert(
 
 /// Finds a user by id.
 pub async fn by_id(c: &mut Conn<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
-    run!(c, e => sqlx::query_as(
-        "SELECT id, username, display_name, password_hash FROM users WHERE id = $1",
-    )
+    run!(c, e => sqlx::query_as(&format!("SELECT {ROW} FROM users WHERE id = $1"))
     .bind(id)
     .fetch_optional(e)
     .await)
@@ -69,9 +93,7 @@ pub async fn by_id(c: &mut Conn<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
 
 /// Finds a user by (lowercased) username.
 pub async fn by_username(c: &mut Conn<'_>, username: &str) -> sqlx::Result<Option<UserRow>> {
-    run!(c, e => sqlx::query_as(
-        "SELECT id, username, display_name, password_hash FROM users WHERE username = $1",
-    )
+    run!(c, e => sqlx::query_as(&format!("SELECT {ROW} FROM users WHERE username = $1"))
     .bind(username)
     .fetch_optional(e)
     .await)

@@ -595,6 +595,7 @@ impl Hub {
                 user_id,
                 keep_login_id,
             } => Self::close(st, *user_id, |c| c.login_id != *keep_login_id),
+            Event::UserDeactivated { user_id } => Self::close(st, *user_id, |_| true),
             Event::FriendAdded { a, b } => Self::link(st, &[a.id, b.id]),
             Event::ConversationCreated { conversation } => {
                 let ids: Vec<i64> = conversation.members.iter().map(|m| m.id).collect();

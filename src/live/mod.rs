@@ -275,6 +275,7 @@ pub async fn run_pg_listener(
     hub: Arc<Hub>,
     pool: sqlx::PgPool,
     refresh_now: Arc<tokio::sync::Notify>,
+    admin_wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -289,7 +290,12 @@ pub async fn run_pg_listener(
             }
         };
         if let Err(e) = listener
-            .listen_all(["parley_events", "parley_presence", "parley_typing"])
+            .listen_all([
+                "parley_events",
+                "parley_presence",
+                "parley_typing",
+                "parley_admin",
+            ])
             .await
         {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
@@ -301,6 +307,7 @@ pub async fn run_pg_listener(
         // Anything missed while not listening: read the log, and ask for fresh presence.
         hub.wake();
         refresh_now.notify_one();
+        admin_wake.notify_one();
         loop {
             tokio::select! {
                 n = listener.recv() => match n {
@@ -315,6 +322,7 @@ pub async fn run_pg_listener(
                             ));
                         }
                     }
+                    Ok(n) if n.channel() == "parley_admin" => admin_wake.notify_one(),
                     Ok(n) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
                         Some(PresenceMsg::Change { node, user, online }) => {
                             hub.remote_presence(node, user, online)

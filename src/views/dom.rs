@@ -121,6 +121,30 @@ pub fn user(user_id: i64) -> String {
     format!("user-{user_id}")
 }
 
+/// A user row on the admin pages: `admin-user-{id}`.
+pub fn admin_user(user_id: i64) -> String {
+    format!("admin-user-{user_id}")
+}
+
+/// An entry of the admin log: `audit-{id}`.
+pub fn audit(id: i64) -> String {
+    format!("audit-{id}")
+}
+
+/// An invite link in a list: `invite-{id}`.
+pub fn invite(id: i64) -> String {
+    format!("invite-{id}")
+}
+
+/// The admin user list of a search or a later page, which live additions must not reach.
+pub fn admin_users_page(page: i64, searched: bool) -> String {
+    if searched {
+        format!("admin-users-search-{page}")
+    } else {
+        format!("admin-users-page-{page}")
+    }
+}
+
 /// Containers on pages that records are added to.
 pub mod containers {
     /// The conversation list (index and sidebar).
@@ -143,6 +167,18 @@ pub mod containers {
     pub const SEARCH_BOX: &str = "search-q";
     /// The results on the search page.
     pub const SEARCH_RESULTS: &str = "search-results";
+    /// The admin user list's unfiltered first page (new accounts are added to it live).
+    pub const ADMIN_USERS: &str = "admin-users";
+    /// The admin log, newest first.
+    pub const AUDIT: &str = "admin-audit";
+    /// My invite links (`/invites`).
+    pub const MY_INVITES: &str = "my-invites";
+    /// Every invite link (`/admin`).
+    pub const ALL_INVITES: &str = "all-invites";
+    /// The header's link to the admin pages (empty unless I am an admin).
+    pub const ADMIN_LINK: &str = "admin-link";
+    /// The body of an admin page (a user who stops being admin reloads it, into a 404).
+    pub const ADMIN_PAGE: &str = "admin-page";
     /// The whole page (a `reload` aimed here reloads any page).
     pub const PAGE: &str = "main";
 }

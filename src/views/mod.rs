@@ -1,6 +1,7 @@
 //! View models: askama structs that mirror `templates/`, built from domain and db types with
 //! everything already formatted. Templates hold only `if`/`for`/`include`.
 
+pub mod admin;
 pub mod dom;
 pub mod markup;
 pub mod pages;
@@ -37,6 +38,8 @@ pub struct Layout {
     pub prefs: NotifyPrefsView,
     /// What the header's search box holds (the query, on the search page).
     pub search: String,
+    /// I am an administrator (the header links to the admin pages).
+    pub admin: bool,
 }
 
 impl Layout {

@@ -63,6 +63,18 @@ pub struct RegisterPage {
     pub username: String,
     /// Errors.
     pub errors: FieldErrors,
+    /// No account exists yet: this one will run the instance.
+    pub first_run: bool,
+    /// Registration mode: `open`, `invite`, `closed`.
+    pub mode: String,
+    /// The form is shown (open registration, a working invite, or the first account).
+    pub open: bool,
+    /// The invite's token, sent back with the form.
+    pub invite: Option<String>,
+    /// Who invited (username).
+    pub invited_by: Option<String>,
+    /// The invite makes us friends.
+    pub befriend: bool,
 }
 
 /// `settings/edit.html`.

@@ -1,10 +1,12 @@
 //! HTTP only: routes, layers, and handlers that parse input, call `chat::*` or read pages, and
 //! answer. No SQL here and no HTML strings.
 
+pub mod admin;
 pub mod conversations;
 pub mod events;
 pub mod extract;
 pub mod friends;
+pub mod invites;
 pub mod messages;
 pub mod search;
 pub mod security;
@@ -49,6 +51,7 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
         bare: false,
         prefs: crate::views::NotifyPrefsView::new(&prefs),
         search: String::new(),
+        admin: me.is_admin,
     })
 }
 
@@ -140,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::routes())
         .merge(search::routes())
         .merge(events::routes())
+        .merge(admin::routes())
+        .merge(invites::routes())
         .nest_service("/static", assets)
         .fallback(not_found)
         .with_state(state)

@@ -10,13 +10,15 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::anonymous_layout;
-use super::extract::Form;
+use super::extract::{Form, Path};
 use crate::auth::{AuthSession, Credentials, User, keys};
 use crate::chat;
+use crate::chat::admin::Registration;
 use crate::db;
 use crate::domain::{FieldErrors, Password, Username};
 use crate::error::{AppError, AppResult, is_local_path};
 use crate::state::AppState;
+use crate::views::admin::ResetPage;
 use crate::views::{LoginPage, RegisterPage, render};
 
 /// Routes of this module.
@@ -25,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(new_login).post(create_login))
         .route("/register", get(new_registration).post(create_registration))
         .route("/logout", post(destroy))
+        .route("/reset/{token}", get(new_reset).post(create_reset))
 }
 
 /// The client's IP for rate limits: the socket peer, or the last `X-Forwarded-For` hop when
@@ -55,7 +58,7 @@ fn too_many_login(username: String, next: String) -> Response {
 }
 
 /// Logs `user` into this browser with a fresh session id, and records the login.
-async fn start_login(auth: &mut AuthSession, user: &User) -> AppResult<()> {
+pub async fn start_login(auth: &mut AuthSession, user: &User) -> AppResult<()> {
     // A new session id at every login, also when someone was logged in here already.
     auth.session
         .cycle_id()
@@ -171,24 +174,61 @@ async fn create_login(
             },
         ));
     };
+    if user.deactivated {
+        // Only after the right password: a stranger learns nothing about the account.
+        return Ok(render(
+            StatusCode::FORBIDDEN,
+            &LoginPage {
+                layout: anonymous_layout(),
+                username: typed,
+                next,
+                errors: FieldErrors::one(
+                    "form",
+                    "This account is deactivated. Ask the administrator of this instance.",
+                ),
+            },
+        ));
+    }
     start_login(&mut auth, &user).await?;
     let to = if next.is_empty() { "/" } else { next.as_str() };
     Ok(Redirect::to(to).into_response())
 }
 
+/// The registration page as it stands: the mode, whether this is the first account, and the
+/// invite being used (None when `invite` does not work).
+pub async fn register_page(
+    state: &AppState,
+    username: String,
+    errors: FieldErrors,
+    invite: Option<&str>,
+) -> AppResult<RegisterPage> {
+    let mut rc = state.db.read().await?;
+    let first_run = db::admin::no_users(&mut rc.conn()).await?;
+    let (valid, mode) = match invite {
+        Some(token) => chat::admin::invite_for(&mut rc.conn(), token).await?,
+        None => (None, chat::admin::registration(&mut rc.conn()).await?),
+    };
+    let open = first_run || valid.is_some() || mode == Registration::Open;
+    Ok(RegisterPage {
+        layout: anonymous_layout(),
+        username,
+        errors,
+        first_run,
+        mode: mode.as_str().to_owned(),
+        open,
+        invited_by: valid.as_ref().map(|i| i.creator.clone()),
+        befriend: valid.as_ref().is_some_and(|i| i.befriend != 0),
+        invite: valid.map(|i| i.token),
+    })
+}
+
 // GET /register
-async fn new_registration(auth: AuthSession) -> Response {
+async fn new_registration(State(state): State<AppState>, auth: AuthSession) -> AppResult<Response> {
     if auth.user.is_some() {
-        return Redirect::to("/").into_response();
+        return Ok(Redirect::to("/").into_response());
     }
-    render(
-        StatusCode::OK,
-        &RegisterPage {
-            layout: anonymous_layout(),
-            username: String::new(),
-            errors: FieldErrors::default(),
-        },
-    )
+    let page = register_page(&state, String::new(), FieldErrors::default(), None).await?;
+    Ok(render(StatusCode::OK, &page))
 }
 
 #[derive(Deserialize)]
@@ -197,6 +237,9 @@ struct RegisterForm {
     username: String,
     #[serde(default)]
     password: String,
+    /// An invite link's token.
+    #[serde(default)]
+    invite: String,
 }
 
 // POST /register
@@ -209,25 +252,27 @@ async fn create_registration(
     Form(form): Form<RegisterForm>,
 ) -> AppResult<Response> {
     let typed = form.username.trim().to_owned();
-    let form_again = |status, errors| {
-        render(
-            status,
-            &RegisterPage {
-                layout: anonymous_layout(),
-                username: typed.clone(),
-                errors,
-            },
-        )
+    let invite = Some(form.invite.trim()).filter(|t| !t.is_empty());
+    let form_again = async |status: StatusCode, errors: FieldErrors| -> AppResult<Response> {
+        // A refusal of the registration itself (mode, invite) is 403; a field's, 422.
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY && errors.get("form").is_some() {
+            StatusCode::FORBIDDEN
+        } else {
+            status
+        };
+        let page = register_page(&state, typed.clone(), errors, invite).await?;
+        Ok(render(status, &page))
     };
     if !state
         .limits
         .allow_ip(&client_ip(&state, Some(peer), &headers))
         .await
     {
-        return Ok(form_again(
+        return form_again(
             StatusCode::TOO_MANY_REQUESTS,
             FieldErrors::one("form", "Too many attempts. Wait a minute, then try again."),
-        ));
+        )
+        .await;
     }
     let mut errors = FieldErrors::default();
     let username = errors.check(Username::parse("username", &form.username));
@@ -237,12 +282,12 @@ async fn create_registration(
         &[form.username.trim()],
     ));
     let (Some(username), Some(password)) = (username, password) else {
-        return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
+        return form_again(StatusCode::UNPROCESSABLE_ENTITY, errors).await;
     };
-    let row = match chat::accounts::register(&state.cx(), &username, &password).await {
+    let row = match chat::accounts::register(&state.cx(), &username, &password, invite).await {
         Ok(row) => row,
         Err(AppError::Invalid(errors)) => {
-            return Ok(form_again(StatusCode::UNPROCESSABLE_ENTITY, errors));
+            return form_again(StatusCode::UNPROCESSABLE_ENTITY, errors).await;
         }
         Err(e) => return Err(e),
     };
@@ -261,4 +306,60 @@ async fn destroy(State(state): State<AppState>, mut auth: AuthSession) -> AppRes
         chat::accounts::logged_out(&state.cx(), user.user.id, login_id).await?;
     }
     Ok(Redirect::to("/login"))
+}
+
+// GET /reset/{token}: choose a new password (a used, expired or unknown link is a 404)
+async fn new_reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> AppResult<Response> {
+    let username = chat::admin::reset_target(&state.cx(), &token)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(render(
+        StatusCode::OK,
+        &ResetPage {
+            layout: anonymous_layout(),
+            username,
+            token,
+            errors: FieldErrors::default(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    new_password: String,
+}
+
+// POST /reset/{token}: sets the password (the usual strength rules), ends every session of the
+// account, and logs this browser in
+#[tracing::instrument(skip_all)]
+async fn create_reset(
+    State(state): State<AppState>,
+    mut auth: AuthSession,
+    Path(token): Path<String>,
+    Form(form): Form<ResetForm>,
+) -> AppResult<Response> {
+    let username = chat::admin::reset_target(&state.cx(), &token)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let password = match Password::parse_new("new_password", form.new_password, &[&username]) {
+        Ok(p) => p,
+        Err(errors) => {
+            let page = ResetPage {
+                layout: anonymous_layout(),
+                username,
+                token,
+                errors,
+            };
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let row = chat::admin::reset_password(&state.cx(), &token, &password)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    start_login(&mut auth, &User::from(row)).await?;
+    Ok(Redirect::to("/").into_response())
 }

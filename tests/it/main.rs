@@ -3,12 +3,14 @@
 //! `PARLEY_TEST_DATABASE_URL=postgres://…` runs the same suite on PostgreSQL.
 
 mod accounts;
+mod admin;
 mod connections;
 mod conversations;
 mod e2e;
 mod e2e_property;
 mod friends;
 mod helpers;
+mod invites;
 mod limits;
 mod links;
 mod live;

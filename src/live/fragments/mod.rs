@@ -3,6 +3,7 @@
 //! same partials the pages use, and carries its own audience, so nobody receives a frame meant for
 //! someone else. Presence shown in a frame is the presence when it is rendered (`online`).
 
+pub mod admin;
 pub mod conversations;
 pub mod friends;
 pub mod messages;
@@ -21,7 +22,12 @@ pub type Online<'a> = &'a dyn Fn(i64) -> bool;
 pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
     let all = everyone();
     match event {
-        Event::SessionEnded { .. } | Event::PasswordChanged { .. } => Vec::new(),
+        Event::SessionEnded { .. }
+        | Event::PasswordChanged { .. }
+        | Event::UserDeactivated { .. } => Vec::new(),
+        Event::AdminUserUpdated { user, created } => admin::user_updated(user, *created, all),
+        Event::AdminLogged { entry } => admin::logged(entry, all),
+        Event::InviteUpdated { invite, created } => admin::invite_updated(invite, *created, all),
         Event::ProfileUpdated { user } => users::profile_updated(user, all),
         Event::FriendRequestCreated {
             request_id,
