@@ -422,7 +422,7 @@ async fn main() -> anyhow::Result<()> {
         println!("\nPostgreSQL: built in {:.1?}", t.elapsed());
         measure(&db, &world, "PostgreSQL").await?;
         db.close().await;
-        sqlx::query(&format!("DROP DATABASE {name}"))
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .execute(&mut admin)
             .await?;
     }
