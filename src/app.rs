@@ -120,6 +120,11 @@ impl App {
             db::events::last_id(&mut rc.conn()).await?
         };
         let hasher = Hasher::new(2).await?;
+        let vapid = Arc::new(
+            crate::push::Vapid::load_or_create(&db, config.push_contact())
+                .await
+                .context("loading the Web Push (VAPID) keys")?,
+        );
         let config = Arc::new(config);
         let state = AppState {
             db: db.clone(),
@@ -132,6 +137,7 @@ impl App {
             hasher: hasher.clone(),
             config: config.clone(),
             shutdown: CancellationToken::new(),
+            vapid,
             admin_wake: Arc::new(tokio::sync::Notify::new()),
         };
         let https = config.is_https();
@@ -235,6 +241,12 @@ impl App {
             ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+        // Web Push reads the committed log on its own, apart from delivery (see push::sender).
+        tasks.spawn(crate::push::sender::run(
+            state.clone(),
+            state.vapid.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(apply_admin_changes(state.clone(), shutdown.clone()));
         if let Some((listener, handle)) = metrics {
             tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");

@@ -341,6 +341,16 @@ pub struct Config {
     /// balancer answered). Off unless set.
     #[arg(long, env = "PARLEY_NODE_NAME", global = true)]
     pub node_name: Option<String>,
+
+    /// Who runs this server, for push services (the VAPID `sub`): a `mailto:` or `https:` URL.
+    /// Defaults to the public URL.
+    #[arg(long, env = "PARLEY_PUSH_CONTACT", global = true)]
+    pub push_contact: Option<String>,
+
+    /// Accept push endpoints on http://127.0.0.1 (tests run a push service there). Never in
+    /// production: a push endpoint is otherwise always https.
+    #[arg(long, env = "PARLEY_PUSH_ALLOW_INSECURE", hide = true, global = true)]
+    pub push_allow_insecure: bool,
 }
 
 impl Config {
@@ -369,6 +379,13 @@ impl Config {
         self.public_url()
             .to_ascii_lowercase()
             .starts_with("https://")
+    }
+
+    /// The VAPID contact: `--push-contact`, else the public URL.
+    pub fn push_contact(&self) -> String {
+        self.push_contact
+            .clone()
+            .unwrap_or_else(|| self.public_url())
     }
 
     /// The longest a session lives after login.

@@ -378,6 +378,26 @@ pub enum Event {
         #[serde(default)]
         unread_mentions: i64,
     },
+    /// A user's devices with Web Push on changed (audience: their own tabs).
+    PushDevicesChanged {
+        /// Whose devices.
+        user_id: i64,
+        /// All their devices, after the change.
+        devices: Vec<PushDevice>,
+    },
+}
+
+/// A device (browser) with Web Push on, as the settings page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushDevice {
+    /// Subscription id.
+    pub id: i64,
+    /// "Firefox on Android".
+    pub label: String,
+    /// The push service's host (which company relays it).
+    pub service: String,
+    /// Turned on at (ms).
+    pub created_at: i64,
 }
 
 impl Event {
@@ -406,6 +426,7 @@ impl Event {
             Event::NotifyChanged { .. } => "NotifyChanged",
             Event::MessageDeleted { .. } => "MessageDeleted",
             Event::ReactionsChanged { .. } => "ReactionsChanged",
+            Event::PushDevicesChanged { .. } => "PushDevicesChanged",
         }
     }
 
@@ -432,6 +453,7 @@ impl Event {
                 conversation_id, ..
             } => Some(*conversation_id),
             Event::NotifyChanged { .. }
+            | Event::PushDevicesChanged { .. }
             | Event::ProfileUpdated { .. }
             | Event::SessionEnded { .. }
             | Event::PasswordChanged { .. }

@@ -13,6 +13,7 @@
 //! - [`live`]: reads the event log in id order, renders each event once ([`live::fragments`]) and
 //!   routes it to the audience's open streams ([`live::hub`]).
 //! - [`views`]: askama view models mirroring `templates/`. [`web`]: HTTP routes and middleware.
+//! - [`push`]: Web Push (VAPID keys, who gets a push, the sender off the request path).
 //! - [`metrics`]: the Prometheus endpoint. [`ops`]: `parley copy` and `parley backup`.
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod events;
 pub mod live;
 pub mod metrics;
 pub mod ops;
+pub mod push;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -105,6 +105,14 @@ fn describe() {
         "Deliveries waiting in the fullest stream queue"
     );
     describe_histogram!(DB_COMMIT, Unit::Seconds, "Write transaction commit time");
+    describe_counter!(
+        crate::push::sender::PUSH_SENT,
+        "Web Push requests sent, by result (ok, gone, failed)"
+    );
+    describe_counter!(
+        crate::push::sender::PUSH_DROPPED,
+        "Messages not pushed because the push queue was full"
+    );
 }
 
 /// Records how long a commit took.

@@ -34,6 +34,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Cancelled at shutdown: open streams end.
     pub shutdown: CancellationToken,
+    /// The server's Web Push (VAPID) identity.
+    pub vapid: Arc<crate::push::Vapid>,
     /// Woken when `parley admin` changed something (PostgreSQL's `NOTIFY parley_admin`).
     pub admin_wake: Arc<tokio::sync::Notify>,
 }

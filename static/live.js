@@ -350,6 +350,102 @@
     sound.addEventListener("change", function () { localStorage.setItem("parley-sound", sound.checked ? "1" : "0"); });
   }
 
+  // ---- installable app and Web Push ------------------------------------------------------------
+  // The service worker only keeps an offline page and shows pushes (static/sw.js). Push is turned
+  // on per browser from the settings page; the server keeps the subscription.
+
+  var swReady = null;
+  if ("serviceWorker" in navigator) {
+    swReady = navigator.serviceWorker.register("/sw.js", { scope: "/" }).then(function () {
+      return navigator.serviceWorker.ready;
+    }).catch(function () { return null; });
+  }
+
+  function b64urlToBytes(s) {
+    var b64 = s.replace(/-/g, "+").replace(/_/g, "/");
+    while (b64.length % 4) b64 += "=";
+    var raw = atob(b64);
+    var out = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+    return out;
+  }
+
+  function bytesToB64url(buf) {
+    var bytes = new Uint8Array(buf);
+    var s = "";
+    for (var i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  var pushBox = byId("push-settings");
+  if (pushBox) {
+    var pushOn = byId("push-enable");
+    var pushOff = byId("push-disable");
+    var pushState = byId("push-state");
+    var say = function (t) { if (pushState) pushState.textContent = t; };
+    var supported = swReady && "PushManager" in window && window.Notification;
+    var current = function () {
+      return swReady.then(function (reg) { return reg ? reg.pushManager.getSubscription() : null; });
+    };
+    var refresh = function () {
+      if (!supported) {
+        say("This browser cannot receive push notifications (on iPhone and iPad, add Parley to the home screen first).");
+        return;
+      }
+      current().then(function (sub) {
+        pushOn.hidden = !!sub;
+        pushOff.hidden = !sub;
+        if (Notification.permission === "denied") say("This browser blocks notifications from Parley; allow them in its site settings.");
+      });
+    };
+    var send = function (sub) {
+      var json = sub.toJSON();
+      var form = new URLSearchParams();
+      form.set("endpoint", sub.endpoint);
+      form.set("p256dh", (json.keys && json.keys.p256dh) || bytesToB64url(sub.getKey("p256dh")));
+      form.set("auth", (json.keys && json.keys.auth) || bytesToB64url(sub.getKey("auth")));
+      return post("/push/subscriptions", form.toString()).then(function (r) {
+        if (r.ok) return true;
+        return r.text().then(function (t) {
+          var p = new DOMParser().parseFromString(t, "text/html").querySelector("main p");
+          var msg = p ? p.textContent.trim() : "";
+          throw new Error(msg || "The server refused the subscription.");
+        });
+      });
+    };
+    pushOn.addEventListener("click", function () {
+      pushOn.disabled = true;
+      Notification.requestPermission().then(function (perm) {
+        if (perm !== "granted") throw new Error("Notifications are not allowed in this browser.");
+        return swReady;
+      }).then(function (reg) {
+        if (!reg) throw new Error("Push needs Parley to be served over https.");
+        return reg.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: b64urlToBytes(pushBox.getAttribute("data-vapid-key"))
+        });
+      }).then(send).then(function () {
+        say("Push is on for this device.");
+      }).catch(function (e) {
+        say(e && e.message ? e.message : "Push could not be turned on.");
+      }).then(function () { pushOn.disabled = false; refresh(); });
+    });
+    pushOff.addEventListener("click", function () {
+      pushOff.disabled = true;
+      current().then(function (sub) {
+        if (!sub) return null;
+        var form = new URLSearchParams();
+        form.set("endpoint", sub.endpoint);
+        return post("/push/subscriptions/delete", form.toString()).then(function () { return sub.unsubscribe(); });
+      }).then(function () {
+        say("Push is off for this device.");
+      }).catch(function () {
+        say("Push could not be turned off.");
+      }).then(function () { pushOff.disabled = false; refresh(); });
+    });
+    refresh();
+  }
+
   // ---- typing ---------------------------------------------------------------------------------
   // "ann is typing…" fades 5 s after the last signal, or when ann's message arrives.
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod conversations;
 pub mod friends;
 pub mod messages;
+pub mod push;
 pub mod reactions;
 
 use std::collections::VecDeque;

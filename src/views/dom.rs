@@ -121,6 +121,11 @@ pub fn user(user_id: i64) -> String {
     format!("user-{user_id}")
 }
 
+/// A device with Web Push on, in the settings page's list: `push-device-{id}`.
+pub fn push_device(id: i64) -> String {
+    format!("push-device-{id}")
+}
+
 /// A user row on the admin pages: `admin-user-{id}`.
 pub fn admin_user(user_id: i64) -> String {
     format!("admin-user-{user_id}")
@@ -163,6 +168,10 @@ pub mod containers {
     pub const REQUESTS_BADGE: &str = "badge-requests";
     /// My notification settings (muted, mentions-only conversations), on every page.
     pub const NOTIFY_PREFS: &str = "notify-prefs";
+    /// My devices with Web Push on (settings page).
+    pub const PUSH_DEVICES: &str = "push-devices";
+    /// The settings page's Web Push section (carries the VAPID public key for live.js).
+    pub const PUSH_SETTINGS: &str = "push-settings";
     /// The search box in the header of every logged-in page.
     pub const SEARCH_BOX: &str = "search-q";
     /// The results on the search page.

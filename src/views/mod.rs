@@ -6,6 +6,7 @@ pub mod dom;
 pub mod markup;
 pub mod pages;
 pub mod partials;
+pub mod push;
 pub mod search;
 
 use askama::Template;
@@ -18,6 +19,7 @@ use crate::db::users::UserRef;
 
 pub use pages::*;
 pub use partials::*;
+pub use push::*;
 pub use search::{ResultView, SearchPage};
 
 /// What the base layout needs: who is logged in, and the newest event id the page reflects

@@ -89,6 +89,10 @@ pub struct SettingsPage {
     pub errors: FieldErrors,
     /// A confirmation to show.
     pub notice: Option<String>,
+    /// My devices with Web Push on.
+    pub push_devices: super::PushDevicesView,
+    /// The server's VAPID public key (what `pushManager.subscribe` needs).
+    pub vapid_key: String,
 }
 
 /// `friends/index.html`.

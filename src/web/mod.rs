@@ -8,6 +8,7 @@ pub mod extract;
 pub mod friends;
 pub mod invites;
 pub mod messages;
+pub mod push;
 pub mod search;
 pub mod security;
 pub mod sessions;
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::routes())
         .merge(search::routes())
         .merge(events::routes())
+        .merge(push::routes())
         .merge(admin::routes())
         .merge(invites::routes())
         .nest_service("/static", assets)

@@ -14,7 +14,7 @@ use crate::chat;
 use crate::domain::{DisplayName, FieldErrors, Password};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::views::{SettingsPage, render};
+use crate::views::{PushDevicesView, SettingsPage, render};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -37,6 +37,10 @@ async fn page(
     notice: Option<String>,
 ) -> AppResult<Response> {
     let layout = layout(state, me).await?;
+    let devices = {
+        let mut rc = state.db.read().await?;
+        chat::push::devices(&mut rc.conn(), me.id()).await?
+    };
     Ok(render(
         status,
         &SettingsPage {
@@ -44,6 +48,8 @@ async fn page(
             display_name,
             errors,
             notice,
+            push_devices: PushDevicesView::new(&devices),
+            vapid_key: state.vapid.public_key.clone(),
         },
     ))
 }
@@ -59,6 +65,8 @@ async fn edit(
         Some("password") => {
             Some("Password changed. You were logged out everywhere else.".to_owned())
         }
+        Some("push-on") => Some("Push is on for this device.".to_owned()),
+        Some("push-off") => Some("Push is off for that device.".to_owned()),
         _ => None,
     };
     let name = me.user.display_name.clone();

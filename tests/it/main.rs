@@ -21,6 +21,7 @@ mod metrics;
 mod names;
 mod ops;
 mod process;
+mod push;
 mod search;
 mod security;
 mod stream;

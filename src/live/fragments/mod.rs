@@ -117,6 +117,9 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
         ),
         Event::ReactionsChanged { message } => messages::reactions_changed(message, all),
         Event::NotifyChanged { user_id, prefs } => users::notify_changed(*user_id, prefs),
+        Event::PushDevicesChanged { user_id, devices } => {
+            users::push_devices_changed(*user_id, devices)
+        }
         Event::ConversationRenamed {
             conversation_id,
             title,

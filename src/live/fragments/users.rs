@@ -29,3 +29,15 @@ pub fn notify_changed(user_id: i64, prefs: &[(i64, String)]) -> Vec<Frame> {
         }),
     )]
 }
+
+/// A user's devices with push on reach their own tabs (the settings page's list).
+pub fn push_devices_changed(user_id: i64, devices: &[crate::events::PushDevice]) -> Vec<Frame> {
+    vec![Frame::new(
+        Action::Replace,
+        dom::containers::PUSH_DEVICES.to_owned(),
+        audience([user_id]),
+        &render_fragment(&crate::views::PushDevicesPartial {
+            push: crate::views::PushDevicesView::new(devices),
+        }),
+    )]
+}
