@@ -34,8 +34,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 parley \
  && useradd --system --uid 10001 --gid parley --home-dir /app --shell /usr/sbin/nologin parley \
- && mkdir -p /app \
- && chown parley:parley /app
+ && mkdir -p /app /data/files \
+ && chown parley:parley /app /data/files
 
 COPY --from=builder /usr/local/bin/parley /usr/local/bin/parley
 COPY static /app/static

@@ -67,6 +67,7 @@ fn main() {
                 reactions: Vec::new(),
                 mentions: Vec::new(),
                 note: false,
+                attachments: Vec::new(),
             },
             author_total_unread: 0,
         };

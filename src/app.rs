@@ -120,6 +120,7 @@ impl App {
             db::events::last_id(&mut rc.conn()).await?
         };
         let hasher = Hasher::new(2).await?;
+        let files = Arc::new(crate::files::Files::open(&config.files_dir())?);
         let vapid = Arc::new(
             crate::push::Vapid::load_or_create(&db, config.push_contact())
                 .await
@@ -137,6 +138,7 @@ impl App {
             hasher: hasher.clone(),
             config: config.clone(),
             shutdown: CancellationToken::new(),
+            files,
             vapid,
             admin_wake: Arc::new(tokio::sync::Notify::new()),
         };
@@ -241,6 +243,7 @@ impl App {
             ));
         }
         tasks.spawn(housekeeping(state.clone(), store, shutdown.clone()));
+        tasks.spawn(sweep_files(state.clone()));
         // Web Push reads the committed log on its own, apart from delivery (see push::sender).
         tasks.spawn(crate::push::sender::run(
             state.clone(),
@@ -352,6 +355,16 @@ async fn housekeeping(state: AppState, store: Store, shutdown: CancellationToken
         }
         state.limits.sweep();
         state.limits.sweep_shared().await;
+    }
+}
+
+/// Removes attachment files that no row refers to (a crash between a deletion's commit and the
+/// removal of its files, or an upload cut short by one). Once, at start-up.
+async fn sweep_files(state: AppState) {
+    match state.files.sweep(&state.db).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed orphaned attachment files"),
+        Err(e) => tracing::warn!(error = %e, "sweeping attachment files failed"),
     }
 }
 

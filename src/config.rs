@@ -337,6 +337,32 @@ pub struct Config {
     #[arg(long, env = "PARLEY_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Where attachments are stored. Default: beside the SQLite database (`parley.db` ->
+    /// `parley-files/`); with PostgreSQL, `parley-files/` in the working directory. Several nodes
+    /// must all mount ONE shared directory here (see README, Attachments).
+    #[arg(long, env = "PARLEY_FILES_DIR", global = true)]
+    pub files_dir: Option<PathBuf>,
+
+    /// The largest upload: one message's files and text together, in MiB (then 413). Every other
+    /// form stays limited to 64 KiB.
+    #[arg(
+        long,
+        env = "PARLEY_MAX_UPLOAD_MIB",
+        default_value_t = 25,
+        global = true
+    )]
+    pub max_upload_mib: u64,
+
+    /// Seconds a client has to send an upload's whole body (instead of `--body-timeout-secs`,
+    /// which is too short for 25 MiB on a slow line).
+    #[arg(
+        long,
+        env = "PARLEY_UPLOAD_TIMEOUT_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub upload_timeout_secs: u64,
+
     /// Name this node in an `X-Parley-Node` response header (to see which node behind a load
     /// balancer answered). Off unless set.
     #[arg(long, env = "PARLEY_NODE_NAME", global = true)]
@@ -398,12 +424,44 @@ impl Config {
         days(self.session_idle_days)
     }
 
+    /// The attachments directory: as configured, else beside the SQLite database.
+    pub fn files_dir(&self) -> PathBuf {
+        match &self.files_dir {
+            Some(d) => d.clone(),
+            None => default_files_dir(&self.database_url),
+        }
+    }
+
+    /// The largest upload in bytes.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_mib.saturating_mul(1024 * 1024)
+    }
+
     /// A config for tests and embedding: defaults, with the given database.
     pub fn for_database(database_url: impl Into<String>) -> Config {
         let mut cli = Cli::parse_from(["parley"]);
         cli.config.database_url = database_url.into();
         cli.config
     }
+}
+
+/// Where a database's attachments live unless configured: `DIR/NAME.db` -> `DIR/NAME-files`
+/// (so a backup `b.db` finds its `b-files`); PostgreSQL (or an in-memory SQLite): `parley-files`.
+pub fn default_files_dir(database_url: &str) -> PathBuf {
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    let Some(path) = path else {
+        return PathBuf::from("parley-files");
+    };
+    let path = std::path::Path::new(path);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "parley".into());
+    path.with_file_name(format!("{stem}-files"))
 }
 
 /// `d` days as a duration (negative or NaN: zero; huge: about a century).
@@ -427,6 +485,21 @@ mod tests {
         assert!(c.is_https());
         c.public_url = None;
         assert_eq!(c.public_origin(), "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn files_live_beside_the_sqlite_database_by_default() {
+        let d = |u: &str| default_files_dir(u).display().to_string();
+        assert_eq!(d("sqlite://parley.db"), "parley-files");
+        assert_eq!(
+            d("sqlite:///var/lib/parley/chat.db?mode=rwc"),
+            "/var/lib/parley/chat-files"
+        );
+        assert_eq!(d("sqlite::memory:"), "parley-files");
+        assert_eq!(d("postgres://u:p@h/db"), "parley-files");
+        let mut c = Config::for_database("sqlite://x.db");
+        c.files_dir = Some("/srv/files".into());
+        assert_eq!(c.files_dir().display().to_string(), "/srv/files");
     }
 
     #[test]

@@ -367,6 +367,15 @@ impl MessageBody {
         Ok(MessageBody(s))
     }
 
+    /// Parses the text of a message that carries files: it may then be empty.
+    pub fn parse_with_files(field: &'static str, raw: &str) -> Result<MessageBody, FieldErrors> {
+        let blank = raw.chars().all(|c| c.is_whitespace() || c.is_control());
+        if blank {
+            return Ok(MessageBody(String::new()));
+        }
+        MessageBody::parse(field, raw)
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0

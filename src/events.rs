@@ -37,6 +37,24 @@ pub struct MessageData {
     /// A note about the group ("added @cat"), not written by a person.
     #[serde(default)]
     pub note: bool,
+    /// Its files, in upload order.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentData>,
+}
+
+/// A file of a message, as pages and frames show it (the bytes are served by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentData {
+    /// Id (its URLs: `/conversations/{conversation_id}/attachments/{id}`).
+    pub id: i64,
+    /// The file name as uploaded.
+    pub name: String,
+    /// Bytes.
+    pub size: i64,
+    /// An image shown inline (decoded and re-encoded by us).
+    pub image: bool,
+    /// The thumbnail's width and height, when there is one.
+    pub thumb: Option<(i64, i64)>,
 }
 
 /// What a reply shows of the message it answers.
@@ -180,6 +198,9 @@ pub struct InviteData {
 }
 
 /// Everything a user may be told about, live or on replay.
+// An event is built once per change and then serialised or shared behind an `Arc`, never copied
+// around in bulk: boxing the message-carrying variants would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum Event {

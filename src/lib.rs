@@ -13,6 +13,7 @@
 //! - [`live`]: reads the event log in id order, renders each event once ([`live::fragments`]) and
 //!   routes it to the audience's open streams ([`live::hub`]).
 //! - [`views`]: askama view models mirroring `templates/`. [`web`]: HTTP routes and middleware.
+//! - [`files`]: attachment bytes on disk (streamed uploads, images and thumbnails, the sweep).
 //! - [`push`]: Web Push (VAPID keys, who gets a push, the sender off the request path).
 //! - [`metrics`]: the Prometheus endpoint. [`ops`]: `parley copy` and `parley backup`.
 
@@ -24,6 +25,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod live;
 pub mod metrics;
 pub mod ops;

@@ -41,7 +41,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve => App::build(cli.config).await?.run().await,
         Command::Copy(args) => {
             let report = copy::copy(&copy::CopyOptions {
-                from: args.from,
+                from: args.from.clone(),
                 to: args.to,
                 sessions: args.sessions,
             })
@@ -51,6 +51,17 @@ async fn run() -> anyhow::Result<()> {
                 println!("{table:<24} {rows:>10} rows");
             }
             println!("copied; row counts verified");
+            // Attachments are files, not rows: the new server reads them where they are.
+            let files = match &cli.config.files_dir {
+                Some(d) => d.clone(),
+                None => parley::config::default_files_dir(&args.from),
+            };
+            println!(
+                "attachments stay in {}: start the server on the new database with --files-dir {} \
+                 (or PARLEY_FILES_DIR), or move that directory where it will look",
+                files.display(),
+                files.display()
+            );
             Ok(())
         }
         Command::Admin(cmd) => {
@@ -61,14 +72,29 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup(args) => {
-            let report = backup::backup(&cli.config.database_url, &args.file)
-                .await
-                .context("parley backup")?;
+            let report = backup::backup(
+                &cli.config.database_url,
+                &args.file,
+                &cli.config.files_dir(),
+            )
+            .await
+            .context("parley backup")?;
             println!(
                 "backup written: {} ({} bytes)",
                 report.file.display(),
                 report.bytes
             );
+            println!(
+                "attachments: {} files in {}",
+                report.files,
+                report.files_dir.display()
+            );
+            if report.missing > 0 {
+                println!(
+                    "note: {} attachments were deleted while the backup ran; their messages will show them as gone",
+                    report.missing
+                );
+            }
             Ok(())
         }
     }

@@ -61,6 +61,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time to send a request's body, from the end of its headers.
     pub body_timeout: Duration,
+    /// Time to send an upload's body (`multipart/form-data`), from the end of its headers.
+    pub upload_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Time a write may stay blocked because the client does not read.
@@ -85,6 +87,12 @@ impl Limits {
         Limits {
             header_timeout: secs(config.header_timeout_secs.max(1)),
             body_timeout: secs(config.body_timeout_secs.max(1)),
+            upload_timeout: secs(
+                config
+                    .upload_timeout_secs
+                    .max(config.body_timeout_secs)
+                    .max(1),
+            ),
             idle_timeout: secs(config.idle_timeout_secs.max(1)),
             write_timeout: secs(config.write_timeout_secs.max(1)),
             shutdown_timeout: secs(config.shutdown_timeout_secs),
@@ -604,17 +612,35 @@ fn request_timeout() -> Response<Body> {
     res
 }
 
+/// True for a `multipart/form-data` request: an upload, which gets the upload timeout.
+pub fn is_upload(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
 /// Hands one request to the router, with the body deadline, the peer address and in-flight
 /// accounting around it.
 async fn handle(
     router: Router,
     activity: Arc<Activity>,
     peer: SocketAddr,
-    body_timeout: Duration,
+    (body_timeout, upload_timeout): (Duration, Duration),
     takeover: Takeover,
     req: Request<Incoming>,
 ) -> Result<Response<GuardedBody>, Infallible> {
     let guard = activity.begin();
+    // Files take longer to arrive than forms (25 MiB on a slow line).
+    let body_timeout = if is_upload(req.headers()) {
+        upload_timeout
+    } else {
+        body_timeout
+    };
     let timed_out = Arc::new(AtomicBool::new(false));
     let mut req = req.map(|b| {
         if b.is_end_stream() {
@@ -695,7 +721,7 @@ async fn serve_connection(
     let takeover = Takeover::default();
     let service = {
         let activity = activity.clone();
-        let body_timeout = limits.body_timeout;
+        let body_timeout = (limits.body_timeout, limits.upload_timeout);
         let slot = takeover.clone();
         hyper::service::service_fn(move |req| {
             Box::pin(handle(
@@ -921,6 +947,7 @@ mod tests {
         Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),

@@ -34,6 +34,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Cancelled at shutdown: open streams end.
     pub shutdown: CancellationToken,
+    /// Attachment storage.
+    pub files: Arc<crate::files::Files>,
     /// The server's Web Push (VAPID) identity.
     pub vapid: Arc<crate::push::Vapid>,
     /// Woken when `parley admin` changed something (PostgreSQL's `NOTIFY parley_admin`).
@@ -47,6 +49,7 @@ impl AppState {
             db: &self.db,
             hub: &self.hub,
             hasher: &self.hasher,
+            files: &self.files,
         }
     }
 }

@@ -303,6 +303,7 @@
     if (!window.Notification || Notification.permission !== "granted") return;
     var who = el.querySelector(".author .name");
     var text = (el.querySelector(".body") || el).textContent.replace(/\s+/g, " ").trim();
+    if (!text && el.querySelector(".attachment")) text = "📎 Attachment";
     var n = new Notification(who ? who.textContent : "Parley", {
       body: text.length > 140 ? text.slice(0, 140) + "…" : text,
       tag: "parley-" + cid,
@@ -928,12 +929,103 @@
     return String(Date.now()) + Math.random().toString(36).slice(2);
   }
 
+  // ---- attachments: the file picker, drag and drop, paste -----------------------------------------
+
+  var pending = [];
+
+  function sizeLabel(n) {
+    if (n < 1000) return n + " B";
+    var units = ["KB", "MB", "GB"], v = n, i = -1;
+    do { v /= 1000; i++; } while (v >= 1000 && i < 2);
+    return (v < 10 ? v.toFixed(1) : Math.round(v)) + " " + units[i];
+  }
+
+  function showPending(form) {
+    var ul = form && form.querySelector(".pending-files");
+    if (!ul) return;
+    ul.textContent = "";
+    pending.forEach(function (f, i) {
+      var li = document.createElement("li");
+      li.textContent = (f.name || "pasted file") + " (" + sizeLabel(f.size) + ") ";
+      var x = document.createElement("button");
+      x.type = "button";
+      x.className = "small";
+      x.setAttribute("data-unattach", String(i));
+      x.setAttribute("aria-label", "Remove " + (f.name || "file"));
+      x.textContent = "×";
+      li.appendChild(x);
+      ul.appendChild(li);
+    });
+    ul.hidden = !pending.length;
+  }
+
+  function attach(form, files) {
+    if (!form || !files || !files.length) return false;
+    Array.prototype.forEach.call(files, function (f) { pending.push(f); });
+    showPending(form);
+    return true;
+  }
+
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t.matches && t.matches("form.composer input[type=file]")) {
+      attach(t.form, t.files);
+      t.value = "";
+    }
+  });
+
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest && e.target.closest("form.composer [data-unattach]");
+    if (!b) return;
+    pending.splice(Number(b.getAttribute("data-unattach")), 1);
+    showPending(b.form);
+  });
+
+  document.addEventListener("paste", function (e) {
+    var form = e.target.closest && e.target.closest("form.composer");
+    var files = e.clipboardData && e.clipboardData.files;
+    if (form && files && files.length && attach(form, files)) e.preventDefault();
+  });
+
+  function dragsFiles(e) {
+    return e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types || [], "Files") >= 0;
+  }
+
+  document.addEventListener("dragover", function (e) {
+    var form = document.querySelector("form.composer");
+    if (!form || !form.querySelector("input[type=file]") || !dragsFiles(e)) return;
+    e.preventDefault();
+    form.classList.add("dropping");
+  });
+
+  document.addEventListener("dragleave", function (e) {
+    if (e.relatedTarget) return;
+    var form = document.querySelector("form.composer");
+    if (form) form.classList.remove("dropping");
+  });
+
+  document.addEventListener("drop", function (e) {
+    var form = document.querySelector("form.composer");
+    if (!form || !form.querySelector("input[type=file]") || !dragsFiles(e)) return;
+    e.preventDefault();
+    form.classList.remove("dropping");
+    attach(form, e.dataTransfer.files);
+    var box = form.querySelector("textarea");
+    if (box) box.focus();
+  });
+
   function sendMessage(form) {
     var text = form.querySelector("textarea");
     var err = form.querySelector(".field-error");
     var button = form.querySelector("button[type=submit]");
-    if (!text || !text.value.trim()) return;
-    var data = new URLSearchParams(new FormData(form));
+    if (!text || (!text.value.trim() && !pending.length)) return;
+    // Text only: the url-encoded form as always. With files: multipart, the files chosen,
+    // dropped or pasted (kept in `pending`, not in the file input).
+    var data = pending.length ? new FormData() : new URLSearchParams();
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (el.name && el.type !== "file" && el.type !== "submit") data.append(el.name, el.value);
+    });
+    pending.forEach(function (f) { data.append("files", f, f.name); });
     button.disabled = true;
     fetch(form.action, {
       method: "POST",
@@ -953,6 +1045,8 @@
           if (isNew) afterMessage(el, true, true);
         }
         text.value = "";
+        pending = [];
+        showPending(form);
         lastTyping = 0;
         form.querySelector("input[name=client_id]").value = newClientId();
         setReply(form, 0);
@@ -962,8 +1056,9 @@
       } else if (r.status === 401 || r.status === 303) {
         location.reload();
       } else {
-        // 422: a broken rule; 429: sending too fast. The draft stays either way.
-        if (err) err.textContent = r.status === 422 || r.status === 429 ? r.text : "Could not send: " + (r.text || r.status);
+        // 422: a broken rule; 429: sending too fast; 413: files too large. The draft (and its
+        // files) stay either way.
+        if (err) err.textContent = r.status === 422 || r.status === 429 || r.status === 413 ? r.text : "Could not send: " + (r.text || r.status);
         text.setAttribute("aria-invalid", "true");
       }
       text.focus();

@@ -275,6 +275,7 @@ pub async fn leave(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResul
     db::conversations::remove_member(&mut tx.conn(), conversation_id, me.id).await?;
     let remaining = db::conversations::members(&mut tx.conn(), conversation_id).await?;
     if remaining.is_empty() {
+        let files = db::attachments::keys_of_conversation(&mut tx.conn(), conversation_id).await?;
         db::conversations::delete(&mut tx.conn(), conversation_id).await?;
         record(
             &mut tx,
@@ -285,7 +286,9 @@ pub async fn leave(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResul
             vec![me.id],
         )
         .await?;
-        return commit(cx, tx).await;
+        commit(cx, tx).await?;
+        cx.files.remove(&files).await;
+        return Ok(());
     }
     if m.owner_id == Some(me.id) {
         db::conversations::set_owner(&mut tx.conn(), conversation_id, remaining[0].id).await?;
@@ -324,6 +327,7 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResu
         .map(|u| u.id)
         .collect();
     let unread_lost = db::conversations::unread_by_member(&mut tx.conn(), conversation_id).await?;
+    let files = db::attachments::keys_of_conversation(&mut tx.conn(), conversation_id).await?;
     db::conversations::delete(&mut tx.conn(), conversation_id).await?;
     record(
         &mut tx,
@@ -334,7 +338,9 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResu
         audience,
     )
     .await?;
-    commit(cx, tx).await
+    commit(cx, tx).await?;
+    cx.files.remove(&files).await;
+    Ok(())
 }
 
 /// Any member gives a group a new title.

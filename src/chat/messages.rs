@@ -8,6 +8,7 @@ use crate::db::{self, Tx};
 use crate::domain::{ClientId, MessageBody};
 use crate::error::{AppError, AppResult};
 use crate::events::{Event, MentionData, MessageData, PrevMessage, Quote, ReactionData};
+use crate::files::Stored;
 use crate::views::markup;
 
 use super::{Ctx, commit, member_of, record};
@@ -27,6 +28,7 @@ pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {
         reactions: Vec::new(),
         mentions: Vec::new(),
         note: m.kind == "note",
+        attachments: Vec::new(),
     }
 }
 
@@ -49,6 +51,7 @@ pub async fn hydrate(
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let reactions = db::messages::reactions_of(c, &ids).await?;
     let mentions = db::messages::mentions_of(c, &ids).await?;
+    let files = db::attachments::of_messages(c, &ids).await?;
     let mut quoted: Vec<i64> = rows.iter().filter_map(|r| r.reply_to_id).collect();
     quoted.sort_unstable();
     quoted.dedup();
@@ -86,6 +89,11 @@ pub async fn hydrate(
                 id: m.user_id,
                 username: m.username.clone(),
             })
+            .collect();
+        d.attachments = files
+            .iter()
+            .filter(|a| a.message_id == row.id)
+            .map(super::attachments::data_of)
             .collect();
         out.push(d);
     }
@@ -164,6 +172,7 @@ pub async fn post(
     body: &MessageBody,
     client_id: Option<&ClientId>,
     reply_to: Option<i64>,
+    files: &[Stored],
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin_deferred().await?;
     let now = db::now_ms();
@@ -216,6 +225,7 @@ pub async fn post(
         ),
     };
     let author_total_unread = posted.author_total_unread;
+    let attachments = super::attachments::attach(&mut tx, id, files, now).await?;
     let mentions = set_mentions(&mut tx, conversation_id, id, body.as_str(), true).await?;
     let prev = ctx
         .prev_author_id
@@ -241,6 +251,7 @@ pub async fn post(
         reactions: Vec::new(),
         mentions,
         note: false,
+        attachments,
     };
     record(
         &mut tx,
@@ -363,6 +374,7 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
     }
     let unread_for = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
     let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
+    let files = db::attachments::keys_of_message(&mut tx.conn(), id).await?;
     db::messages::delete(&mut tx.conn(), id).await?;
     let next = match db::messages::next_after(&mut tx.conn(), conversation_id, id).await? {
         Some(n) => load(&mut tx.conn(), conversation_id, n.id).await?,
@@ -398,7 +410,9 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
         members,
     )
     .await?;
-    commit(cx, tx).await
+    commit(cx, tx).await?;
+    cx.files.remove(&files).await;
+    Ok(())
 }
 
 /// Adds my reaction to a message, or takes it back.

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod friends;
 pub mod messages;
@@ -28,6 +29,8 @@ pub struct Ctx<'a> {
     pub hub: &'a Hub,
     /// Password hashing (accounts).
     pub hasher: &'a Hasher,
+    /// Attachment storage (files of deleted messages are removed after the commit).
+    pub files: &'a crate::files::Files,
 }
 
 /// The conversation if I am a member; 404 otherwise, whether or not it exists.

@@ -9,6 +9,7 @@
 //! `events.rs`).
 
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod events;
 pub mod friends;

@@ -205,7 +205,11 @@ impl Payload {
     /// `title`.
     pub fn of(message: &MessageData, kind: &str, title: Option<&str>) -> Payload {
         let author = message.author.name();
-        let text = shorten(&crate::views::markup::plain(&message.body), BODY_CHARS);
+        let mut text = shorten(&crate::views::markup::plain(&message.body), BODY_CHARS);
+        if text.is_empty() && !message.attachments.is_empty() {
+            // A message of files only.
+            text = "📎 Attachment".to_owned();
+        }
         let (title, body) = if kind == "direct" {
             (author.to_owned(), text)
         } else {

@@ -34,6 +34,16 @@ pub fn search_result(message_id: i64) -> String {
     format!("result-{message_id}")
 }
 
+/// A file of a message: `attachment-{id}`.
+pub fn attachment(id: i64) -> String {
+    format!("attachment-{id}")
+}
+
+/// The file picker of a composer: `files-{conversation_id}`.
+pub fn file_input(conversation_id: i64) -> String {
+    format!("files-{conversation_id}")
+}
+
 /// The receipts under a message: `receipts-{message_id}`.
 pub fn receipts(message_id: i64) -> String {
     format!("receipts-{message_id}")

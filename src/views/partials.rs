@@ -170,6 +170,83 @@ pub struct MessageView {
     pub readers: Vec<ReaderView>,
     /// Page only: the message a link opened the page at (`/conversations/{id}/messages/{id}`).
     pub highlight: bool,
+    /// Its files.
+    pub attachments: Vec<AttachmentView>,
+}
+
+/// A file of a message: a thumbnail that opens the image, or name, size and a download link.
+/// Its URLs are the same for every viewer (the server checks membership when they are fetched).
+#[derive(Debug, Clone)]
+pub struct AttachmentView {
+    /// Id.
+    pub id: i64,
+    /// Conversation.
+    pub conversation_id: i64,
+    /// The file name as uploaded.
+    pub name: String,
+    /// "2.4 MB".
+    pub size_label: String,
+    /// The thumbnail's width and height, when there is one.
+    pub thumb: Option<(i64, i64)>,
+}
+
+impl AttachmentView {
+    /// From event data.
+    pub fn new(conversation_id: i64, a: &crate::events::AttachmentData) -> AttachmentView {
+        AttachmentView {
+            id: a.id,
+            conversation_id,
+            name: a.name.clone(),
+            size_label: size_label(a.size),
+            thumb: a.thumb.filter(|_| a.image),
+        }
+    }
+
+    /// The element's id.
+    pub fn dom_id(&self) -> String {
+        super::dom::attachment(self.id)
+    }
+
+    /// The file.
+    pub fn url(&self) -> String {
+        format!(
+            "/conversations/{}/attachments/{}",
+            self.conversation_id, self.id
+        )
+    }
+
+    /// Its thumbnail.
+    pub fn thumb_url(&self) -> String {
+        format!("{}/thumbnail", self.url())
+    }
+}
+
+/// What an excerpt of a message of files only (no text) says instead.
+fn or_attachment(excerpt: String) -> String {
+    if excerpt.is_empty() {
+        "📎 Attachment".to_owned()
+    } else {
+        excerpt
+    }
+}
+
+/// A size for people: bytes, KB, MB (powers of 1000, one decimal below 10).
+pub fn size_label(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    let (v, unit) = if b < 1000.0 {
+        return format!("{bytes} B");
+    } else if b < 1e6 {
+        (b / 1e3, "KB")
+    } else if b < 1e9 {
+        (b / 1e6, "MB")
+    } else {
+        (b / 1e9, "GB")
+    };
+    if v < 10.0 {
+        format!("{v:.1} {unit}")
+    } else {
+        format!("{v:.0} {unit}")
+    }
 }
 
 /// Messages closer than this to the one before, by the same author, are grouped.
@@ -250,6 +327,11 @@ impl MessageView {
             new_day,
             readers: Vec::new(),
             highlight: false,
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| AttachmentView::new(m.conversation_id, a))
+                .collect(),
         }
     }
 
@@ -305,7 +387,7 @@ impl QuoteView {
         let (author, excerpt) = match &q.original {
             Some((a, text)) => (
                 Some(UserView::new(a, false)),
-                one_line(&markup::plain(text), 100),
+                or_attachment(one_line(&markup::plain(text), 100)),
             ),
             None => (None, String::new()),
         };
@@ -404,6 +486,11 @@ impl PreviewView {
                 one_line(&markup::plain(b), 80),
             ),
             None => (None, String::new()),
+        };
+        let text = if author.is_some() {
+            or_attachment(text)
+        } else {
+            text
         };
         PreviewView {
             conversation_id,
@@ -569,6 +656,11 @@ impl ComposerView {
     pub fn dom_id(&self) -> String {
         dom::composer(self.conversation_id)
     }
+
+    /// Its file picker's id.
+    pub fn file_input_id(&self) -> String {
+        dom::file_input(self.conversation_id)
+    }
 }
 
 /// A random idempotency key.
@@ -728,4 +820,19 @@ impl NotifyPrefsView {
 pub struct NotifyPrefsPartial {
     /// The settings.
     pub prefs: NotifyPrefsView,
+}
+
+#[cfg(test)]
+mod attachment_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_file_manager() {
+        assert_eq!(size_label(6), "6 B");
+        assert_eq!(size_label(3_000), "3.0 KB");
+        assert_eq!(size_label(250_000), "250 KB");
+        assert_eq!(size_label(26_214_400), "26 MB");
+        assert_eq!(or_attachment(String::new()), "📎 Attachment");
+        assert_eq!(or_attachment("hi".into()), "hi");
+    }
 }

@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::extract::{Form, Path, is_fetch};
 use super::layout;
+use super::uploads::{self, MessageForm};
 use crate::auth::CurrentUser;
 use crate::chat;
 use crate::db::conversations::ListRow;
@@ -20,6 +21,7 @@ use crate::db::{self};
 use crate::domain::{ClientId, FieldErrors, GroupTitle, MessageBody, Username, parse_id};
 use crate::error::{AppError, AppResult};
 use crate::events::PrevMessage;
+use crate::files::{Doomed, Stored};
 use crate::state::AppState;
 use crate::views::partials::one_line;
 use crate::views::{
@@ -675,32 +677,77 @@ async fn destroy(
     member_result(&state, &me, id, r, "/conversations".into()).await
 }
 
-#[derive(Deserialize)]
-struct MessageForm {
-    #[serde(default)]
-    body: String,
-    client_id: Option<String>,
-    reply_to: Option<String>,
-}
-
 // POST /conversations/{id}/messages
+//
+// A url-encoded form (text only, 64 KiB at most), or `multipart/form-data` with files
+// (`files`, repeated) up to the upload limit; a message with files may have no text.
 async fn create_message(
     State(state): State<AppState>,
     me: CurrentUser,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<MessageForm>,
+    req: Request,
 ) -> AppResult<Response> {
-    let fetch = is_fetch(&headers);
+    if !uploads::is_multipart(&headers) {
+        let Form(form) = Form::<MessageForm>::from_request(req, &state).await?;
+        return send_message(state, me, &headers, id, form, Vec::new()).await;
+    }
+    // Strangers get 404 before a byte of their upload is stored.
+    ensure_member(&state, id, &me).await?;
+    let limit = state.config.max_upload_bytes();
+    match uploads::read(&state.files, req, limit).await {
+        Ok(up) => send_message(state, me, &headers, id, up.form, up.files).await,
+        Err(AppError::TooLarge) => {
+            let mib = state.config.max_upload_mib;
+            let errors = FieldErrors::one(
+                "files",
+                format!("The files are too large: at most {mib} MiB per message in all."),
+            );
+            let mut r = failed_send(
+                &state,
+                &me,
+                &headers,
+                id,
+                MessageForm::default(),
+                (StatusCode::PAYLOAD_TOO_LARGE, errors),
+            )
+            .await?;
+            // The rest of the body may still be on its way: this connection is done.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(r)
+        }
+        Err(e) => {
+            let failure = e.form_errors()?;
+            failed_send(&state, &me, &headers, id, MessageForm::default(), failure).await
+        }
+    }
+}
+
+/// Posts a message (with its files, already on disk) and answers.
+async fn send_message(
+    state: AppState,
+    me: CurrentUser,
+    headers: &HeaderMap,
+    id: i64,
+    form: MessageForm,
+    files: Vec<(Stored, Doomed)>,
+) -> AppResult<Response> {
+    let fetch = is_fetch(headers);
     let reply_to = match form.reply_to.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(r) => parse_id("reply_to", r).map(Some),
     };
-    let parsed = MessageBody::parse("body", &form.body).and_then(|b| {
+    let body = if files.is_empty() {
+        MessageBody::parse("body", &form.body)
+    } else {
+        MessageBody::parse_with_files("body", &form.body)
+    };
+    let stored: Vec<Stored> = files.iter().map(|(s, _)| s.clone()).collect();
+    let parsed = body.and_then(|b| {
         ClientId::parse_opt("client_id", form.client_id.as_deref())
             .and_then(|c| reply_to.clone().map(|r| (b, c, r)))
     });
-    let reply_to = reply_to.ok().flatten();
     let result = match parsed {
         Ok((body, client_id, reply_to)) => match state.limits.message(me.id()).await {
             Ok(()) => {
@@ -711,6 +758,7 @@ async fn create_message(
                     &body,
                     client_id.as_ref(),
                     reply_to,
+                    &stored,
                 )
                 .await
             }
@@ -722,6 +770,9 @@ async fn create_message(
             Err(AppError::Invalid(errors))
         }
     };
+    if let Ok(message) = &result {
+        keep_attached(&state, message, files).await?;
+    }
     match result {
         Ok(message) if fetch => {
             let html = render_fragment(&MessagePartial {
@@ -737,42 +788,87 @@ async fn create_message(
         Ok(_) => Ok(Redirect::to(&format!("/conversations/{id}#composer-{id}")).into_response()),
         Err(e) => {
             // A broken rule (422) or too many messages (429): the draft stays, with the reason.
-            let (status, errors) = e.form_errors()?;
-            if fetch {
-                return Ok((
-                    status,
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    errors.to_string(),
-                )
-                    .into_response());
-            }
-            let composer = ComposerView {
-                conversation_id: id,
-                open: true,
-                client_id: form
-                    .client_id
-                    .clone()
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(crate::views::new_client_id),
-                draft: form.body.clone(),
-                error: Some(errors.to_string()),
-                reply: None,
-            };
-            show_page(
-                &state,
-                &me,
-                id,
-                Window {
-                    reply_to,
-                    ..Window::default()
-                },
-                status,
-                Some(composer),
-                FieldErrors::default(),
-            )
-            .await
+            let failure = e.form_errors()?;
+            failed_send(&state, &me, headers, id, form, failure).await
         }
     }
+}
+
+/// Keeps the files the message holds; any other (a retried send answered with the message stored
+/// the first time) is deleted with its guard.
+async fn keep_attached(
+    state: &AppState,
+    message: &crate::events::MessageData,
+    files: Vec<(Stored, Doomed)>,
+) -> AppResult<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = files.iter().map(|(s, _)| s.key.clone()).collect();
+    let held = {
+        let mut rc = state.db.read().await?;
+        db::attachments::existing_keys(&mut rc.conn(), &keys).await?
+    };
+    tracing::debug!(
+        message_id = message.id,
+        files = held.len(),
+        "stored attachments"
+    );
+    for (s, guard) in files {
+        if held.contains(&s.key) {
+            guard.keep();
+        }
+    }
+    Ok(())
+}
+
+/// Answers a send that did not happen: the reason as text (fetch), or the page with the draft
+/// and the reason in the composer.
+async fn failed_send(
+    state: &AppState,
+    me: &CurrentUser,
+    headers: &HeaderMap,
+    id: i64,
+    form: MessageForm,
+    (status, errors): (StatusCode, FieldErrors),
+) -> AppResult<Response> {
+    if is_fetch(headers) {
+        return Ok((
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            errors.to_string(),
+        )
+            .into_response());
+    }
+    let reply_to = form
+        .reply_to
+        .as_deref()
+        .and_then(|r| r.trim().parse::<i64>().ok());
+    let composer = ComposerView {
+        conversation_id: id,
+        open: true,
+        client_id: form
+            .client_id
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(crate::views::new_client_id),
+        draft: form.body.clone(),
+        error: Some(errors.to_string()),
+        reply: None,
+    };
+    show_page(
+        state,
+        me,
+        id,
+        Window {
+            reply_to,
+            ..Window::default()
+        },
+        status,
+        Some(composer),
+        FieldErrors::default(),
+    )
+    .await
 }
 
 #[derive(Deserialize)]

@@ -135,7 +135,19 @@ async fn update(
     Form(form): Form<EditForm>,
 ) -> AppResult<Response> {
     let fetch = is_fetch(&headers);
-    let body = match MessageBody::parse("body", &form.body) {
+    let parsed = match MessageBody::parse("body", &form.body) {
+        // A message with files may lose its text (and so be files only, as it could be sent).
+        Err(errors) if MessageBody::parse_with_files("body", &form.body).is_ok() => {
+            let m = visible(&state, &me, id, message_id).await?;
+            if m.attachments.is_empty() {
+                Err(errors)
+            } else {
+                MessageBody::parse_with_files("body", &form.body)
+            }
+        }
+        other => other,
+    };
+    let body = match parsed {
         Ok(b) => b,
         Err(errors) => {
             // Strangers get 404 before they learn anything about their input.

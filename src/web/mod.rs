@@ -2,6 +2,7 @@
 //! answer. No SQL here and no HTML strings.
 
 pub mod admin;
+pub mod attachments;
 pub mod conversations;
 pub mod events;
 pub mod extract;
@@ -13,6 +14,7 @@ pub mod search;
 pub mod security;
 pub mod sessions;
 pub mod settings;
+pub mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(messages::routes())
         .merge(search::routes())
+        .merge(attachments::routes())
         .merge(events::routes())
         .merge(push::routes())
         .merge(admin::routes())

@@ -1248,6 +1248,81 @@ async fn e2e_search_box_finds_a_message_and_its_link_opens_it_highlighted() {
         if visible.as_bool() != Some(true) {
             bail!("the highlighted message is not in view");
         }
+/// A small PNG (a red and a blue half) as bytes.
+fn small_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, _| {
+        if x < w / 2 {
+            image::Rgb([220, 40, 40])
+        } else {
+            image::Rgb([40, 40, 220])
+        }
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png encodes");
+    out.into_inner()
+}
+
+/// Waits until `n` thumbnails in the message list have loaded (decoded, non-zero size).
+async fn wait_thumbnails(b: &Browser, n: usize, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    let script = "return Array.prototype.filter.call(document.querySelectorAll('.messages[data-live] a.attachment.image img'), function (i) { return i.complete && i.naturalWidth > 0; }).length";
+    loop {
+        let got = b.execute(script, vec![]).await?.as_u64().unwrap_or(0) as usize;
+        if got == n {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{got} thumbnails loaded, wanted {n}, within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn e2e_an_image_attached_by_picker_and_by_paste_shows_live_in_another_browser() {
+    let Some(env) = E2e::start("attachments_by_picker_and_paste", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
+        for x in [a, b] {
+            x.goto(&env.url("/conversations")).await?;
+            click(x, "#conversation-list li.conv-row a").await?;
+            wait_path(x, "/conversations/").await?;
+        }
+        // By the file picker: WebDriver types the file's path into the input.
+        let dir = out_dir().join("attachments");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("picked.png");
+        std::fs::write(&file, small_png(120, 80))?;
+        let input = a.find(Locator::Css("form.composer input[type=file]")).await?;
+        input
+            .send_keys(file.to_str().context("a UTF-8 path")?)
+            .await?;
+        wait_count(a, "form.composer .pending-files li", 1, SHOW).await?;
+        click(a, "form.composer button[type=submit].primary").await?;
+        wait_thumbnails(b, 1, SHOW).await?;
+        wait_thumbnails(a, 1, SHOW).await?;
+        wait_count(a, "form.composer .pending-files li", 0, SHOW).await?;
+        // By paste: a synthetic paste event whose clipboard holds a PNG file.
+        a.execute(
+            "var bytes = new Uint8Array(arguments[0]);\
+             var f = new File([bytes], 'pasted.png', { type: 'image/png' });\
+             var dt = new DataTransfer(); dt.items.add(f);\
+             var t = document.querySelector('form.composer textarea'); t.focus();\
+             t.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));",
+            vec![json!(small_png(64, 64))],
+        )
+        .await?;
+        wait_count(a, "form.composer .pending-files li", 1, SHOW).await?;
+        let text = a.find(Locator::Css("form.composer textarea")).await?;
+        text.send_keys("pasted\u{E007}").await?;
+        wait_thumbnails(b, 2, SHOW).await?;
+        wait_text(b, ".messages article.message .body", "pasted", SHOW).await?;
+        // A fresh load of Bob's page shows the same two images.
+        b.refresh().await?;
+        wait_thumbnails(b, 2, SHOW).await?;
         Ok(())
     }
     .await;

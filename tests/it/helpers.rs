@@ -142,6 +142,11 @@ pub fn test_config(db_url: &str) -> Config {
     // Every test client connects from 127.0.0.1: the per-IP cap has its own tests.
     c.max_connections_per_ip = 0;
     c.presence_grace_secs = 1;
+    // PostgreSQL tests have no directory of their own: their files go to one per database.
+    if db_url.starts_with("postgres") {
+        let name = db_url.rsplit('/').next().unwrap_or("db");
+        c.files_dir = Some(std::env::temp_dir().join(format!("{name}-files")));
+    }
     c
 }
 

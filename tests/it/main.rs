@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod attachments;
 mod connections;
 mod conversations;
 mod e2e;
