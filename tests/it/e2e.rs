@@ -1248,6 +1248,12 @@ async fn e2e_search_box_finds_a_message_and_its_link_opens_it_highlighted() {
         if visible.as_bool() != Some(true) {
             bail!("the highlighted message is not in view");
         }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
 /// A small PNG (a red and a blue half) as bytes.
 fn small_png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, _| {
