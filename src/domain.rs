@@ -1,6 +1,8 @@
 //! Pure domain types that parse user input: once a value has one of these types it is valid.
 //! No axum, sqlx or askama here.
 
+pub mod search;
+
 use std::fmt;
 
 use unicode_normalization::UnicodeNormalization;

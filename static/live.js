@@ -562,8 +562,10 @@
     post("/conversations/" + t.form.getAttribute("data-composer") + "/typing", "").catch(function () {});
   });
 
-  // Children marked data-keep (a message's receipts) survive a replace of their record.
+  // Children marked data-keep (a message's receipts) survive a replace of their record, and so
+  // does the highlight of the message a permanent link opened the page at.
   function keepParts(oldEl, newEl) {
+    if (oldEl.classList.contains("highlight")) newEl.classList.add("highlight");
     newEl.querySelectorAll("[data-keep][id]").forEach(function (part) {
       var old = oldEl.querySelector("#" + CSS.escape(part.id));
       if (old) part.replaceWith(old);
@@ -654,6 +656,12 @@
       setCount(target, count(target) + Number(delta));
       updateTitle();
       return;
+    }
+    if (action === "remove") {
+      // A search result of a deleted message goes with it.
+      document.querySelectorAll('[data-removed-with="' + CSS.escape(targetId || "") + '"]').forEach(function (n) {
+        n.remove();
+      });
     }
     if (!target) {
       if (el && el.matches("article.message") && (action === "append" || action === "prepend")) {
@@ -1103,7 +1111,11 @@
   var s = scroller();
   if (s) {
     var divider = byId("unread-divider");
-    if (divider && liveList()) {
+    var opened = document.querySelector("article.message.highlight");
+    if (opened) {
+      // A permanent link: the message it names, in the middle of its context.
+      s.scrollTop += opened.getBoundingClientRect().top - s.getBoundingClientRect().top - s.clientHeight / 3;
+    } else if (divider && liveList()) {
       // Land on the first unread message, the divider just above it.
       s.scrollTop += divider.getBoundingClientRect().top - s.getBoundingClientRect().top - 8;
     } else if (liveList()) {

@@ -511,3 +511,19 @@ pub async fn after_post(
         }
     }
 }
+
+/// Up to `limit` messages newer than `after`, oldest first (a newer page, a permalink's context).
+pub async fn page_after(
+    c: &mut Conn<'_>,
+    conversation: i64,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageRow>> {
+    let sql = format!("{SELECT} WHERE m.conversation_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3");
+    run!(c, e => sqlx::query_as(&sql)
+        .bind(conversation)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(e)
+        .await)
+}

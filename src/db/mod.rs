@@ -16,6 +16,7 @@ pub mod friends;
 pub mod limits;
 pub mod messages;
 pub mod push;
+pub mod search;
 pub mod users;
 pub mod writer;
 

@@ -193,8 +193,10 @@ async fn match_tables(
     src: &mut SqliteConnection,
     dst: &mut PgConnection,
 ) -> anyhow::Result<BTreeMap<String, Table>> {
+    // Only ordinary tables: the search index (an FTS5 virtual table and its shadow tables) is
+    // derived from `messages`, and PostgreSQL computes its own (a generated column, skipped below).
     let source_names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' \
+        "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
          AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
     )
     .fetch_all(&mut *src)
@@ -232,7 +234,8 @@ async fn match_tables(
                 .await?;
         let target_cols: Vec<(String, String)> = sqlx::query_as(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+             WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped \
+             AND attgenerated = '' ORDER BY attnum",
         )
         .bind(&target)
         .fetch_all(&mut *dst)
@@ -281,7 +284,7 @@ async fn seeded_tables() -> anyhow::Result<HashMap<String, i64>> {
     let mut mem = SqliteConnection::connect("sqlite::memory:").await?;
     sqlx::migrate!("migrations/sqlite").run(&mut mem).await?;
     let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' \
+        "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
          AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
     )
     .fetch_all(&mut mem)

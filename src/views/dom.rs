@@ -18,6 +18,22 @@ pub fn messages_page(conversation_id: i64, before: i64) -> String {
     format!("messages-{conversation_id}-before-{before}")
 }
 
+/// The message list of a page opened at a message (`/conversations/{id}/messages/{message_id}`)
+/// that does not reach the newest message: live appends must not land on it either.
+pub fn messages_at(conversation_id: i64, message_id: i64) -> String {
+    format!("messages-{conversation_id}-at-{message_id}")
+}
+
+/// The message list of a newer page (`?after=`) that does not reach the newest message.
+pub fn messages_after(conversation_id: i64, after: i64) -> String {
+    format!("messages-{conversation_id}-after-{after}")
+}
+
+/// A message found on the search page: `result-{message_id}`.
+pub fn search_result(message_id: i64) -> String {
+    format!("result-{message_id}")
+}
+
 /// A file of a message: `attachment-{id}`.
 pub fn attachment(id: i64) -> String {
     format!("attachment-{id}")
@@ -166,6 +182,10 @@ pub mod containers {
     pub const PUSH_DEVICES: &str = "push-devices";
     /// The settings page's Web Push section (carries the VAPID public key for live.js).
     pub const PUSH_SETTINGS: &str = "push-settings";
+    /// The search box in the header of every logged-in page.
+    pub const SEARCH_BOX: &str = "search-q";
+    /// The results on the search page.
+    pub const SEARCH_RESULTS: &str = "search-results";
     /// The admin user list's unfiltered first page (new accounts are added to it live).
     pub const ADMIN_USERS: &str = "admin-users";
     /// The admin log, newest first.
@@ -196,5 +216,7 @@ mod tests {
         assert_eq!(request(5), "request-5");
         assert_eq!(presence(9), "presence-9");
         assert_ne!(messages_page(7, 100), messages(7));
+        assert_ne!(messages_at(7, 100), messages(7));
+        assert_ne!(messages_after(7, 100), messages(7));
     }
 }

@@ -7,6 +7,7 @@ pub mod markup;
 pub mod pages;
 pub mod partials;
 pub mod push;
+pub mod search;
 
 use askama::Template;
 use axum::http::{StatusCode, header};
@@ -19,6 +20,7 @@ use crate::db::users::UserRef;
 pub use pages::*;
 pub use partials::*;
 pub use push::*;
+pub use search::{ResultView, SearchPage};
 
 /// What the base layout needs: who is logged in, and the newest event id the page reflects
 /// (`<body data-after>`, where live.js resumes the stream).
@@ -36,6 +38,8 @@ pub struct Layout {
     pub bare: bool,
     /// My muted and mentions-only conversations (live.js: notifications, quiet rows).
     pub prefs: NotifyPrefsView,
+    /// What the header's search box holds (the query, on the search page).
+    pub search: String,
     /// I am an administrator (the header links to the admin pages).
     pub admin: bool,
 }

@@ -161,7 +161,10 @@ pub struct ConversationPage {
     pub typing_id: String,
     /// Id to page back from, when there are older messages.
     pub older: Option<i64>,
-    /// True when this is an older page (`?before=`): no composer jump, a link back to the newest.
+    /// Id to page forward from, when the page does not reach the newest message.
+    pub newer: Option<i64>,
+    /// True when the page does not end with the newest message (`?before=`, `?after=`, a
+    /// permanent link far back): no composer, no live appends, a link to the newest.
     pub paged: bool,
     /// Group members (None for a direct conversation).
     pub members: Option<MembersView>,

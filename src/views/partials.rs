@@ -168,6 +168,8 @@ pub struct MessageView {
     pub new_day: bool,
     /// Readers whose newest read message this is (pages only; live, they move in one by one).
     pub readers: Vec<ReaderView>,
+    /// Page only: the message a link opened the page at (`/conversations/{id}/messages/{id}`).
+    pub highlight: bool,
     /// Its files.
     pub attachments: Vec<AttachmentView>,
 }
@@ -324,12 +326,18 @@ impl MessageView {
             continued,
             new_day,
             readers: Vec::new(),
+            highlight: false,
             attachments: m
                 .attachments
                 .iter()
                 .map(|a| AttachmentView::new(m.conversation_id, a))
                 .collect(),
         }
+    }
+
+    /// Its permanent link.
+    pub fn href(&self) -> String {
+        permalink(self.conversation_id, self.id)
     }
 
     /// What a note says after its author's name ("added @cat").
@@ -397,14 +405,10 @@ impl QuoteView {
         dom::quote(self.reply_id)
     }
 
-    /// Where the original is: the page of history that ends with it.
+    /// Where the original is: its permanent link (live.js scrolls there instead when it is on
+    /// the page).
     pub fn href(&self) -> String {
-        format!(
-            "/conversations/{}?before={}#{}",
-            self.conversation_id,
-            self.id + 1,
-            dom::message(self.id)
-        )
+        permalink(self.conversation_id, self.id)
     }
 }
 
@@ -427,6 +431,14 @@ pub struct ReactionView {
     pub users: Vec<UserView>,
     /// Their ids, space-separated (live.js marks mine).
     pub user_ids: String,
+}
+
+/// The permanent link of a message: the conversation opened at it, scrolled to it.
+pub fn permalink(conversation_id: i64, id: i64) -> String {
+    format!(
+        "/conversations/{conversation_id}/messages/{id}#{}",
+        dom::message(id)
+    )
 }
 
 /// Text on one line, cut to `max` characters.

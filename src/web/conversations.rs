@@ -15,10 +15,12 @@ use super::uploads::{self, MessageForm};
 use crate::auth::CurrentUser;
 use crate::chat;
 use crate::db::conversations::ListRow;
+use crate::db::messages::MessageRow;
 use crate::db::users::UserRef;
 use crate::db::{self};
 use crate::domain::{ClientId, FieldErrors, GroupTitle, MessageBody, Username, parse_id};
 use crate::error::{AppError, AppResult};
+use crate::events::PrevMessage;
 use crate::files::{Doomed, Stored};
 use crate::state::AppState;
 use crate::views::partials::one_line;
@@ -187,6 +189,7 @@ async fn create(
 #[derive(Deserialize)]
 struct PageQuery {
     before: Option<String>,
+    after: Option<String>,
     reply: Option<String>,
 }
 
@@ -197,6 +200,10 @@ struct PageQuery {
 struct Window {
     /// An older page: the messages before this id.
     before: Option<i64>,
+    /// A newer page: the messages after this id.
+    after: Option<i64>,
+    /// A message's permanent link: the page around it, with it highlighted.
+    at: Option<i64>,
     /// The composer answers this message.
     reply_to: Option<i64>,
     /// My read marker before this visit: the "New messages" divider goes above the first
@@ -206,6 +213,114 @@ struct Window {
 
 /// The most messages a newest page shows to reach back to the first unread one.
 const MAX_UNREAD_PAGE: i64 = 500;
+
+/// Messages shown on each side of the one a permanent link opens.
+pub const CONTEXT: i64 = 25;
+
+/// The messages of a window, oldest first, and where paging goes from there.
+struct Loaded {
+    messages: Vec<MessageRow>,
+    /// Page back from this id (there are older messages).
+    older: Option<i64>,
+    /// Page forward after this id (there are newer messages).
+    newer: Option<i64>,
+    /// The message before the first (grouping).
+    prev: Option<PrevMessage>,
+    /// The window reaches the newest message, so new ones belong on it: the live list.
+    live: bool,
+}
+
+/// Reads the messages of `window`; 404 when a permanent link names no message of `id`.
+async fn load_window(
+    c: &mut db::Conn<'_>,
+    id: i64,
+    window: Window,
+    size: i64,
+) -> AppResult<Loaded> {
+    // A newer page and a permanent link read forward; what follows the last message they show
+    // decides whether they are the live end of the conversation.
+    let forward = |mut rows: Vec<MessageRow>, limit: i64| {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let newer = if more {
+            rows.last().map(|m| m.id)
+        } else {
+            None
+        };
+        (rows, newer)
+    };
+    if let Some(at) = window.at {
+        let target = db::messages::in_conversation(c, id, at)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let mut messages = db::messages::page(c, id, Some(at), CONTEXT + 1).await?;
+        let (older, prev) = if messages.len() as i64 > CONTEXT {
+            let extra = messages.remove(0);
+            (
+                messages.first().map(|m| m.id),
+                Some(chat::messages::prev_of(&extra)),
+            )
+        } else {
+            (None, None)
+        };
+        let (after, newer) = forward(
+            db::messages::page_after(c, id, at, CONTEXT + 1).await?,
+            CONTEXT,
+        );
+        messages.push(target);
+        messages.extend(after);
+        return Ok(Loaded {
+            messages,
+            older,
+            newer,
+            prev,
+            live: newer.is_none(),
+        });
+    }
+    if let Some(after) = window.after {
+        let (messages, newer) = forward(
+            db::messages::page_after(c, id, after, size + 1).await?,
+            size,
+        );
+        let first = messages.first().map_or(after.saturating_add(1), |m| m.id);
+        let prev = chat::messages::prev_message(c, id, first).await?;
+        return Ok(Loaded {
+            // Paging links name the page's own bound, not its first or last message, so a
+            // delete on the page leaves them as a fresh load has them.
+            older: prev.map(|_| after.saturating_add(1)),
+            messages,
+            newer,
+            prev,
+            live: newer.is_none(),
+        });
+    }
+    let mut messages = db::messages::page(c, id, window.before, size + 1).await?;
+    // One row more than a page tells whether there are older messages, and what the first
+    // message of the page follows (grouping is decided from the pair, as live).
+    let (older, prev) = if messages.len() as i64 > size {
+        let extra = messages.remove(0);
+        (
+            messages.first().map(|m| m.id),
+            Some(chat::messages::prev_of(&extra)),
+        )
+    } else {
+        (None, None)
+    };
+    // An older page never takes new messages (they are newer than `before`), but links on.
+    let newer = match window.before {
+        Some(b) => db::messages::next_after(c, id, b.saturating_sub(1))
+            .await?
+            .map(|_| b.saturating_sub(1)),
+        None => None,
+    };
+    Ok(Loaded {
+        messages,
+        older,
+        newer,
+        prev,
+        live: window.before.is_none(),
+    })
+}
 
 async fn show_page(
     state: &AppState,
@@ -223,6 +338,8 @@ async fn show_page(
         .ok_or(AppError::NotFound)?;
     let Window {
         before,
+        after,
+        at,
         reply_to,
         read_up_to,
     } = window;
@@ -234,7 +351,13 @@ async fn show_page(
             .clamp(PAGE_SIZE, MAX_UNREAD_PAGE),
         None => PAGE_SIZE,
     };
-    let mut messages = db::messages::page(&mut rc.conn(), id, before, size + 1).await?;
+    let Loaded {
+        messages,
+        older,
+        newer,
+        prev,
+        live,
+    } = load_window(&mut rc.conn(), id, window, size).await?;
     let members = db::conversations::members(&mut rc.conn(), id).await?;
     let other = members
         .iter()
@@ -243,17 +366,6 @@ async fn show_page(
     let open = match &other {
         Some(o) => db::friends::are_friends(&mut rc.conn(), me.id(), o.id).await?,
         None => !m.is_direct(),
-    };
-    // One row more than a page tells whether there are older messages, and what the first
-    // message of the page follows (grouping is decided from the pair, as live).
-    let (older, prev) = if messages.len() as i64 > size {
-        let extra = messages.remove(0);
-        (
-            messages.first().map(|m| m.id),
-            Some(chat::messages::prev_of(&extra)),
-        )
-    } else {
-        (None, None)
     };
     let data = chat::messages::hydrate(&mut rc.conn(), &messages, prev).await?;
     let reply = match reply_to {
@@ -285,6 +397,7 @@ async fn show_page(
         let mut v = MessageView::new(d);
         v.hide_edit = d.author.id != me.id();
         v.hide_delete = d.author.id != me.id() && !owner;
+        v.highlight = at == Some(d.id);
         let mut rs = readers.remove(&d.id).unwrap_or_default();
         for r in &mut rs {
             r.hidden |= r.user.id == d.author.id;
@@ -328,12 +441,17 @@ async fn show_page(
             divider,
             notify: m.notify.clone(),
             typing_id: dom::typing(id),
-            list_id: match before {
-                Some(b) => dom::messages_page(id, b),
-                None => dom::messages(id),
+            // Only the list that ends with the newest message takes live appends.
+            list_id: match (live, before, after, at) {
+                (true, ..) => dom::messages(id),
+                (false, Some(b), ..) => dom::messages_page(id, b),
+                (false, None, Some(a), _) => dom::messages_after(id, a),
+                (false, None, None, Some(m)) => dom::messages_at(id, m),
+                (false, None, None, None) => dom::messages(id),
             },
             older,
-            paged: before.is_some(),
+            newer,
+            paged: !live,
             members: members_view,
             composer,
             errors,
@@ -358,13 +476,18 @@ async fn show(
     Path(id): Path<i64>,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Response> {
-    let before = match q.before.as_deref() {
-        None | Some("") => None,
-        Some(b) => Some(parse_id("before", b).map_err(|_| AppError::NotFound)?),
+    let cursor = |v: Option<&str>, name: &'static str| match v {
+        None | Some("") => Ok(None),
+        Some(b) => parse_id(name, b).map(Some).map_err(|_| AppError::NotFound),
     };
+    let before = cursor(q.before.as_deref(), "before")?;
+    let after = cursor(q.after.as_deref(), "after")?;
+    if before.is_some() && after.is_some() {
+        return Err(AppError::NotFound);
+    }
     let mut read_up_to = None;
     // A link on another site shows the conversation but moves nothing (no state change cross-site).
-    if before.is_none() && !super::security::from_another_site(&headers) {
+    if before.is_none() && after.is_none() && !super::security::from_another_site(&headers) {
         // Opening the newest page reads it: the read marker moves to the newest message.
         let latest = {
             let mut rc = state.db.read().await?;
@@ -387,8 +510,33 @@ async fn show(
         id,
         Window {
             before,
+            after,
+            at: None,
             reply_to,
             read_up_to,
+        },
+        StatusCode::OK,
+        None,
+        FieldErrors::default(),
+    )
+    .await
+}
+
+// GET /conversations/{id}/messages/{message_id}
+/// A message's permanent link: the conversation around it, the message highlighted. Moves no
+/// read marker (it may be far back in history).
+pub(super) async fn permalink(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, message_id)): Path<(i64, i64)>,
+) -> AppResult<Response> {
+    show_page(
+        &state,
+        &me,
+        id,
+        Window {
+            at: Some(message_id),
+            ..Window::default()
         },
         StatusCode::OK,
         None,

@@ -26,7 +26,10 @@ use crate::views::{
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/conversations/{id}/messages/{message_id}", post(update))
+        .route(
+            "/conversations/{id}/messages/{message_id}",
+            get(super::conversations::permalink).post(update),
+        )
         .route("/conversations/{id}/messages/{message_id}/edit", get(edit))
         .route(
             "/conversations/{id}/messages/{message_id}/delete",

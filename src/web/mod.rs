@@ -10,6 +10,7 @@ pub mod friends;
 pub mod invites;
 pub mod messages;
 pub mod push;
+pub mod search;
 pub mod security;
 pub mod sessions;
 pub mod settings;
@@ -52,6 +53,7 @@ pub async fn layout(state: &AppState, me: &CurrentUser) -> AppResult<Layout> {
         unread,
         bare: false,
         prefs: crate::views::NotifyPrefsView::new(&prefs),
+        search: String::new(),
         admin: me.is_admin,
     })
 }
@@ -142,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .merge(friends::routes())
         .merge(conversations::routes())
         .merge(messages::routes())
+        .merge(search::routes())
         .merge(attachments::routes())
         .merge(events::routes())
         .merge(push::routes())

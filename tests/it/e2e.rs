@@ -1204,6 +1204,66 @@ async fn e2e_one_notification_per_browser_and_none_when_muted() {
     env.finish(r).await;
 }
 
+#[tokio::test]
+async fn e2e_search_box_finds_a_message_and_its_link_opens_it_highlighted() {
+    let Some(env) = E2e::start("search_box_finds_a_message", 1, true).await else {
+        return;
+    };
+    let r = async {
+        // Arrange: a long history with one message far back (over HTTP, quicker than a browser).
+        let (ann, bob) = env.app.friends("ann", "bob").await;
+        let c = ann.direct_with(&bob).await;
+        let mut needle = 0;
+        for i in 0..80 {
+            bob.say(c, &format!("filler {i}")).await;
+            if i == 10 {
+                needle = bob.say(c, "the lighthouse keeper's log").await;
+            }
+        }
+        let a = &env.browsers[0];
+        a.goto(&env.url("/login")).await?;
+        fill(a, "#username", "ann").await?;
+        fill(a, "#password", &password_for("ann")).await?;
+        click(a, "form button[type=submit].primary").await?;
+        wait_path(a, "/conversations").await?;
+        // Act: the header's search box, then the result's link.
+        fill(a, "#search-q", "lighthouse").await?;
+        click(a, "form.search-form button[type=submit]").await?;
+        wait_path(a, "/search").await?;
+        wait_text(a, "#search-results mark", "lighthouse", SHOW).await?;
+        // A result whose message is deleted leaves the open results page.
+        let gone = bob.say(c, "another lighthouse").await;
+        a.refresh().await?;
+        wait_count(a, "#search-results li.result", 2, SHOW).await?;
+        let r = bob
+            .post(&format!("/conversations/{c}/messages/{gone}/delete"), &[])
+            .await;
+        if r.status != reqwest::StatusCode::SEE_OTHER {
+            bail!("delete: {}", r.status);
+        }
+        wait_count(a, "#search-results li.result", 1, SHOW).await?;
+        click(a, "#search-results li.result .result-text a").await?;
+        wait_path(a, &format!("/conversations/{c}/messages/{needle}")).await?;
+        // Assert: the message is there, highlighted, and scrolled into view.
+        wait_text(a, "article.message.highlight .body", "lighthouse", SHOW).await?;
+        let visible = a
+            .execute(
+                "var m = document.querySelector('article.message.highlight');\
+                 var s = document.querySelector('.messages-wrap').getBoundingClientRect();\
+                 var r = m.getBoundingClientRect();\
+                 return r.bottom > s.top && r.top < s.bottom;",
+                vec![],
+            )
+            .await?;
+        if visible.as_bool() != Some(true) {
+            bail!("the highlighted message is not in view");
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
 /// A small PNG (a red and a blue half) as bytes.
 fn small_png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, _| {

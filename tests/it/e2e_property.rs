@@ -43,7 +43,7 @@ function canon(node) {
   var el = node, tag = el.tagName.toLowerCase();
   if (tag === 'time') return '<time>';
   if (tag === 'script' || tag === 'template') return '';
-  if (el.matches('p.older, .page-day, .new-messages, .typing, .unread-divider, #start')) return '';
+  if (el.matches('p.older, p.newer, .page-day, .new-messages, .typing, .unread-divider, #start')) return '';
   if (keepFrom && el.matches('article.message') && Number(el.id.replace('message-', '')) < keepFrom) return '';
   var attrs = [];
   for (var i = 0; i < el.attributes.length; i++) {
