@@ -425,7 +425,12 @@ mod tests {
 
     #[test]
     fn usernames_are_lowercased_and_checked() {
-        assert_eq!(Username::parse("u", " Ann_1 ").unwrap().as_str(), "ann_1");
+        assert_eq!(
+            Username::parse("u", " Ann_1 ")
+                .expect("valid test input")
+                .as_str(),
+            "ann_1"
+        );
         assert!(Username::parse("u", "ab").is_err());
         assert!(Username::parse("u", &"a".repeat(33)).is_err());
         assert!(Username::parse("u", "ann-b").is_err());
@@ -437,7 +442,8 @@ mod tests {
     fn passwords_have_bounds_and_hide_in_debug() {
         assert!(Password::parse_new("p", "short".into(), &[]).is_err());
         assert!(Password::parse_new("p", "x".repeat(1025), &[]).is_err());
-        let p = Password::parse_new("p", "kitchen table lamp".into(), &[]).unwrap();
+        let p =
+            Password::parse_new("p", "kitchen table lamp".into(), &[]).expect("valid test input");
         assert!(!format!("{p:?}").contains("kitchen"));
     }
 
@@ -470,7 +476,7 @@ mod tests {
         // NFC: e + combining acute is stored as é; whitespace runs become one space.
         assert_eq!(
             DisplayName::parse("d", " Rene\u{301}\u{3000}\t Lee ")
-                .unwrap()
+                .expect("valid test input")
                 .as_str(),
             "Ren\u{e9} Lee"
         );
@@ -499,7 +505,12 @@ mod tests {
         ] {
             assert!(DisplayName::parse("d", ok).is_ok(), "{ok}");
         }
-        assert_eq!(DisplayName::parse("d", "   ").unwrap().as_str(), "");
+        assert_eq!(
+            DisplayName::parse("d", "   ")
+                .expect("valid test input")
+                .as_str(),
+            ""
+        );
     }
 
     #[test]
@@ -528,7 +539,7 @@ mod tests {
     fn message_bodies_trim_keep_newlines_and_cap_length() {
         assert_eq!(
             MessageBody::parse("b", "  hi\r\nthere \n")
-                .unwrap()
+                .expect("valid test input")
                 .as_str(),
             "hi\nthere"
         );
@@ -545,12 +556,20 @@ mod tests {
     fn titles_and_client_ids() {
         assert!(GroupTitle::parse("t", "  ").is_err());
         assert!(GroupTitle::parse("t", &"x".repeat(101)).is_err());
-        assert_eq!(GroupTitle::parse("t", " Team ").unwrap().as_str(), "Team");
-        assert_eq!(ClientId::parse_opt("c", Some("")).unwrap(), None);
+        assert_eq!(
+            GroupTitle::parse("t", " Team ")
+                .expect("valid test input")
+                .as_str(),
+            "Team"
+        );
+        assert_eq!(
+            ClientId::parse_opt("c", Some("")).expect("valid test input"),
+            None
+        );
         assert!(ClientId::parse_opt("c", Some("a b")).is_err());
         assert!(
             ClientId::parse_opt("c", Some("abc-123_X"))
-                .unwrap()
+                .expect("valid test input")
                 .is_some()
         );
     }

@@ -508,8 +508,11 @@ mod tests {
             total_unread: 2,
             unread_mentions: 0,
         };
-        let s = serde_json::to_string(&e).unwrap();
+        let s = serde_json::to_string(&e).expect("an event round-trips through JSON");
         assert!(s.contains("\"kind\":\"MessagesRead\""));
-        assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
+        assert_eq!(
+            serde_json::from_str::<Event>(&s).expect("an event round-trips through JSON"),
+            e
+        );
     }
 }

@@ -975,8 +975,8 @@ mod tests {
     async fn a_full_ip_makes_room_by_closing_its_idlest_connection_and_busy_ones_are_kept() {
         let conns = Connections::new();
         let l = limits();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a: IpAddr = "10.0.0.1".parse().expect("a valid address");
+        let b: IpAddr = "10.0.0.2".parse().expect("a valid address");
         let (first_id, first, first_evict) = admitted(conns.admit(a, &l));
         tokio::time::advance(Duration::from_secs(1)).await;
         let (_, second, second_evict) = admitted(conns.admit(a, &l));

@@ -285,7 +285,8 @@ mod tests {
 
     #[test]
     fn query_texts_quote_every_word() {
-        let q = SearchQuery::parse(r#"harbour "quiet morning" mas* from:bob"#).unwrap();
+        let q =
+            SearchQuery::parse(r#"harbour "quiet morning" mas* from:bob"#).expect("a valid query");
         assert_eq!(
             fts5_match(&q, Some(&[3, 8]), Some(5)),
             r#"body : ("harbour" AND "quiet morning" AND "mas" *) AND conversation_id : ("3" OR "8") AND author_id : "5""#
@@ -294,7 +295,7 @@ mod tests {
             tsquery(&q).as_deref(),
             Some("('harbour') & ('quiet' <-> 'morning') & ('mas':*)")
         );
-        let q = SearchQuery::parse("from:bob").unwrap();
+        let q = SearchQuery::parse("from:bob").expect("a valid query");
         assert_eq!(
             fts5_match(&q, Some(&[1]), None),
             r#"conversation_id : ("1")"#

@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn words_phrases_prefixes_and_filters() {
         let q = SearchQuery::parse(r#"Harbour "quiet  Morning" harb* from:@Bob in:"Team Trip""#)
-            .unwrap();
+            .expect("a valid query");
         assert_eq!(
             q.terms,
             vec![
@@ -203,7 +203,7 @@ mod tests {
         );
         assert_eq!(q.from.as_deref(), Some("bob"));
         assert_eq!(q.within.as_deref(), Some("Team Trip"));
-        let q = SearchQuery::parse("in:bob e-mail").unwrap();
+        let q = SearchQuery::parse("in:bob e-mail").expect("a valid query");
         assert_eq!(q.within.as_deref(), Some("bob"));
         assert_eq!(q.terms, vec![term(&["e", "mail"], false)]);
     }
@@ -224,16 +224,20 @@ mod tests {
             "'; DROP TABLE messages; --",
             "& | ! <-> :*",
         ] {
-            let q = SearchQuery::parse(raw).unwrap();
+            let q = SearchQuery::parse(raw).expect("a valid query");
             for t in &q.terms {
                 assert!(!t.words.is_empty());
                 assert!(t.words.iter().all(|w| w.chars().all(is_word_char)), "{raw}");
             }
         }
-        let q = SearchQuery::parse("a\"b c").unwrap();
+        let q = SearchQuery::parse("a\"b c").expect("a valid query");
         assert_eq!(q.terms, vec![term(&["a"], false), term(&["b", "c"], false)]);
-        assert!(SearchQuery::parse("  ").unwrap().is_empty());
-        assert!(SearchQuery::parse("\"!!\" *").unwrap().is_empty());
+        assert!(SearchQuery::parse("  ").expect("a valid query").is_empty());
+        assert!(
+            SearchQuery::parse("\"!!\" *")
+                .expect("a valid query")
+                .is_empty()
+        );
     }
 
     #[test]

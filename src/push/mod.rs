@@ -320,10 +320,10 @@ mod tests {
             "::ffff:10.0.0.1",
             "0.0.0.0",
         ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+            assert!(!is_public(ip.parse().expect("a valid address")), "{ip}");
         }
         for ip in ["142.250.74.10", "2a00:1450:4001::200e"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
+            assert!(is_public(ip.parse().expect("a valid address")), "{ip}");
         }
     }
 

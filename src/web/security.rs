@@ -56,7 +56,7 @@ mod tests {
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
+            m.insert(*k, v.parse().expect("a valid header value"));
         }
         m
     }
