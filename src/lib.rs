@@ -7,7 +7,7 @@
 //! - [`config`]: flags and environment. [`app`]: build, run, shut down. [`server`]: the accept loop,
 //!   timeouts and the connection budget. [`state`]: what handlers share.
 //! - [`domain`]: types that parse user input. [`db`]: all SQL, over SQLite or PostgreSQL.
-//! - [`auth`]: axum-login backend, password hashing, the `CurrentUser` extractor. [`sessions`]: the store.
+//! - [`auth`]: axum-login backend, password hashing. [`sessions`]: the store.
 //! - [`chat`]: use cases, the only code that changes state; each records [`events`] in the same
 //!   transaction, and `chat::reactions` runs their consequences there too.
 //! - [`live`]: reads the event log in id order, renders each event once ([`live::fragments`]) and

@@ -18,6 +18,8 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge,
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::chat::EVENTS_WRITTEN;
+pub use crate::db::DB_COMMIT;
 use crate::live::hub::Hub;
 pub use crate::live::hub::{EVENTS_DELIVERED, HUB_DROPS};
 
@@ -27,14 +29,10 @@ pub const HTTP_DURATION: &str = "parley_http_request_duration_seconds";
 pub const STREAMS_OPEN: &str = "parley_streams_open";
 /// Users with a stream open, on this node (`scope="node"`) or anywhere this node knows of.
 pub const PRESENCE_ONLINE: &str = "parley_presence_online_users";
-/// Events appended to the log by this node.
-pub const EVENTS_WRITTEN: &str = "parley_events_written_total";
 /// Deliveries waiting in stream queues, summed over the streams of this node.
 pub const HUB_QUEUED: &str = "parley_hub_queued_deliveries";
 /// The fullest single stream queue (of `live::hub::CONNECTION_QUEUE`).
 pub const HUB_QUEUE_MAX: &str = "parley_hub_queue_depth_max";
-/// Time to commit a write transaction, by backend.
-pub const DB_COMMIT: &str = "parley_db_commit_duration_seconds";
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: 0.5 ms to 10 s.
 const BUCKETS: &[f64] = &[
@@ -113,11 +111,6 @@ fn describe() {
         crate::push::sender::PUSH_DROPPED,
         "Messages not pushed because the push queue was full"
     );
-}
-
-/// Records how long a commit took.
-pub fn record_commit(backend: &'static str, started: Instant) {
-    histogram!(DB_COMMIT, "backend" => backend).record(started.elapsed().as_secs_f64());
 }
 
 /// Middleware: request latency by method, matched route and status. Paths that match no route are

@@ -42,8 +42,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::web::events::{Takeover, run_stream};
-
 /// Descriptors kept for everything but client connections (database, WAL files, static files,
 /// logs) when the connection budget is derived from the open-file limit.
 const FD_RESERVE: u64 = 128;
@@ -684,6 +682,26 @@ struct Shutdown {
     hard: CancellationToken,
 }
 
+/// A live stream to run on the bare socket once its response head is written.
+pub type StreamRunner =
+    Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Where a handler (`GET /events`) leaves the stream that takes its connection over, for the
+/// server loop (one slot per connection).
+#[derive(Clone, Default)]
+pub struct Takeover(Arc<Mutex<Option<StreamRunner>>>);
+
+impl Takeover {
+    /// Leaves `run` for the server loop.
+    pub fn put(&self, run: StreamRunner) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(run);
+    }
+
+    fn take(&self) -> Option<StreamRunner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// Keeps a connection counted in the budget until dropped (with the connection's task, or with
 /// the stream that took the connection over).
 struct Admitted {
@@ -775,7 +793,7 @@ async fn serve_connection(
             Pin::new(&mut conn).graceful_shutdown();
         }
     }
-    let Some(job) = takeover.take() else {
+    let Some(stream) = takeover.take() else {
         let mut io = conn.into_parts().io.into_inner();
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
         return;
@@ -784,8 +802,9 @@ async fn serve_connection(
     // at shutdown with the streams, before the connections are waited for.
     admitted.connections.became_stream(admitted.id);
     let io = conn.into_parts().io.into_inner().inner;
+    let run = stream(io);
     tokio::spawn(async move {
-        run_stream(io, job).await;
+        run.await;
         drop(admitted);
     });
 }

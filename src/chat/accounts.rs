@@ -130,3 +130,30 @@ pub async fn logged_out(cx: &Ctx<'_>, user_id: i64, login_id: u64) -> AppResult<
     .await?;
     commit(cx, tx).await
 }
+
+/// `parley admin create-user`: an account made by the operator (whatever the registration mode).
+pub async fn create_user(
+    db: &db::Db,
+    hasher: &crate::auth::password::Hasher,
+    username: &crate::domain::Username,
+    password: &Password,
+    admin: bool,
+) -> AppResult<i64> {
+    let hash = hasher.hash(password).await?;
+    let mut tx = db.begin().await?;
+    let id = insert_account(&mut tx, username, &hash).await?;
+    if admin {
+        db::admin::set_admin(&mut tx.conn(), id, true).await?;
+    }
+    let action = if admin { "create admin" } else { "create user" };
+    super::admin::audit(
+        &mut tx,
+        super::admin::Actor::Cli,
+        action,
+        Some((id, username.as_str())),
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}

@@ -203,7 +203,7 @@ async fn user_updated(tx: &mut Tx, row: AdminUserRow, created: bool) -> AppResul
 
 /// Writes the audit entry of an action; the web records its follow-up at once, the command line
 /// leaves it pending for a running server (and wakes the servers on PostgreSQL).
-async fn audit(
+pub(super) async fn audit(
     tx: &mut Tx,
     actor: Actor<'_>,
     action: &str,
@@ -602,31 +602,4 @@ pub async fn apply_pending(cx: &Ctx<'_>) -> AppResult<usize> {
         handled += 1;
     }
     Ok(handled)
-}
-
-/// `parley admin create-user`: an account made by the operator (whatever the registration mode).
-pub async fn create_user(
-    db: &db::Db,
-    hasher: &crate::auth::password::Hasher,
-    username: &crate::domain::Username,
-    password: &Password,
-    admin: bool,
-) -> AppResult<i64> {
-    let hash = hasher.hash(password).await?;
-    let mut tx = db.begin().await?;
-    let id = super::accounts::insert_account(&mut tx, username, &hash).await?;
-    if admin {
-        db::admin::set_admin(&mut tx.conn(), id, true).await?;
-    }
-    let action = if admin { "create admin" } else { "create user" };
-    audit(
-        &mut tx,
-        Actor::Cli,
-        action,
-        Some((id, username.as_str())),
-        "",
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(id)
 }

@@ -40,6 +40,9 @@ pub async fn member_of(tx: &mut Tx, conversation: i64, me: i64) -> AppResult<Mem
         .ok_or(AppError::NotFound)
 }
 
+/// Metric: events appended to the log by this node (counted here; exported by `crate::metrics`).
+pub const EVENTS_WRITTEN: &str = "parley_events_written_total";
+
 /// Appends `event` to the log, then runs the reactions to it (and to what they record), all
 /// inside `tx`: a consequence can never exist without its cause, or the reverse. The audience of
 /// a conversation event is its conversation's members (`audience` is not needed for it, see
@@ -51,7 +54,7 @@ pub async fn record(tx: &mut Tx, event: Event, audience: Vec<i64>) -> AppResult<
         let payload = serde_json::to_string(&event).map_err(anyhow::Error::from)?;
         let log = db::events::audience_of(&event, audience);
         db::events::append(tx, event.kind(), &payload, &log, now).await?;
-        metrics::counter!(crate::metrics::EVENTS_WRITTEN).increment(1);
+        metrics::counter!(EVENTS_WRITTEN).increment(1);
         queue.extend(reactions::react(tx, &event).await?);
     }
     Ok(())

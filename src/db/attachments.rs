@@ -1,4 +1,4 @@
-//! Attachments: the rows that describe the files of messages (the bytes are in `crate::files`).
+//! Attachments: the rows that describe the files of messages (the bytes are in the files directory).
 
 use super::{Conn, run};
 
@@ -9,7 +9,7 @@ pub struct AttachmentRow {
     pub id: i64,
     /// Its message.
     pub message_id: i64,
-    /// Where the bytes are (`files::Files::path`).
+    /// Where the bytes are (the files directory's key).
     pub storage_key: String,
     /// The file name as uploaded.
     pub name: String,

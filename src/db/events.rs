@@ -101,7 +101,7 @@ pub async fn append(
         Tx::Sqlite(t) => {
             // Written with the batch, just before its commit (see `db::writer`).
             let id = t.log().next_event_id();
-            t.log().pending.push(super::writer::PendingEvent {
+            t.log().pending.push(PendingEvent {
                 row: EventRow {
                     id,
                     payload: payload.to_owned(),
@@ -308,6 +308,16 @@ pub async fn prune(c: &mut Conn<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
         .execute(e)
         .await)?;
     Ok(done)
+}
+
+/// An event row waiting for its batch's commit.
+pub struct PendingEvent {
+    /// The row as readers get it.
+    pub row: EventRow,
+    /// Its kind.
+    pub kind: &'static str,
+    /// When it was recorded (ms).
+    pub created_at: i64,
 }
 
 #[cfg(test)]

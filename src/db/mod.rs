@@ -91,6 +91,10 @@ pub enum Conn<'a> {
     Pg(&'a mut PgConnection),
 }
 
+/// Metric: time to commit a write transaction, by backend (recorded here; exported by
+/// `crate::metrics`).
+pub const DB_COMMIT: &str = "parley_db_commit_duration_seconds";
+
 /// An open write transaction: one use case.
 pub enum Tx {
     /// A use case in the SQLite writer's batch (its own savepoint).
@@ -132,7 +136,8 @@ impl Tx {
             Tx::Sqlite(t) => ("sqlite", t.commit().await),
             Tx::Pg(t, _) => ("postgres", t.commit().await),
         };
-        crate::metrics::record_commit(backend, started);
+        metrics::histogram!(DB_COMMIT, "backend" => backend)
+            .record(started.elapsed().as_secs_f64());
         r
     }
 }

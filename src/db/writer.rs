@@ -37,23 +37,13 @@ pub struct WriterState {
     owed_rollback: Option<bool>,
     /// Events recorded in the open batch: written just before its commit (nothing reads them
     /// inside the transaction), then handed to the feed.
-    pub(crate) pending: Vec<PendingEvent>,
+    pub(crate) pending: Vec<super::events::PendingEvent>,
     /// Where committed events go (the Hub's log reader), in commit order.
     feed: Option<mpsc::Sender<Vec<super::events::EventRow>>>,
     /// Set when the feed was full: the reader reads the log instead.
     lost: Arc<AtomicBool>,
     /// Told after each commit (before anyone in the batch is answered).
     users: Arc<UserCache>,
-}
-
-/// An event row waiting for its batch's commit.
-pub struct PendingEvent {
-    /// The row as readers get it.
-    pub row: super::events::EventRow,
-    /// Its kind.
-    pub kind: &'static str,
-    /// When it was recorded (ms).
-    pub created_at: i64,
 }
 
 /// Committed events, straight from the writer, so the Hub need not read them back.

@@ -26,7 +26,7 @@ pub async fn run(
             let password =
                 Password::parse_new("password", raw, &[name.as_str()]).map_err(explain)?;
             let hasher = Hasher::new(1).await?;
-            let id = uc::create_user(&db, &hasher, &name, &password, admin)
+            let id = crate::chat::accounts::create_user(&db, &hasher, &name, &password, admin)
                 .await
                 .map_err(app)?;
             let role = if admin { "administrator" } else { "user" };

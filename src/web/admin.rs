@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use super::extract::{Form, Path};
 use super::layout;
-use crate::auth::CurrentUser;
 use crate::chat::admin::{self as uc, Actor, Registration};
 use crate::db;
 use crate::error::{AppError, AppResult};
@@ -22,6 +21,7 @@ use crate::views::admin::{
     InviteView, qr_svg,
 };
 use crate::views::{dom, render};
+use crate::web::login::CurrentUser;
 
 /// Users per page.
 const PAGE: i64 = 50;

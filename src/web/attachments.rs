@@ -12,10 +12,10 @@ use axum::routing::get;
 use tokio_util::io::ReaderStream;
 
 use super::extract::Path;
-use crate::auth::CurrentUser;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::web::login::CurrentUser;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {

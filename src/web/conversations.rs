@@ -12,7 +12,6 @@ use serde::Deserialize;
 use super::extract::{Form, Path, is_fetch};
 use super::layout;
 use super::uploads::{self, MessageForm};
-use crate::auth::CurrentUser;
 use crate::chat;
 use crate::db::conversations::ListRow;
 use crate::db::messages::MessageRow;
@@ -29,6 +28,7 @@ use crate::views::{
     MessagePartial, MessageView, PickView, PreviewView, ReaderView, UnreadView, UserView, dom, hue,
     initials, render, render_fragment,
 };
+use crate::web::login::CurrentUser;
 
 /// Messages per page.
 pub const PAGE_SIZE: i64 = 50;

@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::io::IoSlice;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,14 +26,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AuthSession, current_login};
+use crate::auth::AuthSession;
 use crate::db;
 use crate::error::AppResult;
 use crate::live::frame::{self, Action, Frame, audience};
 use crate::live::hub::{Refused, Subscription};
 use crate::live::{self as live_mod};
+use crate::server::Takeover;
 use crate::state::AppState;
 use crate::views::dom;
+use crate::web::login::current_login;
 
 /// The most events replayed on reconnect; further behind, the client reloads instead.
 pub const MAX_REPLAY: i64 = 500;
@@ -63,21 +65,6 @@ pub struct StreamJob {
     write_timeout: Duration,
     /// This stream's row in `live_streams` (PostgreSQL): dropped with the stream.
     row: Option<StreamRow>,
-}
-
-/// Where the `/events` handler leaves its stream for the server loop (one per connection).
-#[derive(Clone, Default)]
-pub struct Takeover(Arc<Mutex<Option<StreamJob>>>);
-
-impl Takeover {
-    fn put(&self, job: StreamJob) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
-    }
-
-    /// The stream left by the handler, if any.
-    pub fn take(&self) -> Option<StreamJob> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
 }
 
 #[derive(Deserialize)]
@@ -222,7 +209,7 @@ async fn stream(
         // Taken after the replay, so dots the replay drew with older presence are set right.
         first.push(snapshot(&state.hub.online_contacts(me), me));
     }
-    takeover.put(StreamJob {
+    let job = StreamJob {
         sub,
         first,
         last_sent: after.unwrap_or(0).max(through),
@@ -230,7 +217,8 @@ async fn stream(
         shutdown: state.shutdown.clone(),
         write_timeout: Duration::from_secs(state.config.write_timeout_secs.max(1)),
         row,
-    });
+    };
+    takeover.put(Box::new(move |io| Box::pin(run_stream(io, job))));
     // No length and no chunking: the body runs until the connection closes (HTTP/1.0 framing),
     // which lets the server loop hand the bare socket to `run_stream`.
     let mut res = Response::new(Body::from_stream(futures_util::stream::empty::<

@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use super::extract::{Form, Path};
 use super::layout;
-use crate::auth::CurrentUser;
 use crate::chat;
 use crate::db;
 use crate::domain::{FieldErrors, Username};
@@ -17,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::RequestStatus;
 use crate::state::AppState;
 use crate::views::{FriendsPage, RequestView, Stamp, UserView, render};
+use crate::web::login::CurrentUser;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::extract::{Form, Path};
 use super::{anonymous_layout, layout};
-use crate::auth::{AuthSession, CurrentUser};
+use crate::auth::AuthSession;
 use crate::chat::admin::{self as uc, InviteSpec};
 use crate::db;
 use crate::domain::FieldErrors;
@@ -20,6 +20,7 @@ use crate::views::admin::{
     InviteFormView, InviteGonePage, InviteQrPage, InviteView, InvitesPage, qr_svg,
 };
 use crate::views::render;
+use crate::web::login::CurrentUser;
 
 /// My invites shown at most.
 const MINE: i64 = 100;

@@ -10,7 +10,6 @@ use serde::Deserialize;
 
 use super::extract::{Form, Path, is_fetch};
 use super::layout;
-use crate::auth::CurrentUser;
 use crate::chat;
 use crate::db;
 use crate::domain::{FieldErrors, MessageBody};
@@ -22,6 +21,7 @@ use crate::views::partials::one_line;
 use crate::views::{
     MessageDeletePage, MessageEditPage, MessagePartial, MessageView, render, render_fragment,
 };
+use crate::web::login::CurrentUser;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {

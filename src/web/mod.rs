@@ -8,6 +8,7 @@ pub mod events;
 pub mod extract;
 pub mod friends;
 pub mod invites;
+pub mod login;
 pub mod messages;
 pub mod push;
 pub mod search;
@@ -29,11 +30,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::{AuthSession, CurrentUser};
+use crate::auth::AuthSession;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::views::Layout;
+use crate::web::login::CurrentUser;
 
 /// The largest form body accepted.
 pub const FORM_LIMIT: usize = 64 * 1024;

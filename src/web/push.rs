@@ -10,12 +10,12 @@ use serde::Deserialize;
 
 use super::anonymous_layout;
 use super::extract::{Form, Path, is_fetch};
-use crate::auth::CurrentUser;
 use crate::chat;
 use crate::error::{AppError, AppResult};
 use crate::push::{NewSubscription, device_label};
 use crate::state::AppState;
 use crate::views::{OfflinePage, render};
+use crate::web::login::CurrentUser;
 
 /// The service worker: offline page, push and notification clicks. Served from the root so its
 /// scope covers every page.

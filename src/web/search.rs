@@ -10,7 +10,6 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::layout;
-use crate::auth::CurrentUser;
 use crate::db;
 use crate::db::users::UserRef;
 use crate::domain::parse_id;
@@ -19,6 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::views::search::{SNIPPET_CHARS, highlight};
 use crate::views::{ResultView, SearchPage, Stamp, UserView, render};
+use crate::web::login::CurrentUser;
 
 /// Results per page.
 pub const PAGE_SIZE: i64 = 20;

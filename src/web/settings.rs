@@ -9,12 +9,13 @@ use serde::Deserialize;
 
 use super::extract::Form;
 use super::layout;
-use crate::auth::{AuthSession, CurrentUser, User};
+use crate::auth::{AuthSession, User};
 use crate::chat;
 use crate::domain::{DisplayName, FieldErrors, Password};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::views::{PushDevicesView, SettingsPage, render};
+use crate::web::login::CurrentUser;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
