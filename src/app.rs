@@ -127,9 +127,11 @@ impl App {
                 .context("loading the Web Push (VAPID) keys")?,
         );
         let config = Arc::new(config);
+        let hub = Hub::new(Duration::from_secs(config.presence_grace_secs));
         let state = AppState {
+            posts: crate::chat::posting::Combiner::start(&db, &hub),
             db: db.clone(),
-            hub: Hub::new(Duration::from_secs(config.presence_grace_secs)),
+            hub,
             limits: Arc::new(match &db {
                 Db::Postgres(pool) => RateLimits::new(&config).shared_in(pool.clone(), &config),
                 Db::Sqlite { .. } => RateLimits::new(&config),

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use mimalloc::MiMalloc;
 use parley::config::{Cli, Command};
 use parley::ops::{admin, backup, copy};
 use parley::{App, telemetry};
@@ -10,8 +9,10 @@ use parley::{App, telemetry};
 /// mimalloc returns freed memory to the system: with glibc's allocator each 19 MiB argon2 buffer
 /// stayed resident, and a burst of logins left the server at ~250 MiB for good. Built without
 /// transparent huge pages (`no_thp`): with them, every touched 2 MiB region stayed resident.
+/// (`--features system-alloc` leaves the system allocator in place, for heaptrack.)
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     // Database drivers wake their tasks from their own threads, which puts them in the runtime's

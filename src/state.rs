@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Attachment storage.
     pub files: Arc<crate::files::Files>,
+    /// Plain posts, combined on SQLite.
+    pub posts: crate::chat::posting::Combiner,
     /// The server's Web Push (VAPID) identity.
     pub vapid: Arc<crate::push::Vapid>,
     /// Woken when `parley admin` changed something (PostgreSQL's `NOTIFY parley_admin`).
@@ -50,6 +52,7 @@ impl AppState {
             hub: &self.hub,
             hasher: &self.hasher,
             files: &self.files,
+            posts: &self.posts,
         }
     }
 }

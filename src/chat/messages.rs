@@ -162,6 +162,48 @@ pub async fn prev_message(
         }))
 }
 
+/// The error of a post to a direct conversation whose friendship ended.
+pub(super) fn read_only() -> AppError {
+    AppError::invalid(
+        "body",
+        "You are no longer friends, so this conversation is read-only.",
+    )
+}
+
+/// A message just posted, from what the post knows: no reactions, quote, mentions or files, not
+/// edited.
+pub(super) fn new_message(
+    me: &UserRef,
+    conversation_id: i64,
+    body: &str,
+    now: i64,
+    id: i64,
+    ctx: &db::messages::PostContext,
+) -> MessageData {
+    let prev = ctx
+        .prev_author_id
+        .zip(ctx.prev_created_at)
+        .map(|(author_id, created_at)| PrevMessage {
+            author_id,
+            created_at,
+            note: ctx.prev_kind.as_deref() == Some("note"),
+        });
+    MessageData {
+        id,
+        conversation_id,
+        author: me.clone(),
+        body: body.to_owned(),
+        created_at: now,
+        prev,
+        edited: false,
+        reply: None,
+        reactions: Vec::new(),
+        mentions: Vec::new(),
+        note: false,
+        attachments: Vec::new(),
+    }
+}
+
 /// Posts a message. A retry with the same client id returns the message stored the first time
 /// and records nothing new.
 #[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
@@ -174,6 +216,23 @@ pub async fn post(
     reply_to: Option<i64>,
     files: &[Stored],
 ) -> AppResult<MessageData> {
+    // A plain post joins concurrent ones in one call to the SQLite writer (`posting`).
+    if reply_to.is_none()
+        && files.is_empty()
+        && markup::mentioned_names(body.as_str()).is_empty()
+        && let Some(rx) = cx.posts.submit(
+            me.clone(),
+            conversation_id,
+            body.as_str().to_owned(),
+            client_id.map(|c| c.as_str().to_owned()),
+        )
+    {
+        match rx.await {
+            Ok(super::posting::Outcome::Done(r)) => return *r,
+            // Not placed there (or the combiner is gone): the usual way.
+            Ok(super::posting::Outcome::Alone) | Err(_) => {}
+        }
+    }
     let mut tx = cx.db.begin_deferred().await?;
     let now = db::now_ms();
     // Membership, whether it takes messages, the message before, the insert, the conversation
@@ -190,10 +249,7 @@ pub async fn post(
     .await?;
     let ctx = posted.ctx.ok_or(AppError::NotFound)?;
     if ctx.open == 0 {
-        return Err(AppError::invalid(
-            "body",
-            "You are no longer friends, so this conversation is read-only.",
-        ));
+        return Err(read_only());
     }
     let Some(id) = posted.id else {
         // The same send raced us and committed first: answer with its message.
@@ -227,32 +283,14 @@ pub async fn post(
     let author_total_unread = posted.author_total_unread;
     let attachments = super::attachments::attach(&mut tx, id, files, now).await?;
     let mentions = set_mentions(&mut tx, conversation_id, id, body.as_str(), true).await?;
-    let prev = ctx
-        .prev_author_id
-        .zip(ctx.prev_created_at)
-        .map(|(author_id, created_at)| PrevMessage {
-            author_id,
-            created_at,
-            note: ctx.prev_kind.as_deref() == Some("note"),
-        });
     // Built from what the post already knows: a new message has no reactions and is not edited.
-    let message = MessageData {
-        id,
-        conversation_id,
-        author: me.clone(),
-        body: body.as_str().to_owned(),
-        created_at: now,
-        prev,
-        edited: false,
-        reply: reply.map(|o| Quote {
-            id: o.id,
-            original: Some((author_of(&o), o.body.clone())),
-        }),
-        reactions: Vec::new(),
-        mentions,
-        note: false,
-        attachments,
-    };
+    let mut message = new_message(me, conversation_id, body.as_str(), now, id, &ctx);
+    message.reply = reply.map(|o| Quote {
+        id: o.id,
+        original: Some((author_of(&o), o.body.clone())),
+    });
+    message.mentions = mentions;
+    message.attachments = attachments;
     record(
         &mut tx,
         Event::MessageAdded {

@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod conversations;
 pub mod friends;
 pub mod messages;
+pub mod posting;
 pub mod push;
 pub mod reactions;
 
@@ -31,6 +32,8 @@ pub struct Ctx<'a> {
     pub hasher: &'a Hasher,
     /// Attachment storage (files of deleted messages are removed after the commit).
     pub files: &'a crate::files::Files,
+    /// Plain posts, combined on SQLite.
+    pub posts: &'a posting::Combiner,
 }
 
 /// The conversation if I am a member; 404 otherwise, whether or not it exists.

@@ -358,6 +358,140 @@ pub struct Posted {
     pub author_total_unread: i64,
 }
 
+/// A message's insert; the reply's target only if it is in this conversation (NULL otherwise:
+/// checked after).
+const POST_INSERT: &str = "INSERT INTO messages \
+     (conversation_id, author_id, body, client_id, reply_to_id, created_at) \
+     SELECT $1, $2, $3, $4, (SELECT r.id FROM messages r WHERE r.id = $5 AND r.conversation_id = $1), $6";
+const POST_ON_CONFLICT: &str = "ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL \
+     DO NOTHING RETURNING id, reply_to_id";
+
+/// One post of [`post_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct PostArgs<'a> {
+    /// Where.
+    pub conversation: i64,
+    /// Who.
+    pub author: i64,
+    /// The text.
+    pub body: &'a str,
+    /// The client's id for the send (retries find the first).
+    pub client_id: Option<&'a str>,
+    /// The message it answers.
+    pub reply_to: Option<i64>,
+    /// When.
+    pub now: i64,
+}
+
+/// The statements of one post on SQLite, its parameters numbered from `$first`. Every statement
+/// after the insert does its part only when the one before it changed a row (`changes()`):
+/// nothing moves unless the message went in. Trigger writes (the search index) count neither in
+/// `changes()` nor in `last_insert_rowid()`. Its rows: the context (if a member), the new id (if
+/// inserted), and always the author's badge, last.
+fn sqlite_post_sql(first: usize) -> String {
+    let sql = format!(
+        "{POST_CONTEXT}; \
+         {POST_INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) {POST_ON_CONFLICT}; \
+         UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
+           WHERE id = $1 AND changes() = 1; \
+         UPDATE members SET last_read_message_id = last_insert_rowid() \
+           WHERE conversation_id = $1 AND user_id = $2 \
+           AND last_read_message_id < last_insert_rowid() AND changes() = 1; \
+         SELECT COUNT(*) AS unread FROM members m JOIN messages x \
+           ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+           AND x.author_id <> $2 AND x.kind = 'text' WHERE m.user_id = $2"
+    );
+    if first == 1 {
+        return sql;
+    }
+    // Renumber `$n` to `$(n + first - 1)`.
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' {
+            let mut n = 0usize;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + d as usize;
+                chars.next();
+            }
+            out.push_str(&(n + first - 1).to_string());
+        }
+    }
+    out
+}
+
+/// Several posts in ONE call to the SQLite writer (the first statement carries the
+/// transaction's prefix), in order; a result per post. A post's statements depend only on the
+/// posts before it through the database, exactly as if they ran one after the other.
+pub async fn post_many(tx: &mut super::Tx, posts: &[PostArgs<'_>]) -> sqlx::Result<Vec<Posted>> {
+    use sqlx::{Column, Row};
+    let super::Tx::Sqlite(t) = tx else {
+        return Err(sqlx::Error::Protocol(
+            "post_many is for the SQLite writer".into(),
+        ));
+    };
+    let mut sql = t.take_prefix().to_owned();
+    for i in 0..posts.len() {
+        if i > 0 {
+            sql.push_str("; ");
+        }
+        sql.push_str(&sqlite_post_sql(1 + 6 * i));
+    }
+    let mut q = sqlx::query(&sql);
+    for p in posts {
+        q = q
+            .bind(p.conversation)
+            .bind(p.author)
+            .bind(p.body)
+            .bind(p.client_id)
+            .bind(p.reply_to)
+            .bind(p.now);
+    }
+    let rows = q.fetch_all(&mut t.log().conn).await?;
+    t.prefix_done();
+    let mut out = Vec::with_capacity(posts.len());
+    let mut cur: Option<Posted> = None;
+    for row in &rows {
+        let p = posts
+            .get(out.len())
+            .ok_or_else(|| sqlx::Error::Protocol("more post results than posts".into()))?;
+        let o = cur.get_or_insert_with(|| Posted {
+            ctx: None,
+            id: None,
+            reply_ok: p.reply_to.is_none(),
+            author_total_unread: 0,
+        });
+        match row.columns().first().map(|c| c.name()) {
+            Some("open") => {
+                o.ctx = Some(PostContext {
+                    open: row.try_get("open")?,
+                    prev_author_id: row.try_get("prev_author_id")?,
+                    prev_created_at: row.try_get("prev_created_at")?,
+                    prev_kind: row.try_get("prev_kind")?,
+                })
+            }
+            Some("id") => {
+                o.id = Some(row.try_get("id")?);
+                let reply: Option<i64> = row.try_get("reply_to_id")?;
+                o.reply_ok = p.reply_to.is_none() || reply.is_some();
+            }
+            Some("unread") => {
+                o.author_total_unread = row.try_get("unread")?;
+                // The badge is each post's last row.
+                out.extend(cur.take());
+            }
+            _ => {}
+        }
+    }
+    if out.len() != posts.len() {
+        return Err(sqlx::Error::Protocol(
+            "fewer post results than posts".into(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Inserts a message if `author` may post in `conversation`; moves the conversation and the
 /// author's read marker to it. The use case's first statement (with the transaction's prefix).
 /// On SQLite it is one round trip to the writer; on PostgreSQL three.
@@ -371,69 +505,22 @@ pub async fn post(
     reply_to: Option<i64>,
     now: i64,
 ) -> sqlx::Result<Posted> {
-    // The reply's target, only if it is in this conversation (NULL otherwise: checked after).
-    const INSERT: &str = "INSERT INTO messages \
-         (conversation_id, author_id, body, client_id, reply_to_id, created_at) \
-         SELECT $1, $2, $3, $4, (SELECT r.id FROM messages r WHERE r.id = $5 AND r.conversation_id = $1), $6";
-    const ON_CONFLICT: &str = "ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL \
-         DO NOTHING RETURNING id, reply_to_id";
     if let super::Tx::Sqlite(_) = tx {
-        use sqlx::{Column, Row};
-        // Every statement after the insert does its part only when the one before it changed
-        // a row (`changes()`): nothing moves unless the message went in. Trigger writes (the
-        // search index) count neither in `changes()` nor in `last_insert_rowid()`.
-        let prefix = tx.take_prefix();
-        let sql = format!(
-            "{prefix}{POST_CONTEXT}; \
-             {INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) {ON_CONFLICT}; \
-             UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
-               WHERE id = $1 AND changes() = 1; \
-             UPDATE members SET last_read_message_id = last_insert_rowid() \
-               WHERE conversation_id = $1 AND user_id = $2 \
-               AND last_read_message_id < last_insert_rowid() AND changes() = 1; \
-             SELECT COUNT(*) AS unread FROM members m JOIN messages x \
-               ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-               AND x.author_id <> $2 AND x.kind = 'text' WHERE m.user_id = $2"
-        );
-        let super::Tx::Sqlite(t) = tx else {
-            unreachable!("matched above")
-        };
-        let rows = sqlx::query(&sql)
-            .bind(conversation)
-            .bind(author)
-            .bind(body)
-            .bind(client_id)
-            .bind(reply_to)
-            .bind(now)
-            .fetch_all(&mut t.log().conn)
-            .await?;
-        tx.prefix_done();
-        let mut out = Posted {
-            ctx: None,
-            id: None,
-            reply_ok: reply_to.is_none(),
-            author_total_unread: 0,
-        };
-        for row in &rows {
-            match row.columns().first().map(|c| c.name()) {
-                Some("open") => {
-                    out.ctx = Some(PostContext {
-                        open: row.try_get("open")?,
-                        prev_author_id: row.try_get("prev_author_id")?,
-                        prev_created_at: row.try_get("prev_created_at")?,
-                        prev_kind: row.try_get("prev_kind")?,
-                    })
-                }
-                Some("id") => {
-                    out.id = Some(row.try_get("id")?);
-                    let reply: Option<i64> = row.try_get("reply_to_id")?;
-                    out.reply_ok = reply_to.is_none() || reply.is_some();
-                }
-                Some("unread") => out.author_total_unread = row.try_get("unread")?,
-                _ => {}
-            }
-        }
-        return Ok(out);
+        let mut posted = post_many(
+            tx,
+            &[PostArgs {
+                conversation,
+                author,
+                body,
+                client_id,
+                reply_to,
+                now,
+            }],
+        )
+        .await?;
+        return posted
+            .pop()
+            .ok_or_else(|| sqlx::Error::Protocol("a post returned no result".into()));
     }
     let ctx = post_context(tx, conversation, author).await?;
     let mut out = Posted {
@@ -445,7 +532,7 @@ pub async fn post(
     if out.ctx.as_ref().is_none_or(|c| c.open == 0) {
         return Ok(out);
     }
-    let sql = format!("{INSERT} {ON_CONFLICT}");
+    let sql = format!("{POST_INSERT} {POST_ON_CONFLICT}");
     let inserted: Option<(i64, Option<i64>)> = run!(&mut tx.conn(), e => sqlx::query_as(&sql)
         .bind(conversation)
         .bind(author)

@@ -131,9 +131,19 @@ impl Tx {
     /// Commits (on SQLite: once the batch is durable); on PostgreSQL this also delivers the
     /// `NOTIFY` raised inside.
     pub async fn commit(self) -> sqlx::Result<()> {
+        self.commit_with(true).await
+    }
+
+    /// Like [`Tx::commit`], for a caller that is never dropped half way (the post combiner): on
+    /// SQLite the batch commits in the caller's own task instead of one spawned for it.
+    pub async fn commit_in_place(self) -> sqlx::Result<()> {
+        self.commit_with(false).await
+    }
+
+    async fn commit_with(self, spawn: bool) -> sqlx::Result<()> {
         let started = std::time::Instant::now();
         let (backend, r) = match self {
-            Tx::Sqlite(t) => ("sqlite", t.commit().await),
+            Tx::Sqlite(t) => ("sqlite", t.commit(spawn).await),
             Tx::Pg(t, _) => ("postgres", t.commit().await),
         };
         metrics::histogram!(DB_COMMIT, "backend" => backend)

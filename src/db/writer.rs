@@ -405,8 +405,9 @@ impl SqliteTx {
         self.unsure = false;
     }
 
-    /// Adds this use case to its batch and waits until the batch is durable.
-    pub async fn commit(mut self) -> sqlx::Result<()> {
+    /// Adds this use case to its batch and waits until the batch is durable. With `spawn`, a
+    /// commit it must run goes in a task of its own (see below); without, it runs here.
+    pub async fn commit(mut self, spawn: bool) -> sqlx::Result<()> {
         let Some(guard) = self.guard.take() else {
             return Ok(());
         };
@@ -418,7 +419,12 @@ impl SqliteTx {
         if self.writer.nobody_waiting() || g.members.len() >= MAX_BATCH {
             // The commit runs in its own task, so a caller that goes away (a closed connection)
             // never leaves the shared transaction half done.
-            tokio::spawn(async move { g.flush().await });
+            if spawn {
+                tokio::spawn(async move { g.flush().await });
+            } else {
+                g.flush().await;
+                drop(g);
+            }
         } else {
             // The next use case carries the batch on.
             drop(g);

@@ -10,7 +10,7 @@
 //! the same frames of an event share one [`Delivery`], whose bytes were encoded once. A mailbox
 //! allocates nothing while empty: an idle stream costs its ids and a few words.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -96,13 +96,35 @@ struct UserEntry {
     conversations: Vec<i64>,
     /// Who sees this user's presence (and whose presence this user sees): friends and everyone
     /// sharing a conversation, and the user themself.
-    contacts: HashSet<i64>,
+    contacts: Contacts,
     /// Online on this node (a stream open, or closed within the grace period).
     online: bool,
     /// Other nodes (PostgreSQL deployments) where this user is online, and when they last said so.
-    remote: HashMap<u64, Instant>,
+    /// A short list (one entry per node), empty and unallocated on a single node.
+    remote: Vec<(u64, Instant)>,
     /// Bumped at every connect: a pending "offline" from an earlier disconnect is then stale.
     generation: u64,
+}
+
+/// A set of user ids as a sorted list: a third of a `HashSet`'s size for the few ids most users
+/// have, and one entry exists per user with a stream open.
+#[derive(Default)]
+struct Contacts(Vec<i64>);
+
+impl Contacts {
+    fn extend(&mut self, ids: impl IntoIterator<Item = i64>) {
+        self.0.extend(ids);
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+
+    fn contains(&self, id: &i64) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, i64> {
+        self.0.iter()
+    }
 }
 
 impl UserEntry {
@@ -380,13 +402,16 @@ impl Hub {
             st.users.entry(user).or_default().conversations = conversations;
         }
         let entry = st.users.entry(user).or_default();
+        // Most users have one stream: room for exactly one (a `Vec` would take four).
+        entry.conns.reserve_exact(1);
         entry.conns.push(Connection {
             id: conn,
             login_id,
             mailbox: mailbox.clone(),
         });
-        entry.contacts.extend(start.contacts.iter().copied());
-        entry.contacts.insert(user);
+        entry
+            .contacts
+            .extend(start.contacts.iter().copied().chain([user]));
         entry.generation += 1;
         let came_online = !entry.online;
         if came_online {
@@ -734,10 +759,9 @@ impl Hub {
         let users = &mut st.users;
         let entry = users.entry(user).or_default();
         let before = entry.anywhere();
+        entry.remote.retain(|(n, _)| *n != node);
         if online {
-            entry.remote.insert(node, Instant::now());
-        } else {
-            entry.remote.remove(&node);
+            entry.remote.push((node, Instant::now()));
         }
         let after = entry.anywhere();
         if !after && entry.conns.is_empty() {
@@ -755,7 +779,7 @@ impl Hub {
         let mut gone = Vec::new();
         for (user, entry) in users.iter_mut() {
             let before = entry.anywhere();
-            entry.remote.retain(|_, seen| seen.elapsed() < max_age);
+            entry.remote.retain(|(_, seen)| seen.elapsed() < max_age);
             if before && !entry.anywhere() {
                 gone.push(*user);
             }

@@ -63,8 +63,8 @@ pub struct StreamJob {
     shutdown: CancellationToken,
     /// A client that takes no bytes for this long is dropped (`--write-timeout-secs`).
     write_timeout: Duration,
-    /// This stream's row in `live_streams` (PostgreSQL): dropped with the stream.
-    row: Option<StreamRow>,
+    /// This stream's row in `live_streams` (PostgreSQL): held only to be dropped with the stream.
+    _row: Option<StreamRow>,
 }
 
 #[derive(Deserialize)]
@@ -216,9 +216,15 @@ async fn stream(
         expires_in,
         shutdown: state.shutdown.clone(),
         write_timeout: Duration::from_secs(state.config.write_timeout_secs.max(1)),
-        row,
+        _row: row,
     };
-    takeover.put(Box::new(move |io| Box::pin(run_stream(io, job))));
+    takeover.put(Box::new(move |io| {
+        let f = run_stream(io, job);
+        if std::env::var_os("PARLEY_SIZES").is_some() {
+            eprintln!("SIZE run_stream {}", std::mem::size_of_val(&f));
+        }
+        Box::pin(f)
+    }));
     // No length and no chunking: the body runs until the connection closes (HTTP/1.0 framing),
     // which lets the server loop hand the bare socket to `run_stream`.
     let mut res = Response::new(Body::from_stream(futures_util::stream::empty::<
@@ -287,88 +293,88 @@ async fn send(
 
 /// Runs a stream on its bare connection until the session ends, the Hub closes it (logout,
 /// overflow: then `reload`), the client goes away, or shutdown.
-pub async fn run_stream(mut io: TcpStream, job: StreamJob) {
-    let StreamJob {
-        sub,
-        first,
-        mut last_sent,
-        expires_in,
-        shutdown,
-        write_timeout,
-        row,
-    } = job;
-    // Dropped with the stream, however it ends: the row goes.
-    let _row = row;
-    if !send(&mut io, &first, &shutdown, write_timeout).await {
-        return;
-    }
-    drop(first);
-    let Some(sub) = sub else {
-        let _ = io.shutdown().await;
-        return;
-    };
-    // One timer for both the keep-alive and the session's end (a timer is a few hundred bytes,
-    // and idle streams are many).
-    let end = tokio::time::Instant::now() + expires_in;
-    let timer = tokio::time::sleep(KEEP_ALIVE.min(expires_in));
-    tokio::pin!(timer);
-    let mut probe = [0u8; 8];
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            d = sub.next() => {
-                let Some(d) = d else {
-                    if sub.overflowed() {
-                        let _ = send(&mut io, &[reload_bytes(sub.user())], &shutdown, write_timeout).await;
-                    }
-                    break;
-                };
-                // Whatever else is queued goes out in the same write.
-                let mut chunks: Vec<Bytes> = Vec::new();
-                let mut next = Some(d);
-                while let Some(d) = next {
-                    let fresh = match d.id {
-                        Some(id) if id <= last_sent => false,
-                        Some(id) => {
-                            last_sent = id;
-                            true
+///
+/// Not an `async fn`: that would copy its arguments into locals and keep both copies in the
+/// future for its whole life. The block below uses `job` where it was captured; an idle stream
+/// is this future and a few small allocations.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+pub fn run_stream(mut io: TcpStream, mut job: StreamJob) -> impl Future<Output = ()> + Send {
+    async move {
+        if !send(&mut io, &job.first, &job.shutdown, job.write_timeout).await {
+            return;
+        }
+        drop(std::mem::take(&mut job.first));
+        let Some(sub) = job.sub.as_ref() else {
+            let _ = io.shutdown().await;
+            return;
+        };
+        // One timer for both the keep-alive and the session's end (a timer is a few hundred
+        // bytes, and idle streams are many).
+        let end = tokio::time::Instant::now() + job.expires_in;
+        let timer = tokio::time::sleep(KEEP_ALIVE.min(job.expires_in));
+        tokio::pin!(timer);
+        let mut probe = [0u8; 8];
+        loop {
+            tokio::select! {
+                biased;
+                _ = job.shutdown.cancelled() => break,
+                d = sub.next() => {
+                    let Some(d) = d else {
+                        if sub.overflowed() {
+                            let _ = send(&mut io, &[reload_bytes(sub.user())], &job.shutdown, job.write_timeout).await;
                         }
-                        None => true,
+                        break;
                     };
-                    if fresh {
-                        chunks.extend(d.chunks.iter().cloned());
+                    // Whatever else is queued goes out in the same write.
+                    let mut chunks: Vec<Bytes> = Vec::new();
+                    let mut next = Some(d);
+                    while let Some(d) = next {
+                        let fresh = match d.id {
+                            Some(id) if id <= job.last_sent => false,
+                            Some(id) => {
+                                job.last_sent = id;
+                                true
+                            }
+                            None => true,
+                        };
+                        if fresh {
+                            chunks.extend(d.chunks.iter().cloned());
+                        }
+                        next = sub.try_next();
                     }
-                    next = sub.try_next();
+                    if !chunks.is_empty() && !send(&mut io, &chunks, &job.shutdown, job.write_timeout).await {
+                        break;
+                    }
                 }
-                if !chunks.is_empty() && !send(&mut io, &chunks, &shutdown, write_timeout).await {
-                    break;
+                _ = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    if !send(&mut io, &[frame::comment("", None)], &job.shutdown, job.write_timeout).await {
+                        break;
+                    }
+                    timer.as_mut().reset((now + KEEP_ALIVE).min(end));
                 }
-            }
-            _ = &mut timer => {
-                let now = tokio::time::Instant::now();
-                if now >= end {
-                    break;
-                }
-                if !send(&mut io, &[frame::comment("", None)], &shutdown, write_timeout).await {
-                    break;
-                }
-                timer.as_mut().reset((now + KEEP_ALIVE).min(end));
-            }
-            r = io.readable() => match r {
-                // The client sends nothing more on a stream: end of input means it went away.
-                Ok(()) => match io.try_read(&mut probe) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                r = io.readable() => match r {
+                    // The client sends nothing more on a stream: end of input means it went away.
+                    Ok(()) => match io.try_read(&mut probe) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    },
                     Err(_) => break,
                 },
-                Err(_) => break,
-            },
+            }
         }
+        // Unregistered before the socket closes (the row in `live_streams` goes with `job`).
+        drop(job.sub.take());
+        let _ = io.shutdown().await;
     }
-    drop(sub);
-    let _ = io.shutdown().await;
 }
 
 /// 429 for one stream too many (live.js shows the text and retries later).

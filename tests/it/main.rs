@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod attachments;
+mod combined_posts;
 mod connections;
 mod conversations;
 mod e2e;

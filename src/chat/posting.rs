@@ -1,0 +1,214 @@
+//! Plain posts on SQLite, combined: concurrent senders' messages go to the writer in ONE call
+//! and one savepoint, instead of one lease and one round trip to the driver's thread each.
+//!
+//! With many senders the writer connection is the one serial resource, and what kept it busy
+//! was not SQLite's work but the hand-offs around it: the lease passing from task to task, and
+//! each call crossing to the driver's thread and back. A combining task takes every plain post
+//! queued meanwhile (up to [`MAX_COMBINED`]), runs them as consecutive statements of one call —
+//! each post sees the ones before it exactly as if they had run one by one — records their
+//! events and joins the batch commit; each sender is answered once it is durable.
+//!
+//! Posts with a reply, files or mentions take the usual path (they need more statements, and a
+//! failure there must roll back that post alone). So does anything unusual: a post the combined
+//! call could not place (a client id seen before) or any error in the call is handed back to
+//! its sender, who runs it the usual way; nothing of it was written.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::messages::{PostArgs, Posted};
+use crate::db::users::UserRef;
+use crate::db::{self, Db};
+use crate::error::{AppError, AppResult};
+use crate::events::{Event, MessageData};
+use crate::live::hub::Hub;
+
+/// The most posts in one call (each distinct count is a statement the driver keeps prepared).
+pub const MAX_COMBINED: usize = 16;
+
+/// Posts waiting for the combining task; beyond this, senders take the usual path.
+const QUEUE: usize = 1024;
+
+/// Where plain posts go on SQLite (empty on PostgreSQL, whose posts take the usual path).
+#[derive(Clone, Default)]
+pub struct Combiner(Option<mpsc::Sender<Job>>);
+
+/// A plain post waiting to be combined.
+struct Job {
+    me: UserRef,
+    conversation_id: i64,
+    body: String,
+    client_id: Option<String>,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// What became of a combined post.
+pub enum Outcome {
+    /// Posted (durable), or refused with this error (nothing written).
+    Done(Box<AppResult<MessageData>>),
+    /// Not placed: run it the usual way (nothing of it was written).
+    Alone,
+}
+
+impl Combiner {
+    /// Starts the combining task for a SQLite database (none for PostgreSQL).
+    pub fn start(db: &Db, hub: &Arc<Hub>) -> Combiner {
+        if !matches!(db, Db::Sqlite { .. }) {
+            return Combiner(None);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db.clone(), hub.clone(), rx));
+        Combiner(Some(tx))
+    }
+
+    /// Queues a plain post; None when there is no combiner or its queue is full.
+    pub fn submit(
+        &self,
+        me: UserRef,
+        conversation_id: i64,
+        body: String,
+        client_id: Option<String>,
+    ) -> Option<oneshot::Receiver<Outcome>> {
+        let q = self.0.as_ref()?;
+        let (done, rx) = oneshot::channel();
+        q.try_send(Job {
+            me,
+            conversation_id,
+            body,
+            client_id,
+            done,
+        })
+        .ok()?;
+        Some(rx)
+    }
+}
+
+/// Takes what else is queued, up to [`MAX_COMBINED`] in all.
+fn take_more(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_COMBINED {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+}
+
+async fn run(db: Db, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        take_more(&mut rx, &mut jobs);
+        let mut tx = match db.begin_deferred().await {
+            Ok(tx) => tx,
+            Err(_) => {
+                // Each sender meets the error (or not) on the usual path.
+                alone(jobs);
+                continue;
+            }
+        };
+        // More arrived while the writer was busy: they go in the same call.
+        take_more(&mut rx, &mut jobs);
+        let now = db::now_ms();
+        let args: Vec<PostArgs<'_>> = jobs
+            .iter()
+            .map(|j| PostArgs {
+                conversation: j.conversation_id,
+                author: j.me.id,
+                body: &j.body,
+                client_id: j.client_id.as_deref(),
+                reply_to: None,
+                now,
+            })
+            .collect();
+        let posted = match db::messages::post_many(&mut tx, &args).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, posts = jobs.len(), "a combined post failed; posting one by one");
+                // Dropping `tx` rolls the call back.
+                drop(tx);
+                alone(jobs);
+                continue;
+            }
+        };
+        drop(args);
+        let mut settled = Vec::with_capacity(jobs.len());
+        let mut later = Vec::new();
+        for (job, p) in jobs.into_iter().zip(posted) {
+            match settle(&job, p, now) {
+                Settled::Alone => later.push(job),
+                s => settled.push((job, s)),
+            }
+        }
+        let mut recorded = Ok(());
+        for (_, s) in &settled {
+            if let Settled::Posted(message, author_total_unread) = s {
+                let event = Event::MessageAdded {
+                    message: (**message).clone(),
+                    author_total_unread: *author_total_unread,
+                };
+                // On SQLite this only queues the event for the batch's commit.
+                recorded = super::record(&mut tx, event, Vec::new()).await;
+                if recorded.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "recording combined posts failed; posting one by one");
+            drop(tx);
+            alone(settled.into_iter().map(|(j, _)| j).chain(later));
+            continue;
+        }
+        match tx.commit_in_place().await {
+            Ok(()) => {
+                hub.wake();
+                for (job, s) in settled {
+                    let r = match s {
+                        Settled::Posted(message, _) => Ok(*message),
+                        Settled::Refused(e) => Err(e),
+                        Settled::Alone => continue,
+                    };
+                    let _ = job.done.send(Outcome::Done(Box::new(r)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "committing combined posts failed");
+                for (job, _) in settled {
+                    let err = AppError::Internal(anyhow::anyhow!("the commit failed: {e}"));
+                    let _ = job.done.send(Outcome::Done(Box::new(Err(err))));
+                }
+            }
+        }
+        alone(later);
+    }
+}
+
+/// Hands posts back to their senders, to run the usual way.
+fn alone(jobs: impl IntoIterator<Item = Job>) {
+    for job in jobs {
+        let _ = job.done.send(Outcome::Alone);
+    }
+}
+
+enum Settled {
+    Posted(Box<MessageData>, i64),
+    Refused(AppError),
+    Alone,
+}
+
+/// What one post's result means (the same rules as `messages::post`).
+fn settle(job: &Job, p: Posted, now: i64) -> Settled {
+    let Some(ctx) = p.ctx else {
+        return Settled::Refused(AppError::NotFound);
+    };
+    if ctx.open == 0 {
+        return Settled::Refused(super::messages::read_only());
+    }
+    let Some(id) = p.id else {
+        // A retry of a send stored before: the usual path answers with that message.
+        return Settled::Alone;
+    };
+    let message =
+        super::messages::new_message(&job.me, job.conversation_id, &job.body, now, id, &ctx);
+    Settled::Posted(Box::new(message), p.author_total_unread)
+}

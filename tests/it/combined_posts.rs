@@ -1,0 +1,154 @@
+//! Concurrent plain posts (combined into one call to the SQLite writer, `chat::posting`): each
+//! lands exactly once, in one order every reader agrees on, with its live frame; a post that may
+//! not land (a stranger's, a read-only direct conversation's) is refused alone; a retried client
+//! id returns the first message.
+
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// The message ids in a page of a conversation, in page order.
+fn ids_in(page: &Resp, conversation: i64) -> Vec<i64> {
+    page.html()
+        .select(
+            &scraper::Selector::parse(&format!("#messages-{conversation} article.message"))
+                .unwrap(),
+        )
+        .filter_map(|a| a.value().attr("id"))
+        .filter_map(|id| id.strip_prefix("message-")?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_posts_land_once_each_in_one_order_with_their_frames() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let mut others = Vec::new();
+    for name in ["bob", "carl", "dora", "emil", "fay", "gus", "hana"] {
+        let c = app.user(name).await;
+        befriend(&ann, &c).await;
+        others.push(c);
+    }
+    let members: Vec<&Client> = others.iter().collect();
+    let group = ann.group("Busy", &members).await;
+    let stranger = app.user("zed").await;
+    // A direct conversation that went read-only.
+    let ivy = app.user("ivy").await;
+    befriend(&ann, &ivy).await;
+    let direct = ann.direct_with(&ivy).await;
+    let r = ann.post(&format!("/friends/{}/remove", ivy.id), &[]).await;
+    assert!(r.status.is_redirection(), "{}", r.body);
+    let mut watch = others[0].stream().await;
+    let mut zeds = stranger.stream().await;
+
+    let mut everyone = vec![&ann];
+    everyone.extend(others.iter());
+    let path = format!("/conversations/{group}/messages");
+    let mut sends = Vec::new();
+    for (n, c) in everyone.iter().enumerate() {
+        for k in 0..5 {
+            let body = format!("note {n}-{k}");
+            let cid = format!("c{n}x{k}");
+            let path = path.clone();
+            sends.push(async move {
+                c.post_fetch(&path, &[("body", &body), ("client_id", &cid)])
+                    .await
+            });
+        }
+    }
+    // In the same moment: a stranger's post, a post to the read-only conversation, and a retry.
+    let zed_path = path.clone();
+    let strangers = async {
+        stranger
+            .post_fetch(&zed_path, &[("body", "let me in")])
+            .await
+    };
+    let direct_path = format!("/conversations/{direct}/messages");
+    let read_only = async {
+        ann.post_fetch(&direct_path, &[("body", "still there?")])
+            .await
+    };
+    let retry = async {
+        ann.post_fetch(&path, &[("body", "note 0-0"), ("client_id", "c0x0")])
+            .await
+    };
+    let (results, zed, ro, again) = tokio::join!(join_all(sends), strangers, read_only, retry);
+    for r in &results {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    assert_eq!(zed.status, StatusCode::NOT_FOUND);
+    assert_eq!(ro.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", ro.body);
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+
+    let posted: Vec<i64> = results
+        .iter()
+        .map(|r| {
+            r.attr("article.message", "id")
+                .and_then(|id| id.strip_prefix("message-")?.parse().ok())
+                .expect("a message fragment")
+        })
+        .collect();
+    let unique: HashSet<i64> = posted.iter().copied().collect();
+    assert_eq!(unique.len(), 40, "each post is its own message");
+    let first = again
+        .attr("article.message", "id")
+        .and_then(|id| id.strip_prefix("message-")?.parse::<i64>().ok());
+    assert_eq!(
+        first,
+        Some(posted[0]),
+        "the retry answers with the first message"
+    );
+
+    // Every reader sees the same 40, once each, in id order; nothing landed elsewhere.
+    let page = others[3].get(&format!("/conversations/{group}")).await;
+    let mut shown = ids_in(&page, group);
+    assert_eq!(shown.len(), 40);
+    let sorted = {
+        let mut s = shown.clone();
+        s.sort_unstable();
+        s
+    };
+    assert_eq!(shown, sorted);
+    shown.sort_unstable();
+    let mut expected: Vec<i64> = unique.into_iter().collect();
+    expected.sort_unstable();
+    assert_eq!(shown, expected);
+    assert!(!page.body.contains("let me in"));
+    let page = ann.get(&format!("/conversations/{direct}")).await;
+    assert!(!page.body.contains("still there?"));
+
+    // The live stream carries each message once, in order.
+    let mut live = Vec::new();
+    while live.len() < 40 {
+        let f = watch
+            .expect(LIVE, "a message frame", |f| {
+                f.event == "append" && f.target().as_deref() == Some(&format!("messages-{group}"))
+            })
+            .await;
+        let id = f
+            .data
+            .split("id=\"message-")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse::<i64>().ok())
+            .expect("a message id");
+        live.push(id);
+    }
+    assert_eq!(live, expected);
+    watch
+        .assert_none(
+            std::time::Duration::from_millis(300),
+            "a repeated message",
+            |f| f.event == "append" && f.target().as_deref() == Some(&format!("messages-{group}")),
+        )
+        .await;
+    zeds.assert_none(
+        std::time::Duration::from_millis(300),
+        "the group's messages",
+        |f| f.data.contains("note "),
+    )
+    .await;
+}
