@@ -682,9 +682,12 @@ struct Shutdown {
     hard: CancellationToken,
 }
 
-/// A live stream to run on the bare socket once its response head is written.
-pub type StreamRunner =
-    Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// A live stream to run on the bare socket once its response head is written: it spawns the
+/// stream's task (one allocation: the task is the stream) and holds the guard until it ends.
+pub type StreamRunner = Box<dyn FnOnce(TcpStream, StreamGuard) + Send>;
+
+/// Keeps a stream's connection counted in the budget; dropped when the stream ends.
+pub struct StreamGuard(#[allow(dead_code, reason = "held for its Drop")] Admitted);
 
 /// Where a handler (`GET /events`) leaves the stream that takes its connection over, for the
 /// server loop (one slot per connection).
@@ -802,11 +805,7 @@ async fn serve_connection(
     // at shutdown with the streams, before the connections are waited for.
     admitted.connections.became_stream(admitted.id);
     let io = conn.into_parts().io.into_inner().inner;
-    let run = stream(io);
-    tokio::spawn(async move {
-        run.await;
-        drop(admitted);
-    });
+    stream(io, StreamGuard(admitted));
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -32,7 +32,7 @@ use crate::error::AppResult;
 use crate::live::frame::{self, Action, Frame, audience};
 use crate::live::hub::{Refused, Subscription};
 use crate::live::{self as live_mod};
-use crate::server::Takeover;
+use crate::server::{StreamGuard, Takeover};
 use crate::state::AppState;
 use crate::views::dom;
 use crate::web::login::current_login;
@@ -218,12 +218,8 @@ async fn stream(
         write_timeout: Duration::from_secs(state.config.write_timeout_secs.max(1)),
         _row: row,
     };
-    takeover.put(Box::new(move |io| {
-        let f = run_stream(io, job);
-        if std::env::var_os("PARLEY_SIZES").is_some() {
-            eprintln!("SIZE run_stream {}", std::mem::size_of_val(&f));
-        }
-        Box::pin(f)
+    takeover.put(Box::new(move |io, guard| {
+        tokio::spawn(run_stream(io, job, guard));
     }));
     // No length and no chunking: the body runs until the connection closes (HTTP/1.0 framing),
     // which lets the server loop hand the bare socket to `run_stream`.
@@ -301,8 +297,14 @@ async fn send(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice"
 )]
-pub fn run_stream(mut io: TcpStream, mut job: StreamJob) -> impl Future<Output = ()> + Send {
+pub fn run_stream(
+    mut io: TcpStream,
+    mut job: StreamJob,
+    guard: StreamGuard,
+) -> impl Future<Output = ()> + Send {
     async move {
+        // Moved in (and so counted in the connection budget) until the stream ends.
+        let _counted = &guard;
         if !send(&mut io, &job.first, &job.shutdown, job.write_timeout).await {
             return;
         }
