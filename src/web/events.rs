@@ -238,49 +238,84 @@ async fn stream(
     Ok(res)
 }
 
-/// Writes all of `chunks`, gathering them into as few writes as the socket takes.
-async fn write_chunks(io: &mut TcpStream, chunks: &[Bytes]) -> std::io::Result<()> {
-    let (mut i, mut off) = (0, 0);
-    while i < chunks.len() {
+/// Where a write of `chunks` stands: the chunk, and the offset in it.
+type Pos = (usize, usize);
+
+/// The slices of `chunks` from `pos` (at most 16: one `writev`).
+fn slices<'a>(chunks: &'a [Bytes], (i, off): Pos, out: &mut [IoSlice<'a>; 16]) -> usize {
+    let mut k = 0;
+    for (j, c) in chunks[i..].iter().enumerate().take(16) {
+        out[k] = IoSlice::new(if j == 0 { &c[off..] } else { &c[..] });
+        k += 1;
+    }
+    k
+}
+
+/// `pos` moved past `n` written bytes.
+fn advance(chunks: &[Bytes], (mut i, mut off): Pos, mut n: usize) -> Pos {
+    while n > 0 && i < chunks.len() {
+        let left = chunks[i].len() - off;
+        if n >= left {
+            n -= left;
+            i += 1;
+            off = 0;
+        } else {
+            off += n;
+            n = 0;
+        }
+    }
+    (i, off)
+}
+
+/// Writes what the socket takes now, without waiting; returns how far it got.
+fn write_now(io: &TcpStream, chunks: &[Bytes]) -> std::io::Result<Pos> {
+    let mut pos = (0, 0);
+    while pos.0 < chunks.len() {
+        let mut buf = [IoSlice::new(&[]); 16];
+        let k = slices(chunks, pos, &mut buf);
+        match io.try_write_vectored(&buf[..k]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => pos = advance(chunks, pos, n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pos)
+}
+
+/// Writes all of `chunks` from `pos`, gathering them into as few writes as the socket takes.
+async fn write_chunks(io: &mut TcpStream, chunks: &[Bytes], mut pos: Pos) -> std::io::Result<()> {
+    while pos.0 < chunks.len() {
         let n = {
-            let mut slices: [IoSlice<'_>; 16] = [IoSlice::new(&[]); 16];
-            let mut k = 0;
-            for (j, c) in chunks[i..].iter().enumerate().take(16) {
-                slices[k] = IoSlice::new(if j == 0 { &c[off..] } else { &c[..] });
-                k += 1;
-            }
-            io.write_vectored(&slices[..k]).await?
+            let mut buf = [IoSlice::new(&[]); 16];
+            let k = slices(chunks, pos, &mut buf);
+            io.write_vectored(&buf[..k]).await?
         };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let mut n = n;
-        while n > 0 && i < chunks.len() {
-            let left = chunks[i].len() - off;
-            if n >= left {
-                n -= left;
-                i += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
+        pos = advance(chunks, pos, n);
     }
     Ok(())
 }
 
-/// Writes with a time limit, giving up at shutdown. The write's state lives on the heap while
-/// it runs, so an idle stream's task stays small.
+/// Writes with a time limit, giving up at shutdown. What the socket takes at once goes out
+/// right away, with no timer (the common case: a frame fits in the socket's buffer); only the
+/// rest waits, and that write's state lives on the heap, so an idle stream's task stays small.
 async fn send(
     io: &mut TcpStream,
     chunks: &[Bytes],
     shutdown: &CancellationToken,
     write_timeout: Duration,
 ) -> bool {
+    let pos = match write_now(io, chunks) {
+        Ok(pos) if pos.0 == chunks.len() => return true,
+        Ok(pos) => pos,
+        Err(_) => return false,
+    };
     Box::pin(async {
         tokio::select! {
-            r = tokio::time::timeout(write_timeout, write_chunks(io, chunks)) => matches!(r, Ok(Ok(()))),
+            r = tokio::time::timeout(write_timeout, write_chunks(io, chunks, pos)) => matches!(r, Ok(Ok(()))),
             _ = shutdown.cancelled() => false,
         }
     })
