@@ -396,7 +396,10 @@ pub fn run_stream(
                     }
                     timer.as_mut().reset((now + KEEP_ALIVE).min(end));
                 }
-                r = io.readable() => match r {
+                // Through the socket's own read slot, not `readable()`: polling it puts this
+                // task's waker where hyper left the connection task's, which would otherwise
+                // keep that finished task's memory (kilobytes) alive as long as the stream.
+                r = std::future::poll_fn(|cx| io.poll_read_ready(cx)) => match r {
                     // The client sends nothing more on a stream: end of input means it went away.
                     Ok(()) => match io.try_read(&mut probe) {
                         Ok(0) => break,
