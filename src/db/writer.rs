@@ -289,8 +289,13 @@ impl WriterState {
         if !self.open {
             return;
         }
-        for chunk in self.pending.chunks(128) {
-            let mut q = sqlx::QueryBuilder::new(
+        // The batch's events, the log position and the COMMIT go in one call to the driver's
+        // thread (each call is a hand-off there and back). If a statement fails, those after it
+        // do not run, and the batch is rolled back below.
+        let mut q = sqlx::QueryBuilder::new("");
+        let chunks = self.pending.chunks(128).count();
+        for (i, chunk) in self.pending.chunks(128).enumerate() {
+            q.push(
                 "INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) ",
             );
             q.push_values(chunk, |mut b, e| {
@@ -301,24 +306,25 @@ impl WriterState {
                     .push_bind(e.row.audience.as_str())
                     .push_bind(e.created_at);
             });
-            if let Err(e) = q.build().execute(&mut self.conn).await {
-                tracing::error!(error = %e, "writing the batch's events failed");
-                return self.fail_batch(e).await;
+            if i + 1 < chunks {
+                q.push("; ");
             }
         }
         if self.last_event > self.logged_event {
-            let r = sqlx::query(
-                "UPDATE log_state SET last_id = $1 WHERE singleton = 1 AND last_id < $1",
-            )
-            .bind(self.last_event)
-            .execute(&mut self.conn)
-            .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "writing the log position failed");
-                return self.fail_batch(e).await;
+            if chunks > 0 {
+                q.push("; ");
             }
+            q.push("UPDATE log_state SET last_id = ")
+                .push_bind(self.last_event)
+                .push(" WHERE singleton = 1 AND last_id < ")
+                .push_bind(self.last_event);
         }
-        match exec(&mut self.conn, "COMMIT").await {
+        if chunks > 0 || self.last_event > self.logged_event {
+            q.push("; ");
+        }
+        q.push("COMMIT");
+        let committed = q.build().execute(&mut self.conn).await.map(|_| ());
+        match committed {
             Ok(()) => {
                 self.open = false;
                 self.logged_event = self.last_event;
