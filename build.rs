@@ -23,9 +23,11 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-Map={map}");
     }
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
-    if release {
+    if release && glibc_has_relr() {
         // Relative relocations packed as DT_RELR (glibc 2.36+, Debian 12): ~20 KiB instead of a
-        // 1.4 MB table that the dynamic loader reads, and keeps resident, at every start.
+        // 1.4 MB table that the dynamic loader reads, and keeps resident, at every start. Only
+        // where this machine's glibc loads them: the binary is built where it runs (README,
+        // Dockerfile), and an older glibc would refuse to start it.
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     // PARLEY_LINK_ORDER=0 links in the default order (to compare).
@@ -39,6 +41,22 @@ fn main() {
         // Names change when dependencies or the compiler do; those are laid out as before.
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
+}
+
+/// This machine's glibc is 2.36 or newer (`getconf GNU_LIBC_VERSION` prints "glibc 2.36").
+fn glibc_has_relr() -> bool {
+    let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    (major, minor) >= (2, 36)
 }
 
 /// rustc links x86_64 Linux binaries with its own lld from 1.90 on; other linkers (GNU ld for
