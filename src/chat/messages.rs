@@ -182,8 +182,17 @@ pub async fn post(
         && reply_to.is_none()
         && files.is_empty()
         && markup::mentioned_names(body.as_str()).is_empty()
-        && let Some(m) = post_plain_pg(cx, pool, me, conversation_id, body, client_id, now, &mut shared)
-            .await?
+        && let Some(m) = post_plain_pg(
+            cx,
+            pool,
+            me,
+            conversation_id,
+            body,
+            client_id,
+            now,
+            &mut shared,
+        )
+        .await?
     {
         return Ok(m);
     }

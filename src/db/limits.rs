@@ -47,12 +47,12 @@ pub async fn gcra(
     burst: i64,
 ) -> sqlx::Result<bool> {
     let row: Option<i64> = sqlx::query_scalar(GCRA)
-    .bind(key)
-    .bind(now)
-    .bind(interval)
-    .bind(burst)
-    .fetch_optional(pool)
-    .await?;
+        .bind(key)
+        .bind(now)
+        .bind(interval)
+        .bind(burst)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.is_some())
 }
 

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod attachments;
+pub mod cache;
 pub mod conversations;
 pub mod events;
 pub mod friends;

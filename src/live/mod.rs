@@ -274,6 +274,7 @@ pub async fn run_presence_publisher(
 pub async fn run_pg_listener(
     hub: Arc<Hub>,
     pool: sqlx::PgPool,
+    caches: Option<Arc<crate::sessions::PgCaches>>,
     refresh_now: Arc<tokio::sync::Notify>,
     admin_wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
@@ -295,6 +296,7 @@ pub async fn run_pg_listener(
                 "parley_presence",
                 "parley_typing",
                 "parley_admin",
+                db::cache::CHANNEL,
             ])
             .await
         {
@@ -304,14 +306,29 @@ pub async fn run_pg_listener(
                 _ = shutdown.cancelled() => return,
             }
         }
-        // Anything missed while not listening: read the log, and ask for fresh presence.
+        // Anything missed while not listening: read the log, and ask for fresh presence. Copies
+        // of sessions and users may be kept from now on (every change is heard).
+        if let Some(c) = &caches {
+            c.set_live(true);
+        }
         hub.wake();
         refresh_now.notify_one();
         admin_wake.notify_one();
         loop {
             tokio::select! {
-                n = listener.recv() => match n {
-                    Ok(n) if n.channel() == "parley_typing" => {
+                n = listener.try_recv() => match n {
+                    // The connection was lost and is back (listening again): notices sent
+                    // meanwhile are gone, so drop every copy and catch up as after a connect.
+                    Ok(None) => {
+                        tracing::warn!("LISTEN connection lost and re-established");
+                        if let Some(c) = &caches {
+                            c.set_live(true);
+                        }
+                        hub.wake();
+                        refresh_now.notify_one();
+                        admin_wake.notify_one();
+                    }
+                    Ok(Some(n)) if n.channel() == "parley_typing" => {
                         if let Ok(t) = serde_json::from_str::<TypingMsg>(n.payload())
                             && t.node != hub.node
                         {
@@ -322,8 +339,13 @@ pub async fn run_pg_listener(
                             ));
                         }
                     }
-                    Ok(n) if n.channel() == "parley_admin" => admin_wake.notify_one(),
-                    Ok(n) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
+                    Ok(Some(n)) if n.channel() == "parley_admin" => admin_wake.notify_one(),
+                    Ok(Some(n)) if n.channel() == db::cache::CHANNEL => {
+                        if let Some(c) = &caches {
+                            c.notice(n.payload());
+                        }
+                    }
+                    Ok(Some(n)) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
                         Some(PresenceMsg::Change { node, user, online }) => {
                             hub.remote_presence(node, user, online)
                         }
@@ -335,9 +357,13 @@ pub async fn run_pg_listener(
                         Some(PresenceMsg::Query { node }) if node != hub.node => refresh_now.notify_one(),
                         _ => {}
                     },
-                    Ok(_) => hub.wake(),
+                    Ok(Some(_)) => hub.wake(),
                     Err(e) => {
                         tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        // Changes made meanwhile would go unheard: no copies until reconnected.
+                        if let Some(c) = &caches {
+                            c.set_live(false);
+                        }
                         break;
                     }
                 },
