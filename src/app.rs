@@ -238,6 +238,11 @@ impl App {
                 state.admin_wake.clone(),
                 shutdown.clone(),
             ));
+            tasks.spawn(live::run_event_announcer(
+                state.hub.clone(),
+                pool.clone(),
+                shutdown.clone(),
+            ));
             tasks.spawn(live::run_presence_publisher(
                 state.hub.clone(),
                 pool.clone(),

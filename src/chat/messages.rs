@@ -391,7 +391,7 @@ async fn post_plain_pg(
     metrics::histogram!(db::DB_COMMIT, "backend" => "postgres")
         .record(started.elapsed().as_secs_f64());
     metrics::counter!(super::EVENTS_WRITTEN).increment(1);
-    cx.hub.wake();
+    cx.hub.committed_quietly();
     message.id = id;
     message.prev = ctx
         .prev_author_id

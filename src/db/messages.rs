@@ -555,7 +555,7 @@ pub struct PayloadTemplate<'a> {
 
 /// A plain post on PostgreSQL (no reply, attachment or mention) as ONE statement in its own
 /// transaction (autocommit): the context, the shared rate limit, the insert, the conversation
-/// and the author's read marker moving to it, the `MessageAdded` event and its `NOTIFY`. One
+/// and the author's read marker moving to it, and the `MessageAdded` event. One
 /// round trip and one commit, where a transaction would take six; atomic all the same (a
 /// statement commits whole or not at all), and every part after the context happens only if the
 /// message goes in (each CTE reads the one before it).
@@ -564,6 +564,9 @@ pub struct PayloadTemplate<'a> {
 /// only the statement knows: the caller serialises it with sentinel values and the statement
 /// replaces their text. The badge is read from the snapshot before the statement, so it leaves
 /// this conversation out (after the post the author has nothing unread there).
+///
+/// No `NOTIFY` inside: the caller has other nodes told after the commit
+/// (`Hub::committed_quietly`), so concurrent posts do not queue for the notify lock.
 #[allow(clippy::too_many_arguments)]
 pub async fn post_pg(
     conn: &mut sqlx::PgConnection,
@@ -605,8 +608,7 @@ pub async fn post_pg(
              $1, '', $5 FROM ins, u RETURNING id) \
          SELECT ctx.open, ctx.prev_author_id, ctx.prev_created_at, ctx.prev_kind, \
            ($6::text IS NULL OR EXISTS (SELECT 1 FROM g)) AS allowed, \
-           (SELECT id FROM ins) AS id, \
-           (SELECT pg_notify('parley_events', '')::text FROM ev) AS notified \
+           (SELECT id FROM ev) AS event_id, (SELECT id FROM ins) AS id \
          FROM ctx"
     );
     let (key, interval, burst) = match limit {

@@ -269,6 +269,60 @@ pub async fn run_presence_publisher(
     }
 }
 
+/// On PostgreSQL: tells the other nodes about events committed without a `NOTIFY` of their own
+/// (`Hub::committed_quietly`; a plain post, see `db::messages::post_pg`). A transaction that
+/// notifies holds PostgreSQL's notify lock from just before its commit until its commit is
+/// flushed, so notifying commits wait for each other's disk flush one by one; here the flush is
+/// not waited for, and one `NOTIFY` covers every commit made while the previous one was sent.
+///
+/// It starts after the commits it announces, so a node woken by it finds them. A `NOTIFY` lost
+/// in a crash only delays other nodes until their reader's poll (500 ms); it carries no data,
+/// so its own commit need not wait for the disk (`synchronous_commit = off` on this connection).
+pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn: Option<sqlx::PgConnection> = None;
+    loop {
+        tokio::select! {
+            _ = hub.announce.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if conn.is_none() {
+            match pool.connect_options().connect().await {
+                Ok(mut c) => {
+                    if let Err(e) = sqlx::query("SET synchronous_commit = off")
+                        .execute(&mut c)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "announcer connection setup failed");
+                    } else {
+                        conn = Some(c);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "announcer connection failed"),
+            }
+        }
+        let sent = match conn.as_mut() {
+            Some(c) => sqlx::query("SELECT pg_notify('parley_events', '')")
+                .execute(&mut *c)
+                .await
+                .map(|_| ()),
+            None => Err(sqlx::Error::PoolTimedOut),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "telling other nodes of new events failed; retrying");
+            if let Some(c) = conn.take() {
+                let _ = c.close().await;
+            }
+            // Try again (the reader's poll covers the meantime).
+            hub.announce.notify_one();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
 /// On PostgreSQL: wakes the log reader whenever any node commits events, and applies other nodes'
 /// presence messages.
 pub async fn run_pg_listener(
