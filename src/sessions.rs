@@ -46,8 +46,9 @@ const PG_SAVE: &str = "WITH s AS (INSERT INTO \"tower_sessions\".\"session\" (id
      SELECT pg_notify('parley_cache', 's')::text FROM s";
 
 /// The statement of [`PgSessions::delete`].
-const PG_DELETE: &str = "WITH d AS (DELETE FROM \"tower_sessions\".\"session\" WHERE id = $1) \
-     SELECT pg_notify('parley_cache', 's')::text";
+/// No notice when there was nothing to delete (a login replacing an anonymous session).
+const PG_DELETE: &str = "WITH d AS (DELETE FROM \"tower_sessions\".\"session\" WHERE id = $1 RETURNING 1) \
+     SELECT pg_notify('parley_cache', 's')::text FROM (SELECT 1 FROM d LIMIT 1) AS deleted";
 
 impl PgSessions {
     async fn write(

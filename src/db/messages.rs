@@ -563,7 +563,10 @@ pub struct PayloadTemplate<'a> {
 /// The event's payload needs the new id, the message before it and the author's badge, which
 /// only the statement knows: the caller serialises it with sentinel values and the statement
 /// replaces their text. The badge is read from the snapshot before the statement, so it leaves
-/// this conversation out (after the post the author has nothing unread there).
+/// this conversation out (after the post the author has nothing unread there). It is counted
+/// conversation by conversation from the author's memberships (a correlated count on
+/// `messages_conversation`), a plan that cannot turn into a scan of all messages: with a join,
+/// the planner of a young database (no statistics yet) scanned `messages` whole on every post.
 ///
 /// No `NOTIFY` inside: the caller has other nodes told after the commit
 /// (`Hub::committed_quietly`), so concurrent posts do not queue for the notify lock.
@@ -594,10 +597,10 @@ pub async fn post_pg(
            FROM ins WHERE c.id = $1), \
          r AS (UPDATE members m SET last_read_message_id = ins.id FROM ins \
            WHERE m.conversation_id = $1 AND m.user_id = $2 AND m.last_read_message_id < ins.id), \
-         u AS (SELECT COUNT(*) AS unread FROM members m JOIN messages x \
-           ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-           AND x.author_id <> $2 AND x.kind = 'text' \
-           WHERE m.user_id = $2 AND m.conversation_id <> $1), \
+         u AS (SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM messages x \
+             WHERE x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+             AND x.author_id <> $2 AND x.kind = 'text')), 0) AS BIGINT) AS unread \
+           FROM members m WHERE m.user_id = $2 AND m.conversation_id <> $1), \
          ev AS (INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) \
            SELECT (pg_current_xact_id()::text::bigint << 16) + 1, 'MessageAdded', \
              replace(replace(replace($9, $10, '\"id\":' || ins.id), \
