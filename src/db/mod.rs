@@ -256,7 +256,28 @@ impl Db {
                 .await?;
                 g.set_last_event(last);
             }
-            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                // Each migration commits without waiting for its WAL flush (the DDL's own cost
+                // stays). Safe: a migration's changes and its `_sqlx_migrations` row commit
+                // together, so a crash before the flush loses both and the next start applies it
+                // again; and the first acknowledged write after start commits synchronously,
+                // which flushes the WAL through every earlier commit, migrations included.
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut *conn)
+                    .await?;
+                let applied = sqlx::migrate!("migrations/postgres").run(&mut *conn).await;
+                // Back to full durability before the pool hands this connection out again; if
+                // that cannot be done, the connection is closed rather than reused.
+                if sqlx::query("SET synchronous_commit = on")
+                    .execute(&mut *conn)
+                    .await
+                    .is_err()
+                {
+                    conn.close_on_drop();
+                }
+                applied?;
+            }
         }
         Ok(())
     }
