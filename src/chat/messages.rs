@@ -197,7 +197,7 @@ pub async fn post(
         return Ok(m);
     }
     let mut tx = cx.db.begin_deferred().await?;
-    if let (Tx::Pg(t, _), Some(limit)) = (&mut tx, shared)
+    if let (Tx::Pg(t, ..), Some(limit)) = (&mut tx, shared)
         && !db::limits::gcra_in(t, limit, now).await?
     {
         // Dropping `tx` rolls the count back with everything else.

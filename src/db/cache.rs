@@ -16,8 +16,34 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Users writes started in this process (`update_users!`).
+static USER_WRITES: AtomicU64 = AtomicU64::new(0);
+/// Bumped after a transaction that overlapped a users write here has committed: every node in
+/// this process drops its copies of users then, so the node that made a change serves its next
+/// request from the changed row without waiting for its own notice. (Any transaction that ran
+/// while a users write started counts: a few needless drops, never a stale copy.)
+static USERS_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A users row is about to be written here.
+pub fn users_written() {
+    USER_WRITES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The count of users writes so far (taken when a transaction begins).
+pub fn user_writes() -> u64 {
+    USER_WRITES.load(Ordering::SeqCst)
+}
+
+/// A transaction that began when [`user_writes`] was `at_begin` has ended.
+pub fn users_committed(at_begin: u64) {
+    if user_writes() != at_begin {
+        USERS_EPOCH.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "parley_cache";
@@ -31,6 +57,8 @@ const CAPACITY: usize = 1024;
 /// Copies of one kind of row.
 pub struct Cached<K, V> {
     inner: Mutex<Inner<K, V>>,
+    /// Also stale whenever this moves ([`USERS_EPOCH`] for users).
+    external: Option<&'static AtomicU64>,
 }
 
 struct Inner<K, V> {
@@ -38,6 +66,8 @@ struct Inner<K, V> {
     generation: u64,
     /// The listener is connected: notices arrive.
     live: bool,
+    /// The external epoch the copies were made in.
+    external_seen: u64,
     map: HashMap<K, (Instant, V)>,
 }
 
@@ -47,15 +77,26 @@ impl<K, V> Default for Cached<K, V> {
             inner: Mutex::new(Inner {
                 generation: 0,
                 live: false,
+                external_seen: 0,
                 map: HashMap::new(),
             }),
+            external: None,
         }
     }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Cached<K, V> {
     fn inner(&self) -> MutexGuard<'_, Inner<K, V>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = self.external {
+            let now = e.load(Ordering::SeqCst);
+            if now != inner.external_seen {
+                inner.external_seen = now;
+                inner.generation += 1;
+                inner.map.clear();
+            }
+        }
+        inner
     }
 
     /// The generation to pass to [`Cached::put`], taken BEFORE reading the row; None when
@@ -129,7 +170,10 @@ impl<S> std::fmt::Debug for PgCaches<S> {
 impl<S> Default for PgCaches<S> {
     fn default() -> Self {
         PgCaches {
-            users: Cached::default(),
+            users: Cached {
+                external: Some(&USERS_EPOCH),
+                ..Cached::default()
+            },
             sessions: Cached::default(),
         }
     }
@@ -182,5 +226,32 @@ mod tests {
         assert_eq!(c.get(&1), Some("new"));
         c.set_live(false);
         assert_eq!(c.get(&1), None, "listener lost: copies dropped");
+    }
+
+    #[test]
+    fn a_users_write_committed_here_drops_copies_without_waiting_for_its_notice() {
+        let caches: PgCaches<()> = PgCaches::default();
+        caches.set_live(true);
+        let g = caches.users.generation();
+        let at_begin = user_writes();
+        users_written();
+        users_committed(at_begin);
+        // Read before the commit, kept after it: refused; and nothing older survives.
+        caches.users.put(g, 1, dummy());
+        assert!(caches.users.get(&1).is_none());
+        caches.users.put(caches.users.generation(), 1, dummy());
+        assert!(caches.users.get(&1).is_some());
+    }
+
+    fn dummy() -> super::super::users::UserRow {
+        super::super::users::UserRow {
+            id: 1,
+            username: "ann".into(),
+            display_name: String::new(),
+            password_hash: String::new(),
+            is_admin: 0,
+            deactivated_at: None,
+            session_epoch: 0,
+        }
     }
 }

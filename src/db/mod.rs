@@ -100,8 +100,9 @@ pub const DB_COMMIT: &str = "parley_db_commit_duration_seconds";
 pub enum Tx {
     /// A use case in the SQLite writer's batch (its own savepoint).
     Sqlite(SqliteTx),
-    /// On PostgreSQL, with the number of events recorded so far.
-    Pg(Transaction<'static, Postgres>, i64),
+    /// On PostgreSQL, with the number of events recorded so far and [`cache::user_writes`] when
+    /// it began.
+    Pg(Transaction<'static, Postgres>, i64, u64),
 }
 
 impl Tx {
@@ -109,7 +110,7 @@ impl Tx {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
             Tx::Sqlite(t) => Conn::Sqlite(&mut t.state().conn),
-            Tx::Pg(t, _) => Conn::Pg(&mut *t),
+            Tx::Pg(t, ..) => Conn::Pg(&mut *t),
         }
     }
 
@@ -135,7 +136,13 @@ impl Tx {
         let started = std::time::Instant::now();
         let (backend, r) = match self {
             Tx::Sqlite(t) => ("sqlite", t.commit().await),
-            Tx::Pg(t, _) => ("postgres", t.commit().await),
+            Tx::Pg(t, _, users_at_begin) => {
+                let r = t.commit().await;
+                // A users row written by this node is seen by its next request, whether or not
+                // this node's own notice has arrived yet (see `cache::users_written`).
+                cache::users_committed(users_at_begin);
+                ("postgres", r)
+            }
         };
         metrics::histogram!(DB_COMMIT, "backend" => backend)
             .record(started.elapsed().as_secs_f64());
@@ -286,7 +293,7 @@ impl Db {
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
-            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0, cache::user_writes()),
         })
     }
 
@@ -295,7 +302,7 @@ impl Db {
     pub async fn begin_deferred(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_deferred().await?),
-            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0, cache::user_writes()),
         })
     }
 

@@ -46,7 +46,9 @@ macro_rules! update_users {
                 .execute(&mut **e)
                 .await
                 .map(|r| r.rows_affected()),
-            $crate::db::Conn::Pg(e) => sqlx::query_scalar::<_, i64>(&format!(
+            $crate::db::Conn::Pg(e) => {
+                $crate::db::cache::users_written();
+                sqlx::query_scalar::<_, i64>(&format!(
                 "WITH w AS ({} RETURNING 1) SELECT (SELECT COUNT(*) FROM w) \
                  FROM pg_notify('{}', '{}')",
                 $sql,
@@ -56,7 +58,8 @@ macro_rules! update_users {
                 $(.bind($b))*
                 .fetch_one(&mut **e)
                 .await
-                .map(|n| n as u64),
+                .map(|n| n as u64)
+            }
         }
     };
 }
