@@ -391,7 +391,7 @@ async fn post_plain_pg(
     metrics::histogram!(db::DB_COMMIT, "backend" => "postgres")
         .record(started.elapsed().as_secs_f64());
     metrics::counter!(super::EVENTS_WRITTEN).increment(1);
-    cx.hub.committed_quietly();
+    cx.hub.committed_quietly(posted.event_id.unwrap_or(0));
     message.id = id;
     message.prev = ctx
         .prev_author_id

@@ -538,6 +538,8 @@ pub struct PgPosted {
     /// The new message (None: not inserted: the context forbids it, the limit refused it, or
     /// the client id was used before).
     pub id: Option<i64>,
+    /// The event's id (when inserted).
+    pub event_id: Option<i64>,
 }
 
 /// The `MessageAdded` event of a post, as JSON with three placeholders the statement fills in.
@@ -638,6 +640,7 @@ pub async fn post_pg(
             ctx: None,
             allowed: true,
             id: None,
+            event_id: None,
         });
     };
     Ok(PgPosted {
@@ -649,5 +652,6 @@ pub async fn post_pg(
         }),
         allowed: row.try_get("allowed")?,
         id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
     })
 }

@@ -134,7 +134,15 @@ pub async fn run_log_reader(
                 }
             },
             _ = hub.wake.notified() => read_log |= lost(&feed),
-            _ = tokio::time::sleep(poll) => read_log = true,
+            // An event committed here but held back behind an older transaction: look again
+            // soon rather than at the next poll.
+            _ = tokio::time::sleep(
+                if hub.local_high.load(std::sync::atomic::Ordering::SeqCst) > cursor {
+                    Duration::from_millis(10)
+                } else {
+                    poll
+                }
+            ) => read_log = true,
             _ = shutdown.cancelled() => return,
         }
     }
