@@ -153,8 +153,11 @@ impl App {
             .with_http_only(true)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(idle));
-        let auth_layer =
-            AuthManagerLayerBuilder::new(Backend::new(db, hasher), session_layer).build();
+        let auth_layer = AuthManagerLayerBuilder::new(
+            Backend::new(db, hasher, store.pg_caches()),
+            session_layer,
+        )
+        .build();
         let mut router = web::router(state.clone()).layer(auth_layer);
         if metrics.is_some() {
             router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
@@ -232,8 +235,14 @@ impl App {
             tasks.spawn(live::run_pg_listener(
                 state.hub.clone(),
                 pool.clone(),
+                store.pg_caches(),
                 refresh_now.clone(),
                 state.admin_wake.clone(),
+                shutdown.clone(),
+            ));
+            tasks.spawn(live::run_event_announcer(
+                state.hub.clone(),
+                pool.clone(),
                 shutdown.clone(),
             ));
             tasks.spawn(live::run_presence_publisher(

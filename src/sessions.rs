@@ -4,7 +4,8 @@
 //! On SQLite the store is ours, in tower-sessions-sqlx-store's table and format: loads read through
 //! the read pool, and writes go through the group-committing writer like every other write (so they
 //! share its batches instead of queueing for the one connection). On PostgreSQL it is
-//! tower-sessions-sqlx-store's.
+//! tower-sessions-sqlx-store's table, read through this node's copies (`db::cache`): every save
+//! and delete tells every node in the same statement.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +24,91 @@ pub enum Store {
     /// SQLite: reads on the read pool, writes through the writer.
     Sqlite(SqliteSessions),
     /// On PostgreSQL.
-    Postgres(PostgresStore),
+    Postgres(PgSessions),
+}
+
+/// Sessions on PostgreSQL: tower-sessions-sqlx-store's table and format, loads served from this
+/// node's copies while no node changed a session since (see `db::cache`).
+#[derive(Debug, Clone)]
+pub struct PgSessions {
+    inner: PostgresStore,
+    pool: sqlx::PgPool,
+    caches: Arc<PgCaches>,
+}
+
+/// This node's copies of sessions and users on PostgreSQL.
+pub type PgCaches = crate::db::cache::PgCaches<Record>;
+
+/// The statement of [`PgSessions::save`]; what tower-sessions-sqlx-store runs, and the notice.
+const PG_SAVE: &str = "WITH s AS (INSERT INTO \"tower_sessions\".\"session\" (id, data, expiry_date) \
+     VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET data = excluded.data, \
+     expiry_date = excluded.expiry_date RETURNING 1) \
+     SELECT pg_notify('parley_cache', 's')::text FROM s";
+
+/// The statement of [`PgSessions::delete`].
+/// No notice when there was nothing to delete (a login replacing an anonymous session).
+const PG_DELETE: &str = "WITH d AS (DELETE FROM \"tower_sessions\".\"session\" WHERE id = $1 RETURNING 1) \
+     SELECT pg_notify('parley_cache', 's')::text FROM (SELECT 1 FROM d LIMIT 1) AS deleted";
+
+impl PgSessions {
+    async fn write(
+        &self,
+        sql: &str,
+        id: &Id,
+        record: Option<&Record>,
+    ) -> session_store::Result<()> {
+        let mut q = sqlx::query(sql).bind(id.to_string());
+        if let Some(r) = record {
+            let data =
+                rmp_serde::to_vec(r).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+            q = q.bind(data).bind(r.expiry_date);
+        }
+        // Dropped here before the write too: a load racing with it must not keep the old one
+        // (the generation moves on again after it).
+        self.caches.sessions.invalidate();
+        let r = q.execute(&self.pool).await.map_err(backend);
+        self.caches.sessions.invalidate();
+        r.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // A new id: no node has a copy of it.
+        self.inner.create(record).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.write(PG_SAVE, &record.id, Some(record)).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let key = id.to_string();
+        if let Some(r) = self.caches.sessions.get(&key)
+            && r.expiry_date > OffsetDateTime::now_utc()
+        {
+            return Ok(Some(r));
+        }
+        let generation = self.caches.sessions.generation();
+        let record = self.inner.load(id).await?;
+        if let Some(r) = &record {
+            self.caches.sessions.put(generation, key, r.clone());
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.write(PG_DELETE, id, None).await
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for PgSessions {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        // Copies are checked against their expiry when used: no notice needed.
+        self.inner.delete_expired().await
+    }
 }
 
 /// Sessions in SQLite (table `tower_sessions`: id, MessagePack data, expiry). Recently used
@@ -202,7 +287,11 @@ impl Store {
                 db: db.clone(),
                 recent: Arc::default(),
             }),
-            Db::Postgres(pool) => Store::Postgres(PostgresStore::new(pool.clone())),
+            Db::Postgres(pool) => Store::Postgres(PgSessions {
+                inner: PostgresStore::new(pool.clone()),
+                pool: pool.clone(),
+                caches: Arc::default(),
+            }),
         }
     }
 
@@ -210,7 +299,16 @@ impl Store {
     pub async fn migrate(&self) -> sqlx::Result<()> {
         match self {
             Store::Sqlite(s) => s.migrate().await,
-            Store::Postgres(s) => s.migrate().await,
+            Store::Postgres(s) => s.inner.migrate().await,
+        }
+    }
+
+    /// On PostgreSQL: this node's copies of sessions and users (the auth backend reads users
+    /// through them; the listener drops them on notice).
+    pub fn pg_caches(&self) -> Option<Arc<PgCaches>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.caches.clone()),
         }
     }
 }

@@ -136,6 +136,14 @@ fn throttled(field: &'static str, message: &str) -> AppError {
     AppError::Throttled(FieldErrors::one(field, message))
 }
 
+/// A message refused by the rate limit (this node's or the shared one).
+pub fn message_throttled() -> AppError {
+    throttled(
+        "body",
+        "You are sending messages very fast. Wait a moment, then send this one again.",
+    )
+}
+
 impl RateLimits {
     /// The limits configured in `config`.
     pub fn new(config: &Config) -> RateLimits {
@@ -241,20 +249,19 @@ impl RateLimits {
         self.failures().remove(account);
     }
 
-    /// One message by `user`; `Throttled` when they post faster than the configured rate.
-    pub async fn message(&self, user: i64) -> Result<(), AppError> {
-        let ok = self.messages.check_key(&user).is_ok()
-            && self
-                .shared_allows(format!("msg:{user}"), |s| s.messages)
-                .await;
-        if ok {
-            Ok(())
-        } else {
-            Err(throttled(
-                "body",
-                "You are sending messages very fast. Wait a moment, then send this one again.",
-            ))
+    /// One message by `user` on this node; `Throttled` when they post faster than the configured
+    /// rate. On PostgreSQL also returns the shared quota, which the post itself takes from in its
+    /// own statement (`chat::messages::post`): no round trip or commit of its own, and a refused
+    /// post writes nothing.
+    pub fn message(&self, user: i64) -> Result<Option<crate::db::limits::Gcra>, AppError> {
+        if self.messages.check_key(&user).is_err() {
+            return Err(message_throttled());
         }
+        Ok(self.shared.as_ref().map(|s| crate::db::limits::Gcra {
+            key: format!("msg:{user}"),
+            interval: s.messages.0,
+            burst: s.messages.1,
+        }))
     }
 
     /// One friend request by `user`; `Throttled` past the hourly allowance.
@@ -351,10 +358,10 @@ mod tests {
         c.friend_requests_per_hour = 1;
         let l = RateLimits::new(&c);
         for _ in 0..3 {
-            assert!(l.message(1).await.is_ok());
+            assert!(l.message(1).is_ok());
         }
-        assert!(matches!(l.message(1).await, Err(AppError::Throttled(_))));
-        assert!(l.message(2).await.is_ok());
+        assert!(matches!(l.message(1), Err(AppError::Throttled(_))));
+        assert!(l.message(2).is_ok());
         assert!(l.friend_request(1).await.is_ok());
         assert!(l.friend_request(1).await.is_err());
     }

@@ -77,12 +77,18 @@ pub struct Credentials {
 pub struct Backend {
     db: Db,
     hasher: Hasher,
+    /// On PostgreSQL: this node's copies of users (see `db::cache`).
+    pg: Option<std::sync::Arc<crate::sessions::PgCaches>>,
 }
 
 impl Backend {
-    /// A backend over `db`.
-    pub fn new(db: Db, hasher: Hasher) -> Self {
-        Backend { db, hasher }
+    /// A backend over `db`; `pg`: the node's copies on PostgreSQL (`Store::pg_caches`).
+    pub fn new(
+        db: Db,
+        hasher: Hasher,
+        pg: Option<std::sync::Arc<crate::sessions::PgCaches>>,
+    ) -> Self {
+        Backend { db, hasher, pg }
     }
 }
 
@@ -119,13 +125,28 @@ impl AuthnBackend for Backend {
     }
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, BackendError> {
-        // Every request asks; on SQLite a cached copy answers while no write touched `users`.
+        // A deactivated user has no session: every page and the stream treat them as logged out.
+        let active = |u: &db::users::UserRow| u.deactivated_at.is_none();
+        // Every request asks; a cached copy answers while no write touched `users` (SQLite: this
+        // process is the only writer; PostgreSQL: no node's notice came, see `db::cache`).
+        if let Some(pg) = &self.pg {
+            if let Some(u) = pg.users.get(id) {
+                return Ok(Some(u).filter(active).map(User::from));
+            }
+            let generation = pg.users.generation();
+            let row = {
+                let mut rc = self.db.read().await?;
+                db::users::by_id(&mut rc.conn(), *id).await?
+            };
+            if let Some(u) = &row {
+                pg.users.put(generation, u.id, u.clone());
+            }
+            return Ok(row.filter(active).map(User::from));
+        }
         let cache = match &self.db {
             Db::Sqlite { write, .. } => Some(&write.users),
             Db::Postgres(_) => None,
         };
-        // A deactivated user has no session: every page and the stream treat them as logged out.
-        let active = |u: &db::users::UserRow| u.deactivated_at.is_none();
         if let Some(u) = cache.and_then(|c| c.get(*id)) {
             return Ok(Some(u).filter(active).map(User::from));
         }

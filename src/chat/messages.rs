@@ -205,8 +205,10 @@ pub(super) fn new_message(
 }
 
 /// Posts a message. A retry with the same client id returns the message stored the first time
-/// and records nothing new.
+/// and records nothing new. `shared`: the shared rate limit (PostgreSQL), taken inside the post:
+/// a refused post writes nothing, and one that fails otherwise does not count.
 #[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
+#[allow(clippy::too_many_arguments)]
 pub async fn post(
     cx: &Ctx<'_>,
     me: &UserRef,
@@ -215,6 +217,7 @@ pub async fn post(
     client_id: Option<&ClientId>,
     reply_to: Option<i64>,
     files: &[Stored],
+    mut shared: Option<&db::limits::Gcra>,
 ) -> AppResult<MessageData> {
     // A plain post joins concurrent ones in one call to the SQLite writer (`posting`).
     if reply_to.is_none()
@@ -233,8 +236,32 @@ pub async fn post(
             Ok(super::posting::Outcome::Alone) | Err(_) => {}
         }
     }
-    let mut tx = cx.db.begin_deferred().await?;
     let now = db::now_ms();
+    if let db::Db::Postgres(pool) = cx.db
+        && reply_to.is_none()
+        && files.is_empty()
+        && markup::mentioned_names(body.as_str()).is_empty()
+        && let Some(m) = post_plain_pg(
+            cx,
+            pool,
+            me,
+            conversation_id,
+            body,
+            client_id,
+            now,
+            &mut shared,
+        )
+        .await?
+    {
+        return Ok(m);
+    }
+    let mut tx = cx.db.begin_deferred().await?;
+    if let (Tx::Pg(t, ..), Some(limit)) = (&mut tx, shared)
+        && !db::limits::gcra_in(t, limit, now).await?
+    {
+        // Dropping `tx` rolls the count back with everything else.
+        return Err(crate::state::message_throttled());
+    }
     // Membership, whether it takes messages, the message before, the insert, the conversation
     // and the author's read marker moving to it, and the author's badge: one call.
     let posted = db::messages::post(
@@ -303,6 +330,116 @@ pub async fn post(
     .await?;
     commit(cx, tx).await?;
     Ok(message)
+}
+
+/// Sentinels standing for what only the post's statement knows (see `db::messages::post_pg`):
+/// negative, so no real id, time or count has them, and as JSON numbers after a key they cannot
+/// occur inside a string (where a quote is always escaped).
+const SENTINEL_ID: i64 = -7_340_981_226_519_004_101;
+const SENTINEL_PREV_AUTHOR: i64 = -7_340_981_226_519_004_102;
+const SENTINEL_PREV_AT: i64 = -7_340_981_226_519_004_103;
+const SENTINEL_UNREAD: i64 = -7_340_981_226_519_004_104;
+
+/// A plain post (no reply, attachment or mention) on PostgreSQL: one statement, one round trip
+/// (`db::messages::post_pg`). `None` when it cannot be done that way (then the general path
+/// runs, which answers a retried client id too; `shared` is taken away once it was counted).
+#[allow(clippy::too_many_arguments)]
+async fn post_plain_pg(
+    cx: &Ctx<'_>,
+    pool: &sqlx::PgPool,
+    me: &UserRef,
+    conversation_id: i64,
+    body: &MessageBody,
+    client_id: Option<&ClientId>,
+    now: i64,
+    shared: &mut Option<&db::limits::Gcra>,
+) -> AppResult<Option<MessageData>> {
+    let mut message = MessageData {
+        id: SENTINEL_ID,
+        conversation_id,
+        author: me.clone(),
+        body: body.as_str().to_owned(),
+        created_at: now,
+        prev: Some(PrevMessage {
+            author_id: SENTINEL_PREV_AUTHOR,
+            created_at: SENTINEL_PREV_AT,
+            note: false,
+        }),
+        edited: false,
+        reply: None,
+        reactions: Vec::new(),
+        mentions: Vec::new(),
+        note: false,
+        attachments: Vec::new(),
+    };
+    let event = Event::MessageAdded {
+        message: message.clone(),
+        author_total_unread: SENTINEL_UNREAD,
+    };
+    let json = serde_json::to_string(&event).map_err(anyhow::Error::from)?;
+    let prev_json = serde_json::to_string(&message.prev).map_err(anyhow::Error::from)?;
+    let id = format!("\"id\":{SENTINEL_ID}");
+    let prev = format!("\"prev\":{prev_json}");
+    let unread = format!("\"author_total_unread\":{SENTINEL_UNREAD}");
+    if [&id, &prev, &unread]
+        .iter()
+        .any(|p| json.matches(p.as_str()).count() != 1)
+    {
+        // The event's JSON is not shaped as expected: take the general path.
+        tracing::warn!("MessageAdded payload template does not match; posting in a transaction");
+        return Ok(None);
+    }
+    let template = db::messages::PayloadTemplate {
+        json: &json,
+        id: &id,
+        prev: &prev,
+        unread: &unread,
+    };
+    let mut conn = pool.acquire().await?;
+    let started = std::time::Instant::now();
+    let posted = db::messages::post_pg(
+        &mut conn,
+        conversation_id,
+        me.id,
+        body.as_str(),
+        client_id.map(ClientId::as_str),
+        now,
+        *shared,
+        &template,
+    )
+    .await?;
+    drop(conn);
+    if posted.allowed && posted.ctx.as_ref().is_some_and(|c| c.open == 1) {
+        *shared = None;
+    }
+    let ctx = posted.ctx.ok_or(AppError::NotFound)?;
+    if ctx.open == 0 {
+        return Err(AppError::invalid(
+            "body",
+            "You are no longer friends, so this conversation is read-only.",
+        ));
+    }
+    if !posted.allowed {
+        return Err(crate::state::message_throttled());
+    }
+    let Some(id) = posted.id else {
+        // A retry of a client id: the general path answers with the message stored first.
+        return Ok(None);
+    };
+    metrics::histogram!(db::DB_COMMIT, "backend" => "postgres")
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(super::EVENTS_WRITTEN).increment(1);
+    cx.hub.committed_quietly(posted.event_id.unwrap_or(0));
+    message.id = id;
+    message.prev = ctx
+        .prev_author_id
+        .zip(ctx.prev_created_at)
+        .map(|(author_id, created_at)| PrevMessage {
+            author_id,
+            created_at,
+            note: ctx.prev_kind.as_deref() == Some("note"),
+        });
+    Ok(Some(message))
 }
 
 /// Moves my read marker forward to `message_id` (never back). Returns whether it moved.

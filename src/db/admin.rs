@@ -110,32 +110,33 @@ pub async fn admin_ids(c: &mut Conn<'_>) -> sqlx::Result<Vec<i64>> {
 
 /// Makes `id` an administrator, or not.
 pub async fn set_admin(c: &mut Conn<'_>, id: i64, admin: bool) -> sqlx::Result<u64> {
-    exec!(c, e => sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
-        .bind(i64::from(admin))
-        .bind(id)
-        .execute(e)
-        .await)
+    super::users::update_users!(
+        c,
+        "UPDATE users SET is_admin = $1 WHERE id = $2",
+        i64::from(admin),
+        id
+    )
 }
 
 /// Deactivates `id` (and ends all of their sessions), or reactivates them (`at` None).
 pub async fn set_deactivated(c: &mut Conn<'_>, id: i64, at: Option<i64>) -> sqlx::Result<u64> {
-    exec!(c, e => sqlx::query(
+    super::users::update_users!(
+        c,
         "UPDATE users SET deactivated_at = $1, \
          session_epoch = session_epoch + CASE WHEN $1 IS NULL THEN 0 ELSE 1 END WHERE id = $2",
+        at,
+        id
     )
-    .bind(at)
-    .bind(id)
-    .execute(e)
-    .await)
 }
 
 /// Writes the users row without changing it: on SQLite a running server drops its cached copy
 /// of the row when its own writer touches it (applying a change `parley admin` made).
 pub async fn touch_user(c: &mut Conn<'_>, id: i64) -> sqlx::Result<()> {
-    exec!(c, e => sqlx::query("UPDATE users SET session_epoch = session_epoch WHERE id = $1")
-        .bind(id)
-        .execute(e)
-        .await)?;
+    super::users::update_users!(
+        c,
+        "UPDATE users SET session_epoch = session_epoch WHERE id = $1",
+        id
+    )?;
     Ok(())
 }
 

@@ -113,7 +113,7 @@ pub async fn append(
             });
             id
         }
-        Tx::Pg(t, n) => {
+        Tx::Pg(t, n, _) => {
             *n += 1;
             // The NOTIFY wakes every node's reader at commit (repeats in one transaction fold).
             let (id, _): (i64, String) = sqlx::query_as(

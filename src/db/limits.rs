@@ -1,7 +1,41 @@
 //! Limits shared by every node on PostgreSQL: rate limits (GCRA) and the live streams each node
-//! holds. Plain statements on the pool, outside any use case's transaction.
+//! holds. Plain statements on the pool, outside any use case's transaction, except the message limit,
+//! which is taken inside the post that it limits ([`gcra_in`], `db::messages::post_pg`).
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+
+/// One attempt to take from a shared GCRA quota, inside the statement or transaction that does
+/// what it limits (so a refused attempt writes nothing, and an allowed one counts only if its
+/// write commits).
+#[derive(Debug, Clone)]
+pub struct Gcra {
+    /// The quota's key (`msg:<user>`).
+    pub key: String,
+    /// Milliseconds between attempts.
+    pub interval: i64,
+    /// Attempts allowed at once.
+    pub burst: i64,
+}
+
+/// The GCRA step as one statement: `$1` key, `$2` now, `$3` interval, `$4` burst; returns a row
+/// when the attempt is allowed (and counted).
+pub const GCRA: &str = "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
+     ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3 \
+     WHERE GREATEST(rate_limits.tat, $2) + $3 - $2 <= $3 * $4 \
+     RETURNING tat";
+
+/// Takes one attempt of `limit` at `now` on `conn`, inside the caller's transaction (the row
+/// stays locked until it ends, and the count is undone if it rolls back): true when allowed.
+pub async fn gcra_in(conn: &mut PgConnection, limit: &Gcra, now: i64) -> sqlx::Result<bool> {
+    let row: Option<i64> = sqlx::query_scalar(GCRA)
+        .bind(&limit.key)
+        .bind(now)
+        .bind(limit.interval)
+        .bind(limit.burst)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
 
 /// One attempt under `key` at `now` (ms), for a quota of one attempt every `interval` ms with
 /// bursts of `burst`: true when allowed (and counted), false when the allowance is spent.
@@ -12,18 +46,13 @@ pub async fn gcra(
     interval: i64,
     burst: i64,
 ) -> sqlx::Result<bool> {
-    let row: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
-         ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3 \
-         WHERE GREATEST(rate_limits.tat, $2) + $3 - $2 <= $3 * $4 \
-         RETURNING tat",
-    )
-    .bind(key)
-    .bind(now)
-    .bind(interval)
-    .bind(burst)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<i64> = sqlx::query_scalar(GCRA)
+        .bind(key)
+        .bind(now)
+        .bind(interval)
+        .bind(burst)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.is_some())
 }
 

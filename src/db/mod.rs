@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod attachments;
+pub mod cache;
 pub mod conversations;
 pub mod events;
 pub mod friends;
@@ -99,8 +100,9 @@ pub const DB_COMMIT: &str = "parley_db_commit_duration_seconds";
 pub enum Tx {
     /// A use case in the SQLite writer's batch (its own savepoint).
     Sqlite(SqliteTx),
-    /// On PostgreSQL, with the number of events recorded so far.
-    Pg(Transaction<'static, Postgres>, i64),
+    /// On PostgreSQL, with the number of events recorded so far and [`cache::user_writes`] when
+    /// it began.
+    Pg(Transaction<'static, Postgres>, i64, u64),
 }
 
 impl Tx {
@@ -108,7 +110,7 @@ impl Tx {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
             Tx::Sqlite(t) => Conn::Sqlite(&mut t.state().conn),
-            Tx::Pg(t, _) => Conn::Pg(&mut *t),
+            Tx::Pg(t, ..) => Conn::Pg(&mut *t),
         }
     }
 
@@ -144,7 +146,13 @@ impl Tx {
         let started = std::time::Instant::now();
         let (backend, r) = match self {
             Tx::Sqlite(t) => ("sqlite", t.commit(spawn).await),
-            Tx::Pg(t, _) => ("postgres", t.commit().await),
+            Tx::Pg(t, _, users_at_begin) => {
+                let r = t.commit().await;
+                // A users row written by this node is seen by its next request, whether or not
+                // this node's own notice has arrived yet (see `cache::users_written`).
+                cache::users_committed(users_at_begin);
+                ("postgres", r)
+            }
         };
         metrics::histogram!(DB_COMMIT, "backend" => backend)
             .record(started.elapsed().as_secs_f64());
@@ -265,7 +273,28 @@ impl Db {
                 .await?;
                 g.set_last_event(last);
             }
-            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                // Each migration commits without waiting for its WAL flush (the DDL's own cost
+                // stays). Safe: a migration's changes and its `_sqlx_migrations` row commit
+                // together, so a crash before the flush loses both and the next start applies it
+                // again; and the first acknowledged write after start commits synchronously,
+                // which flushes the WAL through every earlier commit, migrations included.
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut *conn)
+                    .await?;
+                let applied = sqlx::migrate!("migrations/postgres").run(&mut *conn).await;
+                // Back to full durability before the pool hands this connection out again; if
+                // that cannot be done, the connection is closed rather than reused.
+                if sqlx::query("SET synchronous_commit = on")
+                    .execute(&mut *conn)
+                    .await
+                    .is_err()
+                {
+                    conn.close_on_drop();
+                }
+                applied?;
+            }
         }
         Ok(())
     }
@@ -274,7 +303,7 @@ impl Db {
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
-            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0, cache::user_writes()),
         })
     }
 
@@ -283,7 +312,7 @@ impl Db {
     pub async fn begin_deferred(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_deferred().await?),
-            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0, cache::user_writes()),
         })
     }
 

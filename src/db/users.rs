@@ -35,6 +35,36 @@ impl UserRow {
     }
 }
 
+/// Runs an `UPDATE users …` (`$sql`, binding `$b`s) and yields the rows changed. On PostgreSQL the
+/// same statement tells every node to drop its copies of users (`db::cache`; the notice is
+/// delivered at commit, so never before the change is visible, and never without it).
+macro_rules! update_users {
+    ($c:expr, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $c {
+            $crate::db::Conn::Sqlite(e) => sqlx::query($sql)
+                $(.bind($b))*
+                .execute(&mut **e)
+                .await
+                .map(|r| r.rows_affected()),
+            $crate::db::Conn::Pg(e) => {
+                $crate::db::cache::users_written();
+                sqlx::query_scalar::<_, i64>(&format!(
+                "WITH w AS ({} RETURNING 1) SELECT (SELECT COUNT(*) FROM w) \
+                 FROM pg_notify('{}', '{}')",
+                $sql,
+                $crate::db::cache::CHANNEL,
+                $crate::db::cache::USER_NOTICE,
+            ))
+                $(.bind($b))*
+                .fetch_one(&mut **e)
+                .await
+                .map(|n| n as u64)
+            }
+        }
+    };
+}
+pub(crate) use update_users;
+
 /// The columns of a [`UserRow`].
 const ROW: &str =
     "id, username, display_name, password_hash, is_admin, deactivated_at, session_epoch";
@@ -109,21 +139,23 @@ pub async fn user_ref(c: &mut Conn<'_>, id: i64) -> sqlx::Result<Option<UserRef>
 
 /// Sets the display name.
 pub async fn set_display_name(c: &mut Conn<'_>, id: i64, name: &str) -> sqlx::Result<()> {
-    exec!(c, e => sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2")
-        .bind(name)
-        .bind(id)
-        .execute(e)
-        .await)?;
+    update_users!(
+        c,
+        "UPDATE users SET display_name = $1 WHERE id = $2",
+        name,
+        id
+    )?;
     Ok(())
 }
 
 /// Sets the password hash.
 pub async fn set_password_hash(c: &mut Conn<'_>, id: i64, hash: &str) -> sqlx::Result<()> {
-    exec!(c, e => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-        .bind(hash)
-        .bind(id)
-        .execute(e)
-        .await)?;
+    update_users!(
+        c,
+        "UPDATE users SET password_hash = $1 WHERE id = $2",
+        hash,
+        id
+    )?;
     Ok(())
 }
 

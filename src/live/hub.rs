@@ -264,6 +264,12 @@ pub struct Hub {
     grace: Duration,
     /// Wakes the log reader: an event was committed.
     pub(crate) wake: Notify,
+    /// Wakes the announcer (PostgreSQL): events were committed that other nodes have not been
+    /// told of (see `live::run_event_announcer`).
+    pub(crate) announce: Notify,
+    /// The newest event this node committed quietly (PostgreSQL): the reader looks again soon
+    /// while its cursor is below it (the event may be held back behind an older transaction).
+    pub(crate) local_high: std::sync::atomic::AtomicI64,
     /// This node's random id (presence messages from other nodes carry theirs).
     pub node: u64,
     /// Where local presence changes go to reach other nodes (set on PostgreSQL).
@@ -338,6 +344,8 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             grace,
             wake: Notify::new(),
+            announce: Notify::new(),
+            local_high: std::sync::atomic::AtomicI64::new(0),
             node: rand::random(),
             outbox: Mutex::new(None),
             fed: std::sync::atomic::AtomicBool::new(false),
@@ -354,6 +362,14 @@ impl Hub {
         if !self.fed.load(Ordering::Relaxed) {
             self.wake.notify_one();
         }
+    }
+
+    /// Events committed without a `NOTIFY` of their own: wakes this node's reader, and has the
+    /// announcer tell the other nodes (one `NOTIFY` for all commits made while it was busy).
+    pub fn committed_quietly(&self, event_id: i64) {
+        self.local_high.fetch_max(event_id, Ordering::SeqCst);
+        self.wake();
+        self.announce.notify_one();
     }
 
     /// The writer hands committed events to the reader itself (SQLite): [`Hub::wake`] has

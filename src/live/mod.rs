@@ -134,7 +134,15 @@ pub async fn run_log_reader(
                 }
             },
             _ = hub.wake.notified() => read_log |= lost(&feed),
-            _ = tokio::time::sleep(poll) => read_log = true,
+            // An event committed here but held back behind an older transaction: look again
+            // soon rather than at the next poll.
+            _ = tokio::time::sleep(
+                if hub.local_high.load(std::sync::atomic::Ordering::SeqCst) > cursor {
+                    Duration::from_millis(10)
+                } else {
+                    poll
+                }
+            ) => read_log = true,
             _ = shutdown.cancelled() => return,
         }
     }
@@ -269,11 +277,66 @@ pub async fn run_presence_publisher(
     }
 }
 
+/// On PostgreSQL: tells the other nodes about events committed without a `NOTIFY` of their own
+/// (`Hub::committed_quietly`; a plain post, see `db::messages::post_pg`). A transaction that
+/// notifies holds PostgreSQL's notify lock from just before its commit until its commit is
+/// flushed, so notifying commits wait for each other's disk flush one by one; here the flush is
+/// not waited for, and one `NOTIFY` covers every commit made while the previous one was sent.
+///
+/// It starts after the commits it announces, so a node woken by it finds them. A `NOTIFY` lost
+/// in a crash only delays other nodes until their reader's poll (500 ms); it carries no data,
+/// so its own commit need not wait for the disk (`synchronous_commit = off` on this connection).
+pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn: Option<sqlx::PgConnection> = None;
+    loop {
+        tokio::select! {
+            _ = hub.announce.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if conn.is_none() {
+            match pool.connect_options().connect().await {
+                Ok(mut c) => {
+                    if let Err(e) = sqlx::query("SET synchronous_commit = off")
+                        .execute(&mut c)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "announcer connection setup failed");
+                    } else {
+                        conn = Some(c);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "announcer connection failed"),
+            }
+        }
+        let sent = match conn.as_mut() {
+            Some(c) => sqlx::query("SELECT pg_notify('parley_events', '')")
+                .execute(&mut *c)
+                .await
+                .map(|_| ()),
+            None => Err(sqlx::Error::PoolTimedOut),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "telling other nodes of new events failed; retrying");
+            if let Some(c) = conn.take() {
+                let _ = c.close().await;
+            }
+            // Try again (the reader's poll covers the meantime).
+            hub.announce.notify_one();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
 /// On PostgreSQL: wakes the log reader whenever any node commits events, and applies other nodes'
 /// presence messages.
 pub async fn run_pg_listener(
     hub: Arc<Hub>,
     pool: sqlx::PgPool,
+    caches: Option<Arc<crate::sessions::PgCaches>>,
     refresh_now: Arc<tokio::sync::Notify>,
     admin_wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
@@ -295,6 +358,7 @@ pub async fn run_pg_listener(
                 "parley_presence",
                 "parley_typing",
                 "parley_admin",
+                db::cache::CHANNEL,
             ])
             .await
         {
@@ -304,14 +368,29 @@ pub async fn run_pg_listener(
                 _ = shutdown.cancelled() => return,
             }
         }
-        // Anything missed while not listening: read the log, and ask for fresh presence.
+        // Anything missed while not listening: read the log, and ask for fresh presence. Copies
+        // of sessions and users may be kept from now on (every change is heard).
+        if let Some(c) = &caches {
+            c.set_live(true);
+        }
         hub.wake();
         refresh_now.notify_one();
         admin_wake.notify_one();
         loop {
             tokio::select! {
-                n = listener.recv() => match n {
-                    Ok(n) if n.channel() == "parley_typing" => {
+                n = listener.try_recv() => match n {
+                    // The connection was lost and is back (listening again): notices sent
+                    // meanwhile are gone, so drop every copy and catch up as after a connect.
+                    Ok(None) => {
+                        tracing::warn!("LISTEN connection lost and re-established");
+                        if let Some(c) = &caches {
+                            c.set_live(true);
+                        }
+                        hub.wake();
+                        refresh_now.notify_one();
+                        admin_wake.notify_one();
+                    }
+                    Ok(Some(n)) if n.channel() == "parley_typing" => {
                         if let Ok(t) = serde_json::from_str::<TypingMsg>(n.payload())
                             && t.node != hub.node
                         {
@@ -322,8 +401,13 @@ pub async fn run_pg_listener(
                             ));
                         }
                     }
-                    Ok(n) if n.channel() == "parley_admin" => admin_wake.notify_one(),
-                    Ok(n) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
+                    Ok(Some(n)) if n.channel() == "parley_admin" => admin_wake.notify_one(),
+                    Ok(Some(n)) if n.channel() == db::cache::CHANNEL => {
+                        if let Some(c) = &caches {
+                            c.notice(n.payload());
+                        }
+                    }
+                    Ok(Some(n)) if n.channel() == "parley_presence" => match parse_presence(n.payload()) {
                         Some(PresenceMsg::Change { node, user, online }) => {
                             hub.remote_presence(node, user, online)
                         }
@@ -335,9 +419,13 @@ pub async fn run_pg_listener(
                         Some(PresenceMsg::Query { node }) if node != hub.node => refresh_now.notify_one(),
                         _ => {}
                     },
-                    Ok(_) => hub.wake(),
+                    Ok(Some(_)) => hub.wake(),
                     Err(e) => {
                         tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        // Changes made meanwhile would go unheard: no copies until reconnected.
+                        if let Some(c) = &caches {
+                            c.set_live(false);
+                        }
                         break;
                     }
                 },

@@ -749,8 +749,8 @@ async fn send_message(
             .and_then(|c| reply_to.clone().map(|r| (b, c, r)))
     });
     let result = match parsed {
-        Ok((body, client_id, reply_to)) => match state.limits.message(me.id()).await {
-            Ok(()) => {
+        Ok((body, client_id, reply_to)) => match state.limits.message(me.id()) {
+            Ok(shared) => {
                 chat::messages::post(
                     &state.cx(),
                     &me.user,
@@ -759,6 +759,7 @@ async fn send_message(
                     client_id.as_ref(),
                     reply_to,
                     &stored,
+                    shared.as_ref(),
                 )
                 .await
             }

@@ -215,3 +215,48 @@ async fn on_postgresql_limits_hold_across_nodes() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let _s3 = ann_b.stream().await;
 }
+
+/// On PostgreSQL the shared message limit is taken inside the post itself: a post it refuses
+/// (plain or with a mention, whichever node) stores nothing.
+#[tokio::test]
+async fn on_postgresql_a_post_refused_by_the_shared_limit_writes_nothing() {
+    let set = |c: &mut parley::Config| {
+        c.message_rate = 1;
+        c.message_burst = 2;
+    };
+    let app = TestApp::spawn_with(set).await;
+    if !app.on_postgres() {
+        return;
+    }
+    let node_b = app.second_node_with(set).await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let ann_b = crate::helpers::Client {
+        base: node_b.base.clone(),
+        ..ann.clone()
+    };
+    let path = format!("/conversations/{c}/messages");
+    // Each node's own limit allows two; the shared one, two in all.
+    assert_eq!(
+        ann.post(&path, &[("body", "first one")]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        ann_b.post(&path, &[("body", "second one")]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let r = ann.post(&path, &[("body", "plain refused")]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let r = ann_b.post(&path, &[("body", "@bob mention refused")]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let page = bob.get(&format!("/conversations/{c}")).await;
+    assert!(page.body.contains("first one") && page.body.contains("second one"));
+    assert!(
+        !page.body.contains("plain refused"),
+        "a refused plain post is not stored"
+    );
+    assert!(
+        !page.body.contains("mention refused"),
+        "a refused post with a mention is not stored"
+    );
+}

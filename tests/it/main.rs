@@ -21,6 +21,7 @@ mod message_features;
 mod messages;
 mod metrics;
 mod names;
+mod node_caches;
 mod ops;
 mod process;
 mod push;
