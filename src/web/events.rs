@@ -63,8 +63,8 @@ pub struct StreamJob {
     shutdown: CancellationToken,
     /// A client that takes no bytes for this long is dropped (`--write-timeout-secs`).
     write_timeout: Duration,
-    /// This stream's row in `live_streams` (PostgreSQL): held only to be dropped with the stream.
-    _row: Option<StreamRow>,
+    /// This stream's row in `live_streams` (PostgreSQL): dropped when the stream ends.
+    row: Option<StreamRow>,
 }
 
 #[derive(Deserialize)]
@@ -216,7 +216,7 @@ async fn stream(
         expires_in,
         shutdown: state.shutdown.clone(),
         write_timeout: Duration::from_secs(state.config.write_timeout_secs.max(1)),
-        _row: row,
+        row,
     };
     takeover.put(Box::new(move |io, guard| {
         tokio::spawn(run_stream(io, job, guard));
@@ -411,8 +411,11 @@ pub fn run_stream(
                 },
             }
         }
-        // Unregistered before the socket closes (the row in `live_streams` goes with `job`).
+        // Unregistered before the socket closes; then the row in `live_streams` goes. Named
+        // here on purpose: an async block captures only the fields it uses, and a field it never
+        // named would be dropped when `run_stream` returns, not when the stream ends.
         drop(job.sub.take());
+        drop(job.row.take());
         let _ = io.shutdown().await;
     }
 }
