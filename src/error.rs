@@ -48,6 +48,14 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
+    /// A message refused by the rate limit (this node's or the shared one).
+    pub fn message_throttled() -> AppError {
+        AppError::Throttled(FieldErrors::one(
+            "body",
+            "You are sending messages very fast. Wait a moment, then send this one again.",
+        ))
+    }
+
     /// One field's error.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
         AppError::Invalid(FieldErrors::one(field, message))

@@ -136,14 +136,6 @@ fn throttled(field: &'static str, message: &str) -> AppError {
     AppError::Throttled(FieldErrors::one(field, message))
 }
 
-/// A message refused by the rate limit (this node's or the shared one).
-pub fn message_throttled() -> AppError {
-    throttled(
-        "body",
-        "You are sending messages very fast. Wait a moment, then send this one again.",
-    )
-}
-
 impl RateLimits {
     /// The limits configured in `config`.
     pub fn new(config: &Config) -> RateLimits {
@@ -255,7 +247,7 @@ impl RateLimits {
     /// post writes nothing.
     pub fn message(&self, user: i64) -> Result<Option<crate::db::limits::Gcra>, AppError> {
         if self.messages.check_key(&user).is_err() {
-            return Err(message_throttled());
+            return Err(AppError::message_throttled());
         }
         Ok(self.shared.as_ref().map(|s| crate::db::limits::Gcra {
             key: format!("msg:{user}"),

@@ -162,48 +162,6 @@ pub async fn prev_message(
         }))
 }
 
-/// The error of a post to a direct conversation whose friendship ended.
-pub(super) fn read_only() -> AppError {
-    AppError::invalid(
-        "body",
-        "You are no longer friends, so this conversation is read-only.",
-    )
-}
-
-/// A message just posted, from what the post knows: no reactions, quote, mentions or files, not
-/// edited.
-pub(super) fn new_message(
-    me: &UserRef,
-    conversation_id: i64,
-    body: &str,
-    now: i64,
-    id: i64,
-    ctx: &db::messages::PostContext,
-) -> MessageData {
-    let prev = ctx
-        .prev_author_id
-        .zip(ctx.prev_created_at)
-        .map(|(author_id, created_at)| PrevMessage {
-            author_id,
-            created_at,
-            note: ctx.prev_kind.as_deref() == Some("note"),
-        });
-    MessageData {
-        id,
-        conversation_id,
-        author: me.clone(),
-        body: body.to_owned(),
-        created_at: now,
-        prev,
-        edited: false,
-        reply: None,
-        reactions: Vec::new(),
-        mentions: Vec::new(),
-        note: false,
-        attachments: Vec::new(),
-    }
-}
-
 /// Posts a message. A retry with the same client id returns the message stored the first time
 /// and records nothing new. `shared`: the shared rate limit (PostgreSQL), taken inside the post:
 /// a refused post writes nothing, and one that fails otherwise does not count.
@@ -260,7 +218,7 @@ pub async fn post(
         && !db::limits::gcra_in(t, limit, now).await?
     {
         // Dropping `tx` rolls the count back with everything else.
-        return Err(crate::state::message_throttled());
+        return Err(AppError::message_throttled());
     }
     // Membership, whether it takes messages, the message before, the insert, the conversation
     // and the author's read marker moving to it, and the author's badge: one call.
@@ -276,7 +234,7 @@ pub async fn post(
     .await?;
     let ctx = posted.ctx.ok_or(AppError::NotFound)?;
     if ctx.open == 0 {
-        return Err(read_only());
+        return Err(super::posting::read_only());
     }
     let Some(id) = posted.id else {
         // The same send raced us and committed first: answer with its message.
@@ -311,7 +269,8 @@ pub async fn post(
     let attachments = super::attachments::attach(&mut tx, id, files, now).await?;
     let mentions = set_mentions(&mut tx, conversation_id, id, body.as_str(), true).await?;
     // Built from what the post already knows: a new message has no reactions and is not edited.
-    let mut message = new_message(me, conversation_id, body.as_str(), now, id, &ctx);
+    let mut message =
+        super::posting::new_message(me, conversation_id, body.as_str(), now, id, &ctx);
     message.reply = reply.map(|o| Quote {
         id: o.id,
         original: Some((author_of(&o), o.body.clone())),
@@ -420,7 +379,7 @@ async fn post_plain_pg(
         ));
     }
     if !posted.allowed {
-        return Err(crate::state::message_throttled());
+        return Err(AppError::message_throttled());
     }
     let Some(id) = posted.id else {
         // A retry of a client id: the general path answers with the message stored first.

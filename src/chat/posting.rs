@@ -21,7 +21,7 @@ use crate::db::messages::{PostArgs, Posted};
 use crate::db::users::UserRef;
 use crate::db::{self, Db};
 use crate::error::{AppError, AppResult};
-use crate::events::{Event, MessageData};
+use crate::events::{Event, MessageData, PrevMessage};
 use crate::live::hub::Hub;
 
 /// The most posts in one call (each distinct count is a statement the driver keeps prepared).
@@ -202,13 +202,54 @@ fn settle(job: &Job, p: Posted, now: i64) -> Settled {
         return Settled::Refused(AppError::NotFound);
     };
     if ctx.open == 0 {
-        return Settled::Refused(super::messages::read_only());
+        return Settled::Refused(read_only());
     }
     let Some(id) = p.id else {
         // A retry of a send stored before: the usual path answers with that message.
         return Settled::Alone;
     };
-    let message =
-        super::messages::new_message(&job.me, job.conversation_id, &job.body, now, id, &ctx);
+    let message = new_message(&job.me, job.conversation_id, &job.body, now, id, &ctx);
     Settled::Posted(Box::new(message), p.author_total_unread)
+}
+
+/// The error of a post to a direct conversation whose friendship ended.
+pub(super) fn read_only() -> AppError {
+    AppError::invalid(
+        "body",
+        "You are no longer friends, so this conversation is read-only.",
+    )
+}
+
+/// A message just posted, from what the post knows: no reactions, quote, mentions or files, not
+/// edited.
+pub(super) fn new_message(
+    me: &UserRef,
+    conversation_id: i64,
+    body: &str,
+    now: i64,
+    id: i64,
+    ctx: &db::messages::PostContext,
+) -> MessageData {
+    let prev = ctx
+        .prev_author_id
+        .zip(ctx.prev_created_at)
+        .map(|(author_id, created_at)| PrevMessage {
+            author_id,
+            created_at,
+            note: ctx.prev_kind.as_deref() == Some("note"),
+        });
+    MessageData {
+        id,
+        conversation_id,
+        author: me.clone(),
+        body: body.to_owned(),
+        created_at: now,
+        prev,
+        edited: false,
+        reply: None,
+        reactions: Vec::new(),
+        mentions: Vec::new(),
+        note: false,
+        attachments: Vec::new(),
+    }
 }
