@@ -313,24 +313,22 @@ async fn post_plain_pg(
     now: i64,
     shared: &mut Option<&db::limits::Gcra>,
 ) -> AppResult<Option<MessageData>> {
-    let mut message = MessageData {
-        id: SENTINEL_ID,
-        conversation_id,
-        author: me.clone(),
-        body: body.as_str().to_owned(),
-        created_at: now,
-        prev: Some(PrevMessage {
-            author_id: SENTINEL_PREV_AUTHOR,
-            created_at: SENTINEL_PREV_AT,
-            note: false,
-        }),
-        edited: false,
-        reply: None,
-        reactions: Vec::new(),
-        mentions: Vec::new(),
-        note: false,
-        attachments: Vec::new(),
+    // The event's text with placeholders for what the statement fills in (id, previous
+    // message, badge).
+    let placeholders = db::messages::PostContext {
+        open: 1,
+        prev_author_id: Some(SENTINEL_PREV_AUTHOR),
+        prev_created_at: Some(SENTINEL_PREV_AT),
+        prev_kind: None,
     };
+    let mut message = super::posting::new_message(
+        me,
+        conversation_id,
+        body.as_str(),
+        now,
+        SENTINEL_ID,
+        &placeholders,
+    );
     let event = Event::MessageAdded {
         message: message.clone(),
         author_total_unread: SENTINEL_UNREAD,
