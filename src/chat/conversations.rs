@@ -182,6 +182,8 @@ pub async fn add_member(
     username: &Username,
 ) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // Its note is a message: in line with concurrent posts (see `lock_timeline`).
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = group_of(&mut tx, conversation_id, me.id, "grown").await?;
     let user = friend_by_name(&mut tx, me.id, username, "username").await?;
     let count = db::conversations::members(&mut tx.conn(), conversation_id)
@@ -226,6 +228,8 @@ pub async fn remove_member(
     user_id: i64,
 ) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // Its note is a message: in line with concurrent posts (see `lock_timeline`).
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = group_of(&mut tx, conversation_id, me.id, "changed").await?;
     if m.owner_id != Some(me.id) {
         return Err(AppError::Forbidden);
@@ -270,6 +274,8 @@ pub async fn remove_member(
 #[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id))]
 pub async fn leave(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // Its note is a message: in line with concurrent posts (see `lock_timeline`).
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = group_of(&mut tx, conversation_id, me.id, "left").await?;
     let unread_lost = unread_lost_by(&mut tx, conversation_id, &[me.id]).await?;
     db::conversations::remove_member(&mut tx.conn(), conversation_id, me.id).await?;
@@ -352,6 +358,8 @@ pub async fn rename(
     title: &GroupTitle,
 ) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // Its note is a message: in line with concurrent posts (see `lock_timeline`).
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = group_of(&mut tx, conversation_id, me.id, "renamed").await?;
     if m.title.as_deref() == Some(title.as_str()) {
         return Ok(());

@@ -214,6 +214,7 @@ pub async fn post(
         return Ok(m);
     }
     let mut tx = cx.db.begin_deferred().await?;
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     if let (Tx::Pg(t, ..), Some(limit)) = (&mut tx, shared)
         && !db::limits::gcra_in(t, limit, now).await?
     {
@@ -354,7 +355,7 @@ async fn post_plain_pg(
     };
     let mut conn = pool.acquire().await?;
     let started = std::time::Instant::now();
-    let posted = db::messages::post_pg(
+    let posted = match db::messages::post_pg(
         &mut conn,
         conversation_id,
         me.id,
@@ -364,8 +365,18 @@ async fn post_plain_pg(
         *shared,
         &template,
     )
-    .await?;
+    .await
+    {
+        // Another post to this conversation came first (nothing of ours was kept): post in a
+        // transaction that waits for it.
+        Err(e) if db::messages::is_raced(&e) => return Ok(None),
+        r => r?,
+    };
     drop(conn);
+    if posted.ctx.is_some() && !posted.locked {
+        // Another post to this conversation is under way; nothing was written.
+        return Ok(None);
+    }
     if posted.allowed && posted.ctx.as_ref().is_some_and(|c| c.open == 1) {
         *shared = None;
     }

@@ -344,6 +344,38 @@ const POST_CONTEXT: &str = "SELECT CASE WHEN c.kind <> 'direct' OR EXISTS (SELEC
            (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
          WHERE c.id = $1";
 
+/// The class of the advisory locks that serialise each conversation's messages on PostgreSQL
+/// (the conversation's id is the other half of the key).
+const TIMELINE_LOCK: i32 = 0x7061_726c;
+
+/// On PostgreSQL, waits until no other transaction is adding a message to `conversation`, and
+/// holds that until this one ends. Call it before the transaction's first write. Why: a live page
+/// receives events in the order of their transactions' ids, and a message is grouped with the one
+/// before it. Two concurrent posts could otherwise take message ids in one order and transaction
+/// ids in the other, and both read the same previous message, so an open page would differ from a
+/// fresh load. Taken first, the lock gives a later post a later transaction id, a later message id
+/// and a snapshot that sees the post before it. SQLite's single writer orders them already.
+pub async fn lock_timeline(tx: &mut super::Tx, conversation: i64) -> sqlx::Result<()> {
+    // Not through `Tx::conn`: on SQLite that would open the use case's savepoint early.
+    if let super::Tx::Pg(c, ..) = tx {
+        sqlx::query(&format!(
+            "SELECT pg_advisory_xact_lock({TIMELINE_LOCK}, CAST($1 % 2147483648 AS INTEGER))"
+        ))
+        .bind(conversation)
+        .execute(&mut **c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// True for PostgreSQL's serialization failure (SQLSTATE 40001), which `post_pg` raises when a
+/// post to the same conversation committed in its way.
+pub fn is_raced(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40001")
+}
+
 /// What [`post`] did.
 #[derive(Debug)]
 pub struct Posted {
@@ -620,6 +652,8 @@ pub async fn page_after(
 pub struct PgPosted {
     /// The poster's context (None: not a member, whether or not the conversation exists).
     pub ctx: Option<PostContext>,
+    /// The conversation's lock was free (otherwise nothing was written: post in a transaction).
+    pub locked: bool,
     /// The shared rate limit allowed the post (or there is none).
     pub allowed: bool,
     /// The new message (None: not inserted: the context forbids it, the limit refused it, or
@@ -671,19 +705,28 @@ pub async fn post_pg(
     payload: &PayloadTemplate<'_>,
 ) -> sqlx::Result<PgPosted> {
     use sqlx::Row;
+    // Posts to one conversation are serialised (see [`lock_timeline`]): the statement takes the
+    // conversation's lock if it is free and writes nothing otherwise (`locked` false: the caller
+    // posts in a transaction that waits for it). A post that committed after this statement's
+    // snapshot but before the lock moved `last_message_id`, which the update of the conversation
+    // re-reads: then the message before ours is not the one we read, and the statement ends in a
+    // serialization failure (`parley_post_raced`) that undoes all of it.
     let sql = format!(
-        "WITH ctx AS ({POST_CONTEXT}), \
+        "WITH ctx AS (SELECT p.*, (SELECT last_message_id FROM conversations WHERE id = $1) AS last_id, \
+           pg_try_advisory_xact_lock({TIMELINE_LOCK}, CAST($1 % 2147483648 AS INTEGER)) AS locked \
+           FROM ({POST_CONTEXT}) p), \
          g AS (INSERT INTO rate_limits (key, tat) SELECT $6, $5 + $7 FROM ctx \
-           WHERE ctx.open = 1 AND $6::text IS NOT NULL \
+           WHERE ctx.open = 1 AND ctx.locked AND $6::text IS NOT NULL \
            ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $5) + $7 \
            WHERE GREATEST(rate_limits.tat, $5) + $7 - $5 <= $7 * $8 RETURNING 1 AS ok), \
          ins AS (INSERT INTO messages (conversation_id, author_id, body, client_id, created_at) \
            SELECT $1, $2, $3, $4, $5 FROM ctx \
-           WHERE ctx.open = 1 AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM g)) \
+           WHERE ctx.open = 1 AND ctx.locked AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM g)) \
            ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
            RETURNING id), \
          t AS (UPDATE conversations c SET last_message_id = ins.id, last_activity_at = $5 \
-           FROM ins WHERE c.id = $1), \
+           FROM ins, ctx WHERE c.id = $1 AND c.last_message_id IS NOT DISTINCT FROM ctx.last_id \
+           RETURNING c.id), \
          r AS (UPDATE members m SET last_read_message_id = ins.id FROM ins \
            WHERE m.conversation_id = $1 AND m.user_id = $2 AND m.last_read_message_id < ins.id), \
          u AS (SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM messages x \
@@ -698,9 +741,11 @@ pub async fn post_pg(
                  WHERE prev_author_id IS NOT NULL), 'null')), \
                $12, '\"author_total_unread\":' || u.unread), \
              $1, '', $5 FROM ins, u RETURNING id) \
-         SELECT ctx.open, ctx.prev_author_id, ctx.prev_created_at, ctx.prev_kind, \
+         SELECT ctx.open, ctx.prev_author_id, ctx.prev_created_at, ctx.prev_kind, ctx.locked, \
            ($6::text IS NULL OR EXISTS (SELECT 1 FROM g)) AS allowed, \
-           (SELECT id FROM ev) AS event_id, (SELECT id FROM ins) AS id \
+           (SELECT id FROM ev) AS event_id, (SELECT id FROM ins) AS id, \
+           CASE WHEN EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM t) \
+             THEN parley_post_raced() END AS raced \
          FROM ctx"
     );
     let (key, interval, burst) = match limit {
@@ -725,6 +770,7 @@ pub async fn post_pg(
     let Some(row) = row else {
         return Ok(PgPosted {
             ctx: None,
+            locked: true,
             allowed: true,
             id: None,
             event_id: None,
@@ -737,6 +783,7 @@ pub async fn post_pg(
             prev_created_at: row.try_get("prev_created_at")?,
             prev_kind: row.try_get("prev_kind")?,
         }),
+        locked: row.try_get("locked")?,
         allowed: row.try_get("allowed")?,
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,

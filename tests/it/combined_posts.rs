@@ -1,7 +1,8 @@
 //! Concurrent plain posts (combined into one call to the SQLite writer, `chat::posting`): each
 //! lands exactly once, in one order every reader agrees on, with its live frame; a post that may
 //! not land (a stranger's, a read-only direct conversation's) is refused alone; a retried client
-//! id returns the first message.
+//! id returns the first message. On PostgreSQL, where a plain post is one statement of its own,
+//! the same holds: posts to one conversation take its lock.
 
 use std::collections::HashSet;
 
@@ -19,6 +20,21 @@ fn ids_in(page: &Resp, conversation: i64) -> Vec<i64> {
         )
         .filter_map(|a| a.value().attr("id"))
         .filter_map(|id| id.strip_prefix("message-")?.parse().ok())
+        .collect()
+}
+
+/// Each message's id and classes (grouping with the message before: `continued`).
+fn articles(html: &scraper::Html) -> Vec<(i64, String)> {
+    html.select(&scraper::Selector::parse("article.message").unwrap())
+        .filter_map(|a| {
+            let id = a
+                .value()
+                .attr("id")?
+                .strip_prefix("message-")?
+                .parse()
+                .ok()?;
+            Some((id, a.value().attr("class").unwrap_or_default().to_owned()))
+        })
         .collect()
 }
 
@@ -120,7 +136,9 @@ async fn concurrent_posts_land_once_each_in_one_order_with_their_frames() {
     let page = ann.get(&format!("/conversations/{direct}")).await;
     assert!(!page.body.contains("still there?"));
 
-    // The live stream carries each message once (on SQLite, in id order: one writer).
+    // The live stream carries each message once, in id order, each grouped with the one before
+    // it exactly as a fresh load groups it (on PostgreSQL too, where concurrent posts to one
+    // conversation take its lock: `db::messages::lock_timeline`).
     let mut live = Vec::new();
     while live.len() < 40 {
         let f = watch
@@ -128,21 +146,16 @@ async fn concurrent_posts_land_once_each_in_one_order_with_their_frames() {
                 f.event == "append" && f.target().as_deref() == Some(&format!("messages-{group}"))
             })
             .await;
-        let id = f
-            .data
-            .split("id=\"message-")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .and_then(|s| s.parse::<i64>().ok())
-            .expect("a message id");
-        live.push(id);
+        live.extend(articles(&scraper::Html::parse_fragment(&f.data)));
     }
-    if app.on_postgres() {
-        // PostgreSQL's log is in commit order, and concurrent autocommit posts may commit out of
-        // id order: each message once is what holds there.
-        live.sort_unstable();
-    }
-    assert_eq!(live, expected);
+    let ids: Vec<i64> = live.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, expected);
+    let page = others[0].get(&format!("/conversations/{group}")).await;
+    let fresh: Vec<(i64, String)> = articles(&page.html())
+        .into_iter()
+        .filter(|(id, _)| expected.contains(id))
+        .collect();
+    assert_eq!(live, fresh);
     watch
         .assert_none(
             std::time::Duration::from_millis(300),
