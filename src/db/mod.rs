@@ -216,9 +216,18 @@ impl Db {
         let write = base
             .clone()
             .create_if_missing(true)
+            .pragma(
+                "wal_autocheckpoint",
+                writer::BACKSTOP_CHECKPOINT_PAGES.to_string(),
+            )
             .connect()
             .await
             .context("opening the SQLite database")?;
+        let checkpointer = base
+            .clone()
+            .connect()
+            .await
+            .context("opening the SQLite database for checkpoints")?;
         // Reads run beside the writer; the pool opens connections as they are needed.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -226,12 +235,11 @@ impl Db {
             .acquire_timeout(Duration::from_secs(30))
             // A small page cache each: the operating system caches the file anyway.
             .connect_lazy_with(base.read_only(true).pragma("cache_size", "-256"));
-        let db = Db::Sqlite {
-            write: Writer::new(write, 0)
-                .await
-                .context("hooking the SQLite writer")?,
-            read,
-        };
+        let write = Writer::new(write, 0)
+            .await
+            .context("hooking the SQLite writer")?;
+        write.checkpoint_beside(checkpointer).await;
+        let db = Db::Sqlite { write, read };
         db.check_pragmas().await?;
         Ok(db)
     }

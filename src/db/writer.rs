@@ -18,6 +18,13 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 /// The most use cases one commit covers (bounds the wait of the first of them).
 pub const MAX_BATCH: usize = 256;
 
+/// How often, at most, the WAL is checkpointed beside the writer.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The writer's own checkpoint threshold (pages): only a backstop (see
+/// [`Writer::checkpoint_beside`]). 16,384 pages of 4 KiB: a 64 MiB WAL.
+pub const BACKSTOP_CHECKPOINT_PAGES: u32 = 16_384;
+
 /// What a use case learns about its batch's commit.
 type Durable = Result<(), Arc<sqlx::Error>>;
 
@@ -44,6 +51,8 @@ pub struct WriterState {
     lost: Arc<AtomicBool>,
     /// Told after each commit (before anyone in the batch is answered).
     users: Arc<UserCache>,
+    /// Told after each commit: the WAL has grown (see [`Writer::checkpoint_beside`]).
+    checkpoint: Option<mpsc::Sender<()>>,
 }
 
 /// Committed events, straight from the writer, so the Hub need not read them back.
@@ -161,6 +170,7 @@ impl Writer {
                 feed: None,
                 lost: Arc::new(AtomicBool::new(false)),
                 users: users.clone(),
+                checkpoint: None,
             })),
             waiting: Arc::new(AtomicUsize::new(0)),
         })
@@ -187,6 +197,33 @@ impl Writer {
         drop(_w);
         g.settle().await;
         g
+    }
+
+    /// From now on the WAL is copied into the database file by `conn`, a connection of its own,
+    /// in a task beside the writer, at most every [`CHECKPOINT_EVERY`] while commits come and not
+    /// at all while none do. SQLite's own checkpoint runs inside the commit that crosses its
+    /// threshold, so every thousandth page or so a commit (and every use case waiting on it) also
+    /// paid for copying and syncing the database file. The writer connection should keep a high
+    /// `wal_autocheckpoint` as a backstop, in case this task cannot keep up (a long read holds
+    /// old pages). Ends when the writer is dropped.
+    pub async fn checkpoint_beside(&self, mut conn: SqliteConnection) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        self.exclusive().await.checkpoint = Some(tx);
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Commits during the wait share this checkpoint.
+                tokio::time::sleep(CHECKPOINT_EVERY).await;
+                while rx.try_recv().is_ok() {}
+                // PASSIVE: never waits for the writer or a reader, never makes them wait.
+                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok((_, log, done)) => tracing::trace!(log, done, "checkpointed the WAL"),
+                    Err(e) => tracing::warn!(error = %e, "checkpointing the WAL failed"),
+                }
+            }
+        });
     }
 
     /// From now on, committed events also go to the returned feed.
@@ -339,6 +376,10 @@ impl WriterState {
                 }
                 for m in self.members.drain(..) {
                     let _ = m.send(Ok(()));
+                }
+                if let Some(c) = &self.checkpoint {
+                    // Full: a checkpoint is already due.
+                    let _ = c.try_send(());
                 }
             }
             Err(e) => {

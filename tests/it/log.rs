@@ -369,3 +369,43 @@ async fn acknowledged_messages_survive_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// On SQLite the WAL is copied into the database file by a connection beside the writer
+/// (`Writer::checkpoint_beside`) shortly after commits, not by the commit that crosses SQLite's
+/// threshold: the writer's own threshold is only a far-off backstop, so here the database file
+/// grows only because of the checkpoints beside it.
+#[tokio::test]
+async fn on_sqlite_the_wal_is_checkpointed_beside_the_writer() {
+    let app = TestApp::spawn().await;
+    let Some(path) = app.db.url.strip_prefix("sqlite://").map(str::to_owned) else {
+        return; // PostgreSQL manages its own write-ahead log
+    };
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    befriend(&ann, &bob).await;
+    let direct = ann.direct_with(&bob).await;
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // Whatever the setup left in the WAL is copied in first.
+    tokio::time::sleep(db::writer::CHECKPOINT_EVERY * 3).await;
+    let before = size();
+    let body = "checkpoint ".repeat(150);
+    for k in 0..60 {
+        let r = ann
+            .post(
+                &format!("/conversations/{direct}/messages"),
+                &[("body", &format!("{k} {body}"))],
+            )
+            .await;
+        assert!(r.status.is_redirection(), "{}", r.body);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while size() < before + 60 * 1500 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        size() >= before + 60 * 1500,
+        "the database file holds the new messages ({} → {} bytes)",
+        before,
+        size()
+    );
+}
