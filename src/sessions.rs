@@ -7,7 +7,7 @@
 //! tower-sessions-sqlx-store's table, read through this node's copies (`db::cache`): every save
 //! and delete tells every node in the same statement.
 
-use std::collections::HashMap;
+use hashlink::LruCache;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -118,18 +118,18 @@ impl ExpiredDeletion for PgSessions {
 pub struct SqliteSessions {
     db: Db,
     /// `None`: deleted (a read racing with the delete must not bring it back).
-    recent: Arc<Mutex<HashMap<Id, Option<Record>>>>,
+    recent: Arc<Mutex<LruCache<Id, Option<Record>>>>,
 }
 
-/// Sessions kept in memory (about half a KiB each).
-const RECENT_SESSIONS: usize = 256;
+/// Sessions kept in memory (about half a KiB each), the least recently used going first.
+const RECENT_SESSIONS: usize = 1024;
 
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
 impl SqliteSessions {
-    fn recent(&self) -> MutexGuard<'_, HashMap<Id, Option<Record>>> {
+    fn recent(&self) -> MutexGuard<'_, LruCache<Id, Option<Record>>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -137,14 +137,8 @@ impl SqliteSessions {
     /// then wins).
     fn remember(&self, id: Id, record: Option<&Record>, written: bool) {
         let mut recent = self.recent();
-        if !written && matches!(recent.get(&id), Some(None)) {
+        if !written && matches!(recent.peek(&id), Some(None)) {
             return;
-        }
-        if recent.len() >= RECENT_SESSIONS
-            && !recent.contains_key(&id)
-            && let Some(k) = recent.keys().next().copied()
-        {
-            recent.remove(&k);
         }
         recent.insert(id, record.cloned());
     }
@@ -266,8 +260,17 @@ impl SessionStore for SqliteSessions {
 impl ExpiredDeletion for SqliteSessions {
     async fn delete_expired(&self) -> session_store::Result<()> {
         let now = OffsetDateTime::now_utc();
-        self.recent()
-            .retain(|_, r| r.as_ref().is_some_and(|r| r.expiry_date > now));
+        {
+            let mut recent = self.recent();
+            let expired: Vec<Id> = recent
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_none_or(|r| r.expiry_date <= now))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in expired {
+                recent.remove(&id);
+            }
+        }
         let mut tx = self.db.begin().await.map_err(backend)?;
         if let Conn::Sqlite(c) = tx.conn() {
             sqlx::query("DELETE FROM tower_sessions WHERE datetime(expiry_date) < datetime('now')")
@@ -285,7 +288,7 @@ impl Store {
         match db {
             Db::Sqlite { .. } => Store::Sqlite(SqliteSessions {
                 db: db.clone(),
-                recent: Arc::default(),
+                recent: Arc::new(Mutex::new(LruCache::new(RECENT_SESSIONS))),
             }),
             Db::Postgres(pool) => Store::Postgres(PgSessions {
                 inner: PostgresStore::new(pool.clone()),

@@ -14,7 +14,7 @@
 //! kept after it (the generation moved on). A copy also expires after [`TTL`], a bound for a
 //! listener whose connection died without an error.
 
-use std::collections::HashMap;
+use hashlink::LruCache;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -51,7 +51,8 @@ pub const CHANNEL: &str = "parley_cache";
 /// The longest a copy is used without being read again.
 pub const TTL: Duration = Duration::from_secs(60);
 
-/// Copies kept of each kind (a user row or a session record is well under a KiB).
+/// Copies kept of each kind (a user row or a session record is well under a KiB), the least
+/// recently used going first.
 const CAPACITY: usize = 1024;
 
 /// Copies of one kind of row.
@@ -68,17 +69,17 @@ struct Inner<K, V> {
     live: bool,
     /// The external epoch the copies were made in.
     external_seen: u64,
-    map: HashMap<K, (Instant, V)>,
+    map: LruCache<K, (Instant, V)>,
 }
 
-impl<K, V> Default for Cached<K, V> {
+impl<K: Hash + Eq, V> Default for Cached<K, V> {
     fn default() -> Self {
         Cached {
             inner: Mutex::new(Inner {
                 generation: 0,
                 live: false,
                 external_seen: 0,
-                map: HashMap::new(),
+                map: LruCache::new(CAPACITY),
             }),
             external: None,
         }
@@ -108,7 +109,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cached<K, V> {
 
     /// A fresh copy, if any.
     pub fn get(&self, key: &K) -> Option<V> {
-        let inner = self.inner();
+        let mut inner = self.inner();
         if !inner.live {
             return None;
         }
@@ -125,15 +126,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Cached<K, V> {
         let mut inner = self.inner();
         if !inner.live || generation != Some(inner.generation) {
             return;
-        }
-        if inner.map.len() >= CAPACITY && !inner.map.contains_key(&key) {
-            let now = Instant::now();
-            inner.map.retain(|_, (at, _)| now.duration_since(*at) < TTL);
-            if inner.map.len() >= CAPACITY
-                && let Some(k) = inner.map.keys().next().cloned()
-            {
-                inner.map.remove(&k);
-            }
         }
         inner.map.insert(key, (Instant::now(), value));
     }
@@ -226,6 +218,23 @@ mod tests {
         assert_eq!(c.get(&1), Some("new"));
         c.set_live(false);
         assert_eq!(c.get(&1), None, "listener lost: copies dropped");
+    }
+
+    #[test]
+    fn a_full_cache_lets_the_least_recently_used_copy_go() {
+        let c: Cached<usize, usize> = Cached::default();
+        c.set_live(true);
+        for k in 0..CAPACITY {
+            c.put(c.generation(), k, k);
+        }
+        // Many more keys pass through, and key 0 is used all along: it stays.
+        for k in CAPACITY..3 * CAPACITY {
+            assert_eq!(c.get(&0), Some(0));
+            c.put(c.generation(), k, k);
+        }
+        assert_eq!(c.get(&0), Some(0));
+        assert_eq!(c.get(&1), None, "unused since: gone first");
+        assert_eq!(c.get(&(3 * CAPACITY - 1)), Some(3 * CAPACITY - 1));
     }
 
     #[test]

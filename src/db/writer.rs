@@ -73,14 +73,22 @@ pub struct UserCache {
     touched: AtomicBool,
 }
 
-#[derive(Default)]
 struct UserCacheInner {
     generation: u64,
-    users: std::collections::HashMap<i64, (u64, super::users::UserRow)>,
+    users: hashlink::LruCache<i64, (u64, super::users::UserRow)>,
 }
 
-/// Users kept in memory.
-const CACHED_USERS: usize = 256;
+impl Default for UserCacheInner {
+    fn default() -> Self {
+        UserCacheInner {
+            generation: 0,
+            users: hashlink::LruCache::new(CACHED_USERS),
+        }
+    }
+}
+
+/// Users kept in memory, the least recently used going first.
+const CACHED_USERS: usize = 1024;
 
 impl UserCache {
     fn inner(&self) -> std::sync::MutexGuard<'_, UserCacheInner> {
@@ -94,11 +102,12 @@ impl UserCache {
 
     /// A user read in this generation, if any.
     pub fn get(&self, id: i64) -> Option<super::users::UserRow> {
-        let inner = self.inner();
+        let mut inner = self.inner();
+        let generation = inner.generation;
         inner
             .users
             .get(&id)
-            .filter(|(g, _)| *g == inner.generation)
+            .filter(|(g, _)| *g == generation)
             .map(|(_, u)| u.clone())
     }
 
@@ -107,12 +116,6 @@ impl UserCache {
         let mut inner = self.inner();
         if inner.generation != generation {
             return;
-        }
-        if inner.users.len() >= CACHED_USERS
-            && !inner.users.contains_key(&user.id)
-            && let Some(k) = inner.users.keys().next().copied()
-        {
-            inner.users.remove(&k);
         }
         inner.users.insert(user.id, (generation, user.clone()));
     }
