@@ -34,6 +34,7 @@ impl TestDb {
                 let mut c = sqlx::PgConnection::connect(&server)
                     .await
                     .expect("PARLEY_TEST_DATABASE_URL must point at a PostgreSQL server");
+                drop_left_over_databases(&mut c).await;
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut c)
                     .await
@@ -85,6 +86,39 @@ impl TestDb {
             .filter(|s| !s.is_empty())?;
         Some(TestDb::fresh().await)
     }
+}
+
+/// Drops, once per test process, the test databases of test processes that have ended (their
+/// pid, the first part of the name, is gone): a test cannot drop its own database (the app may
+/// still hold connections to it when the test returns), so without this every run on a
+/// developer's cluster would leave its databases behind (about 9 MB each, ~190 per run).
+async fn drop_left_over_databases(c: &mut sqlx::PgConnection) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        if !std::path::Path::new("/proc/self").exists() {
+            return; // no way to tell which test processes still run
+        }
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'parley\\_test\\_%'",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .unwrap_or_default();
+        for name in names {
+            let pid = name
+                .strip_prefix("parley_test_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            let Some(pid) = pid else { continue };
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                continue; // a test process that is still running (this one, or another)
+            }
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *c)
+                .await;
+        }
+    })
+    .await;
 }
 
 fn rand_suffix() -> String {
