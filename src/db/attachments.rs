@@ -81,7 +81,7 @@ pub async fn of_messages(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<Atta
     }
     let sql = format!(
         "{SELECT} WHERE a.message_id IN ({}) ORDER BY a.message_id, a.position",
-        placeholders(ids.len())
+        super::placeholders(ids.len())
     );
     run!(c, e => {
         let mut q = sqlx::query_as(&sql);
@@ -145,7 +145,7 @@ pub async fn existing_keys(
     }
     let sql = format!(
         "SELECT storage_key FROM attachments WHERE storage_key IN ({})",
-        placeholders(keys.len())
+        super::placeholders(keys.len())
     );
     let found: Vec<String> = run!(c, e => {
         let mut q = sqlx::query_scalar(&sql);
@@ -162,12 +162,4 @@ pub async fn all_keys(c: &mut Conn<'_>) -> sqlx::Result<Vec<String>> {
     run!(c, e => sqlx::query_scalar("SELECT storage_key FROM attachments ORDER BY id")
         .fetch_all(e)
         .await)
-}
-
-/// `$1, $2, …, $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

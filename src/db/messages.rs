@@ -141,7 +141,10 @@ pub async fn by_ids(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<MessageRo
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("{SELECT} WHERE m.id IN ({})", placeholders(ids.len()));
+    let sql = format!(
+        "{SELECT} WHERE m.id IN ({})",
+        super::placeholders(ids.len())
+    );
     run!(c, e => {
         let mut q = sqlx::query_as(&sql);
         for id in ids {
@@ -175,7 +178,7 @@ pub async fn reactions_of(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<Rea
         "SELECT r.message_id, r.emoji, r.user_id, u.username, u.display_name FROM reactions r \
          JOIN users u ON u.id = r.user_id WHERE r.message_id IN ({}) \
          ORDER BY r.created_at, r.user_id",
-        placeholders(ids.len())
+        super::placeholders(ids.len())
     );
     run!(c, e => {
         let mut q = sqlx::query_as(&sql);
@@ -236,7 +239,7 @@ pub async fn mentions_of(c: &mut Conn<'_>, ids: &[i64]) -> sqlx::Result<Vec<Ment
     let sql = format!(
         "SELECT n.message_id, n.user_id, u.username FROM mentions n JOIN users u ON u.id = n.user_id \
          WHERE n.message_id IN ({}) ORDER BY n.user_id",
-        placeholders(ids.len())
+        super::placeholders(ids.len())
     );
     run!(c, e => {
         let mut q = sqlx::query_as(&sql);
@@ -261,14 +264,6 @@ pub async fn set_mentions(c: &mut Conn<'_>, message: i64, users: &[i64]) -> sqlx
             .await)?;
     }
     Ok(())
-}
-
-/// `$1, $2, …, $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Stores a note about the group ("added @cat"), by `actor`.

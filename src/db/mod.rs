@@ -178,6 +178,14 @@ impl ReadConn {
     }
 }
 
+/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list (both backends take `$n`).
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Which backend a URL selects.
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")

@@ -224,7 +224,7 @@ pub async fn for_users(c: &mut Conn<'_>, users: &[i64]) -> sqlx::Result<Vec<Subs
     let sql = format!(
         "SELECT id, user_id, endpoint, p256dh, auth FROM push_subscriptions \
          WHERE user_id IN ({}) ORDER BY id",
-        placeholders(users.len())
+        super::placeholders(users.len())
     );
     run!(c, e => {
         let mut q = sqlx::query_as(&sql);
@@ -264,11 +264,4 @@ pub async fn streaming(
     .bind(alive_since)
     .fetch_all(pool)
     .await
-}
-
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
