@@ -399,14 +399,7 @@ async fn post_plain_pg(
     metrics::counter!(super::EVENTS_WRITTEN).increment(1);
     cx.hub.committed_quietly(posted.event_id.unwrap_or(0));
     message.id = id;
-    message.prev = ctx
-        .prev_author_id
-        .zip(ctx.prev_created_at)
-        .map(|(author_id, created_at)| PrevMessage {
-            author_id,
-            created_at,
-            note: ctx.prev_kind.as_deref() == Some("note"),
-        });
+    message.prev = super::posting::prev_of(&ctx);
     Ok(Some(message))
 }
 

@@ -222,6 +222,17 @@ pub(super) fn read_only() -> AppError {
 
 /// A message just posted, from what the post knows: no reactions, quote, mentions or files, not
 /// edited.
+/// The message before a new one, as its grouping needs it.
+pub(super) fn prev_of(ctx: &db::messages::PostContext) -> Option<PrevMessage> {
+    ctx.prev_author_id
+        .zip(ctx.prev_created_at)
+        .map(|(author_id, created_at)| PrevMessage {
+            author_id,
+            created_at,
+            note: ctx.prev_kind.as_deref() == Some("note"),
+        })
+}
+
 pub(super) fn new_message(
     me: &UserRef,
     conversation_id: i64,
@@ -230,14 +241,7 @@ pub(super) fn new_message(
     id: i64,
     ctx: &db::messages::PostContext,
 ) -> MessageData {
-    let prev = ctx
-        .prev_author_id
-        .zip(ctx.prev_created_at)
-        .map(|(author_id, created_at)| PrevMessage {
-            author_id,
-            created_at,
-            note: ctx.prev_kind.as_deref() == Some("note"),
-        });
+    let prev = prev_of(ctx);
     MessageData {
         id,
         conversation_id,
