@@ -1,6 +1,9 @@
 //! Search (`GET /search`): words, phrases, prefixes, `from:` and `in:`; only what the searcher
 //! may read now; results follow edits and deletes; no query string makes it fail.
 
+use std::time::Duration;
+
+use parley::db;
 use reqwest::StatusCode;
 
 use crate::helpers::{Client, Resp, TestApp, befriend};
@@ -160,6 +163,77 @@ async fn results_follow_edits_and_deletes() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(found(&search(&bob, "mango").await).is_empty());
     assert!(found(&search(&bob, "from:ann").await).is_empty());
+}
+
+/// On SQLite new messages enter the index once per commit (migrations/sqlite/0012): a message
+/// posted, edited or deleted in the same batch as others, before that commit, must still leave
+/// the index exactly in step with the messages. Three use cases share one batch here (A holds the
+/// writer; B and C queue behind it); on PostgreSQL each is its own transaction and the results
+/// must be the same.
+#[tokio::test]
+async fn the_index_follows_posts_edited_and_deleted_before_their_commit() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let d = ann.direct_with(&bob).await;
+    let early = ann.say(d, "apricot early").await;
+    let db = app.state.db.clone();
+    let now = 1_700_000_000_000;
+    let author = ann.id;
+    let mut a = db.begin().await.unwrap();
+    db::users::insert(&mut a.conn(), "holder", "x", 0)
+        .await
+        .unwrap();
+    let (id_tx, id_rx) = tokio::sync::oneshot::channel();
+    let d2 = db.clone();
+    let b = tokio::spawn(async move {
+        let mut b = d2.begin().await.unwrap();
+        let posted = db::messages::post(&mut b, d, author, "banana split", None, None, now)
+            .await
+            .unwrap();
+        let _ = id_tx.send(posted.id.unwrap());
+        b.commit().await.unwrap();
+    });
+    let d3 = db.clone();
+    let c = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut c = d3.begin().await.unwrap();
+        let edited = id_rx.await.unwrap();
+        db::messages::update_body(&mut c.conn(), edited, "cherry tart", now)
+            .await
+            .unwrap();
+        let gone = db::messages::post(&mut c, d, author, "damson jam", None, None, now)
+            .await
+            .unwrap()
+            .id
+            .unwrap();
+        db::messages::delete(&mut c.conn(), gone).await.unwrap();
+        db::messages::delete(&mut c.conn(), early).await.unwrap();
+        c.commit().await.unwrap();
+        edited
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.commit().await.unwrap();
+    b.await.unwrap();
+    let edited = c.await.unwrap();
+    assert_eq!(found(&search(&bob, "cherry").await), vec![edited]);
+    for gone in ["banana", "damson", "apricot"] {
+        assert!(found(&search(&bob, gone).await).is_empty(), "{gone}");
+    }
+    // A later post is found as usual.
+    let late = ann.say(d, "elderberry late").await;
+    assert_eq!(found(&search(&bob, "elderberry").await), vec![late]);
+    if let db::Db::Sqlite { .. } = &db {
+        // FTS5's own check of the index against the messages table (rank 1: the content too).
+        let mut tx = db.begin().await.unwrap();
+        let db::Conn::Sqlite(conn) = tx.conn() else {
+            unreachable!()
+        };
+        sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+            .execute(&mut *conn)
+            .await
+            .expect("the search index matches the messages");
+        tx.commit().await.unwrap();
+    }
 }
 
 #[tokio::test]
