@@ -4,8 +4,8 @@
 //!     cargo bench --bench search
 //!     PARLEY_BENCH_DATABASE_URL=postgres://user@host/postgres cargo bench --bench search  # + PostgreSQL
 //!
-//! The database is built in a temporary directory by bulk inserts (the migrations' triggers fill
-//! the FTS5 index as the app's writes do): 2,000 users, 6,000 direct conversations and 1,000
+//! The database is built in a temporary directory by bulk inserts (each commit fills the FTS5
+//! index as the app's writes do): 2,000 users, 6,000 direct conversations and 1,000
 //! groups of 3-30 members; ten "heavy" users are in every group as well. Message text is drawn
 //! from a Zipf-distributed vocabulary of 20,000 words (a few hundred real English ones first), so
 //! "the" is in most messages, "harbour" in about 0.3% of them, and most words are rare. `PARLEY_BENCH_MESSAGES` changes
