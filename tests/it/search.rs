@@ -6,7 +6,7 @@ use std::time::Duration;
 use parley::db;
 use reqwest::StatusCode;
 
-use crate::helpers::{Client, Resp, TestApp, befriend};
+use crate::helpers::{Client, Resp, TestApp, TestDb, befriend};
 
 /// The message ids of a results page, in order.
 fn found(r: &Resp) -> Vec<i64> {
@@ -234,6 +234,88 @@ async fn the_index_follows_posts_edited_and_deleted_before_their_commit() {
             .expect("the search index matches the messages");
         tx.commit().await.unwrap();
     }
+}
+
+/// A SQLite database indexed by the old per-message trigger (migrations up to 0011) upgrades to
+/// the per-commit index (0012): what it held stays found, follows edits and deletes, and new
+/// messages are found too.
+#[tokio::test]
+async fn a_search_index_from_before_0012_keeps_working_after_it() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite();
+    let url = db.url.clone();
+    {
+        let opts = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 11)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'ann', 'x', 0); \
+             INSERT INTO conversations (id, kind, title, owner_id, last_activity_at, created_at) \
+               VALUES (1, 'group', 'fruit', 1, 0, 0); \
+             INSERT INTO members (conversation_id, user_id, created_at) VALUES (1, 1, 0); \
+             INSERT INTO messages (id, conversation_id, author_id, body, created_at) \
+               VALUES (1, 1, 1, 'apple one', 0), (2, 1, 1, 'banana two', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let app = TestApp::on(db).await;
+    let db = app.state.db.clone();
+    let matches = |word: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut r = db.read().await.unwrap();
+            let db::Conn::Sqlite(c) = r.conn() else {
+                unreachable!()
+            };
+            sqlx::query_scalar::<_, i64>(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH $1 ORDER BY rowid",
+            )
+            .bind(word)
+            .fetch_all(&mut *c)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(matches("apple").await, [1]);
+    assert_eq!(matches("banana").await, [2]);
+    let mut tx = db.begin().await.unwrap();
+    db::messages::update_body(&mut tx.conn(), 1, "cherry three", 1)
+        .await
+        .unwrap();
+    db::messages::delete(&mut tx.conn(), 2).await.unwrap();
+    let new = db::messages::post(&mut tx, 1, 1, "damson four", None, None, 1)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(matches("apple").await.is_empty());
+    assert_eq!(matches("cherry").await, [1]);
+    assert!(matches("banana").await.is_empty());
+    assert_eq!(matches("damson").await, [new]);
+    let mut tx = db.begin().await.unwrap();
+    let db::Conn::Sqlite(c) = tx.conn() else {
+        unreachable!()
+    };
+    sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+        .execute(&mut *c)
+        .await
+        .expect("the search index matches the messages");
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test]
