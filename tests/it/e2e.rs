@@ -593,8 +593,10 @@ async fn e2e_everything_works_without_javascript() {
         fill(a, "form.composer textarea", "hello group").await?;
         click(a, "form.composer button[type=submit]").await?;
         wait_text(a, ".messages .body", "hello group", SHOW).await?;
-        // An empty message gets a clear error, no crash.
-        click(a, "form.composer button[type=submit]").await.ok();
+        // An empty message gets a clear error, no crash. (Waiting for it also lets that page
+        // load before the next click: a click during the navigation finds nothing.)
+        click(a, "form.composer button[type=submit]").await?;
+        wait_text(a, ".field-error", "Write a message first", SHOW).await?;
         // Log out and back in.
         click(a, "form[action='/logout'] button").await?;
         wait_path(a, "/login").await?;
