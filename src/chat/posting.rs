@@ -220,8 +220,6 @@ pub(super) fn read_only() -> AppError {
     )
 }
 
-/// A message just posted, from what the post knows: no reactions, quote, mentions or files, not
-/// edited.
 /// The message before a new one, as its grouping needs it.
 pub(super) fn prev_of(ctx: &db::messages::PostContext) -> Option<PrevMessage> {
     ctx.prev_author_id
@@ -233,6 +231,8 @@ pub(super) fn prev_of(ctx: &db::messages::PostContext) -> Option<PrevMessage> {
         })
 }
 
+/// A message just posted, from what the post knows: no reactions, quote, mentions or files, not
+/// edited.
 pub(super) fn new_message(
     me: &UserRef,
     conversation_id: i64,

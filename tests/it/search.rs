@@ -223,17 +223,21 @@ async fn the_index_follows_posts_edited_and_deleted_before_their_commit() {
     let late = ann.say(d, "elderberry late").await;
     assert_eq!(found(&search(&bob, "elderberry").await), vec![late]);
     if let db::Db::Sqlite { .. } = &db {
-        // FTS5's own check of the index against the messages table (rank 1: the content too).
-        let mut tx = db.begin().await.unwrap();
-        let db::Conn::Sqlite(conn) = tx.conn() else {
-            unreachable!()
-        };
-        sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
-            .execute(&mut *conn)
-            .await
-            .expect("the search index matches the messages");
-        tx.commit().await.unwrap();
+        assert_index_in_step(&db).await;
     }
+}
+
+/// FTS5's own check of the SQLite index against the messages table (rank 1: the content too).
+async fn assert_index_in_step(db: &db::Db) {
+    let mut tx = db.begin().await.unwrap();
+    let db::Conn::Sqlite(conn) = tx.conn() else {
+        unreachable!("the search index checked here is SQLite's")
+    };
+    sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+        .execute(&mut *conn)
+        .await
+        .expect("the search index matches the messages");
+    tx.commit().await.unwrap();
 }
 
 /// A SQLite database indexed by the old per-message trigger (migrations up to 0011) upgrades to
@@ -307,15 +311,7 @@ async fn a_search_index_from_before_0012_keeps_working_after_it() {
     assert_eq!(matches("cherry").await, [1]);
     assert!(matches("banana").await.is_empty());
     assert_eq!(matches("damson").await, [new]);
-    let mut tx = db.begin().await.unwrap();
-    let db::Conn::Sqlite(c) = tx.conn() else {
-        unreachable!()
-    };
-    sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
-        .execute(&mut *c)
-        .await
-        .expect("the search index matches the messages");
-    tx.commit().await.unwrap();
+    assert_index_in_step(&db).await;
 }
 
 #[tokio::test]
