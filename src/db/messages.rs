@@ -391,7 +391,7 @@ const POST_INSERT: &str = "INSERT INTO messages \
      (conversation_id, author_id, body, client_id, reply_to_id, created_at) \
      SELECT $1, $2, $3, $4, (SELECT r.id FROM messages r WHERE r.id = $5 AND r.conversation_id = $1), $6";
 const POST_ON_CONFLICT: &str = "ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL \
-     DO NOTHING RETURNING id, reply_to_id";
+     DO NOTHING";
 
 /// One post of [`post_many`].
 #[derive(Debug, Clone, Copy)]
@@ -410,23 +410,36 @@ pub struct PostArgs<'a> {
     pub now: i64,
 }
 
-/// The statements of one post on SQLite, its parameters numbered from `$first`. Every statement
-/// after the insert does its part only when the one before it changed a row (`changes()`):
-/// nothing moves unless the message went in. Trigger writes (the search index) count neither in
-/// `changes()` nor in `last_insert_rowid()`. Its rows: the context (if a member), the new id (if
-/// inserted), and always the author's badge, last.
-fn sqlite_post_sql(first: usize) -> String {
+/// What the insert of a post on SQLite returns, besides its id and reply target: the message
+/// before it (grouping) and the author's badge. Evaluated for the inserted row, so `messages.id`
+/// is the new message. The badge leaves this conversation out: once the author's read marker
+/// moves to their own new message, nothing there is unread for them (as on PostgreSQL).
+const SQLITE_POST_RETURNING: &str = "id, reply_to_id, \
+     (SELECT p.author_id FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
+       ORDER BY p.id DESC LIMIT 1) AS prev_author_id, \
+     (SELECT p.created_at FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
+       ORDER BY p.id DESC LIMIT 1) AS prev_created_at, \
+     (SELECT p.kind FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
+       ORDER BY p.id DESC LIMIT 1) AS prev_kind, \
+     (SELECT COUNT(*) FROM members m JOIN messages x \
+       ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+       AND x.author_id <> $2 AND x.kind = 'text' WHERE m.user_id = $2 AND m.conversation_id <> $1) \
+       AS unread";
+
+/// The statements of the `index`th post of a call on SQLite, its parameters numbered from
+/// `$first`: three statements, one row. The insert happens only if the author may post there and
+/// the client id is new; its RETURNING row tells the post everything else. The two updates after
+/// it do their part only when it inserted (`changes()`). Few statements and rows matter here: the
+/// driver hands every statement's result and every row to the async side one at a time.
+fn sqlite_post_sql(index: usize, first: usize) -> String {
     let sql = format!(
-        "{POST_CONTEXT}; \
-         {POST_INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) {POST_ON_CONFLICT}; \
+        "{POST_INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) \
+         {POST_ON_CONFLICT} RETURNING {index} AS post, {SQLITE_POST_RETURNING}; \
          UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
            WHERE id = $1 AND changes() = 1; \
          UPDATE members SET last_read_message_id = last_insert_rowid() \
            WHERE conversation_id = $1 AND user_id = $2 \
-           AND last_read_message_id < last_insert_rowid() AND changes() = 1; \
-         SELECT COUNT(*) AS unread FROM members m JOIN messages x \
-           ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-           AND x.author_id <> $2 AND x.kind = 'text' WHERE m.user_id = $2"
+           AND last_read_message_id < last_insert_rowid() AND changes() = 1"
     );
     if first == 1 {
         return sql;
@@ -449,10 +462,15 @@ fn sqlite_post_sql(first: usize) -> String {
 }
 
 /// Several posts in ONE call to the SQLite writer (the first statement carries the
-/// transaction's prefix), in order; a result per post. A post's statements depend only on the
-/// posts before it through the database, exactly as if they ran one after the other.
-pub async fn post_many(tx: &mut super::Tx, posts: &[PostArgs<'_>]) -> sqlx::Result<Vec<Posted>> {
-    use sqlx::{Column, Row};
+/// transaction's prefix), in order; a result per post: None when it inserted nothing (the author
+/// may not post there, or the client id was used before; nothing of it was written). A post's
+/// statements depend only on the posts before it through the database, exactly as if they ran
+/// one after the other.
+pub async fn post_many(
+    tx: &mut super::Tx,
+    posts: &[PostArgs<'_>],
+) -> sqlx::Result<Vec<Option<Posted>>> {
+    use sqlx::Row;
     let super::Tx::Sqlite(t) = tx else {
         return Err(sqlx::Error::Protocol(
             "post_many is for the SQLite writer".into(),
@@ -463,7 +481,7 @@ pub async fn post_many(tx: &mut super::Tx, posts: &[PostArgs<'_>]) -> sqlx::Resu
         if i > 0 {
             sql.push_str("; ");
         }
-        sql.push_str(&sqlite_post_sql(1 + 6 * i));
+        sql.push_str(&sqlite_post_sql(i, 1 + 6 * i));
     }
     let mut q = sqlx::query(&sql);
     for p in posts {
@@ -477,44 +495,28 @@ pub async fn post_many(tx: &mut super::Tx, posts: &[PostArgs<'_>]) -> sqlx::Resu
     }
     let rows = q.fetch_all(&mut t.log().conn).await?;
     t.prefix_done();
-    let mut out = Vec::with_capacity(posts.len());
-    let mut cur: Option<Posted> = None;
+    let mut out: Vec<Option<Posted>> = std::iter::repeat_with(|| None).take(posts.len()).collect();
     for row in &rows {
-        let p = posts
-            .get(out.len())
-            .ok_or_else(|| sqlx::Error::Protocol("more post results than posts".into()))?;
-        let o = cur.get_or_insert_with(|| Posted {
-            ctx: None,
-            id: None,
-            reply_ok: p.reply_to.is_none(),
-            author_total_unread: 0,
+        let index: i64 = row.try_get("post")?;
+        let (Some(slot), Some(p)) = (
+            usize::try_from(index).ok().and_then(|i| out.get_mut(i)),
+            usize::try_from(index).ok().and_then(|i| posts.get(i)),
+        ) else {
+            return Err(sqlx::Error::Protocol("a post result for no post".into()));
+        };
+        let reply: Option<i64> = row.try_get("reply_to_id")?;
+        *slot = Some(Posted {
+            // Inserted, so the conversation was open to the author.
+            ctx: Some(PostContext {
+                open: 1,
+                prev_author_id: row.try_get("prev_author_id")?,
+                prev_created_at: row.try_get("prev_created_at")?,
+                prev_kind: row.try_get("prev_kind")?,
+            }),
+            id: Some(row.try_get("id")?),
+            reply_ok: p.reply_to.is_none() || reply.is_some(),
+            author_total_unread: row.try_get("unread")?,
         });
-        match row.columns().first().map(|c| c.name()) {
-            Some("open") => {
-                o.ctx = Some(PostContext {
-                    open: row.try_get("open")?,
-                    prev_author_id: row.try_get("prev_author_id")?,
-                    prev_created_at: row.try_get("prev_created_at")?,
-                    prev_kind: row.try_get("prev_kind")?,
-                })
-            }
-            Some("id") => {
-                o.id = Some(row.try_get("id")?);
-                let reply: Option<i64> = row.try_get("reply_to_id")?;
-                o.reply_ok = p.reply_to.is_none() || reply.is_some();
-            }
-            Some("unread") => {
-                o.author_total_unread = row.try_get("unread")?;
-                // The badge is each post's last row.
-                out.extend(cur.take());
-            }
-            _ => {}
-        }
-    }
-    if out.len() != posts.len() {
-        return Err(sqlx::Error::Protocol(
-            "fewer post results than posts".into(),
-        ));
     }
     Ok(out)
 }
@@ -533,7 +535,7 @@ pub async fn post(
     now: i64,
 ) -> sqlx::Result<Posted> {
     if let super::Tx::Sqlite(_) = tx {
-        let mut posted = post_many(
+        let posted = post_many(
             tx,
             &[PostArgs {
                 conversation,
@@ -545,9 +547,16 @@ pub async fn post(
             }],
         )
         .await?;
-        return posted
-            .pop()
-            .ok_or_else(|| sqlx::Error::Protocol("a post returned no result".into()));
+        if let Some(Some(p)) = posted.into_iter().next() {
+            return Ok(p);
+        }
+        // Nothing went in, so the context is as before the insert: it says why.
+        return Ok(Posted {
+            ctx: post_context(tx, conversation, author).await?,
+            id: None,
+            reply_ok: reply_to.is_none(),
+            author_total_unread: 0,
+        });
     }
     let ctx = post_context(tx, conversation, author).await?;
     let mut out = Posted {
@@ -559,7 +568,7 @@ pub async fn post(
     if out.ctx.as_ref().is_none_or(|c| c.open == 0) {
         return Ok(out);
     }
-    let sql = format!("{POST_INSERT} {POST_ON_CONFLICT}");
+    let sql = format!("{POST_INSERT} {POST_ON_CONFLICT} RETURNING id, reply_to_id");
     let inserted: Option<(i64, Option<i64>)> = run!(&mut tx.conn(), e => sqlx::query_as(&sql)
         .bind(conversation)
         .bind(author)

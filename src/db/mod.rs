@@ -332,6 +332,16 @@ impl Db {
         })
     }
 
+    /// Like [`Db::begin_deferred`], and on SQLite a new batch's `BEGIN` is left to the first
+    /// statement as well ([`Writer::begin_folded`]): only for a use case whose first statement
+    /// carries [`Tx::take_prefix`].
+    pub async fn begin_folded(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_folded().await?),
+            Db::Postgres(pool) => Tx::Pg(pool.begin().await?, 0, cache::user_writes()),
+        })
+    }
+
     /// A connection for reads.
     pub async fn read(&self) -> sqlx::Result<ReadConn> {
         Ok(match self {

@@ -1,8 +1,9 @@
 //! Group commit on SQLite: the ONE writer connection, shared by concurrent use cases.
 //!
 //! A use case takes the writer (a fair FIFO lease), runs inside the batch's open transaction —
-//! the first use case of a batch opens it with `BEGIN IMMEDIATE`, every later one runs in a
-//! `SAVEPOINT`, so a failing use case rolls back alone — and hands the writer on. The batch
+//! the first use case of a batch opens it with `BEGIN IMMEDIATE` (in the call of its first
+//! statement, for the post combiner), every later one runs in a `SAVEPOINT`, so a failing use
+//! case rolls back alone — and hands the writer on. The batch
 //! commits (one fsync, `synchronous=FULL`) when nobody is waiting for the writer or [`MAX_BATCH`]
 //! use cases are in it; every use case is answered only once its batch is durable.
 //!
@@ -253,36 +254,42 @@ impl Writer {
 
     /// Starts a use case in the current batch (or a new one).
     pub async fn begin(&self) -> sqlx::Result<SqliteTx> {
-        self.begin_with(false).await
+        self.begin_with(false, false).await
     }
 
     /// Like [`Writer::begin`], but a savepoint is left for the caller to open together with its
     /// first statement ([`SqliteTx::take_prefix`]): one round trip less.
     pub async fn begin_deferred(&self) -> sqlx::Result<SqliteTx> {
-        self.begin_with(true).await
+        self.begin_with(true, false).await
     }
 
-    async fn begin_with(&self, defer: bool) -> sqlx::Result<SqliteTx> {
+    /// Like [`Writer::begin_deferred`], and the `BEGIN IMMEDIATE` of a new batch is left to the
+    /// caller's first statement too: one round trip less per batch. Only for a use case whose
+    /// FIRST statement carries [`SqliteTx::take_prefix`] (the post combiner).
+    pub async fn begin_folded(&self) -> sqlx::Result<SqliteTx> {
+        self.begin_with(true, true).await
+    }
+
+    async fn begin_with(&self, defer: bool, fold: bool) -> sqlx::Result<SqliteTx> {
         let mut g = self.lease().await;
-        let (sql, savepoint) = if g.open {
-            ("SAVEPOINT use_case", true)
-        } else {
-            ("BEGIN IMMEDIATE", false)
-        };
-        let deferred = defer && savepoint;
-        let r = if deferred {
-            Ok(())
-        } else {
-            exec(&mut g.conn, sql).await
-        };
-        if let Err(e) = r {
-            // The batch may hold other use cases waiting for a commit: do not strand them.
-            if self.nobody_waiting() {
-                g.flush().await;
+        let savepoint = g.open;
+        let deferred = defer && (savepoint || fold);
+        if !deferred {
+            let sql = if savepoint {
+                "SAVEPOINT use_case"
+            } else {
+                "BEGIN IMMEDIATE"
+            };
+            if let Err(e) = exec(&mut g.conn, sql).await {
+                // The batch may hold other use cases waiting for a commit: do not strand them.
+                if self.nobody_waiting() {
+                    g.flush().await;
+                }
+                return Err(e);
             }
-            return Err(e);
         }
-        g.open = true;
+        // A deferred BEGIN opens the batch once its statement ran (`prefix_done`).
+        g.open = savepoint || !deferred;
         let mark = g.pending.len();
         Ok(SqliteTx {
             mark,
@@ -438,6 +445,12 @@ impl SqliteTx {
             // A statement without the savepoint: a misuse, made safe (see `unsure`).
             self.deferred = false;
             self.unsure = true;
+            if !self.savepoint {
+                // Without its BEGIN the statement runs on its own; the batch's COMMIT then fails
+                // and says so, rather than anyone waiting for a commit that never comes.
+                tracing::error!("a statement ran before its batch began");
+                self.log().open = true;
+            }
         }
         self.log()
     }
@@ -454,17 +467,23 @@ impl SqliteTx {
     /// SQL to run first, in the same call as the use case's first statement ("" if none); then
     /// [`SqliteTx::prefix_done`] once that statement succeeded.
     pub fn take_prefix(&mut self) -> &'static str {
-        if std::mem::take(&mut self.deferred) {
-            self.unsure = true;
+        if !std::mem::take(&mut self.deferred) {
+            return "";
+        }
+        self.unsure = true;
+        if self.savepoint {
             "SAVEPOINT use_case; "
         } else {
-            ""
+            "BEGIN IMMEDIATE; "
         }
     }
 
-    /// The statement that carried the prefix succeeded: the savepoint is open.
+    /// The statement that carried the prefix succeeded: the savepoint, or the batch, is open.
     pub fn prefix_done(&mut self) {
         self.unsure = false;
+        if !self.savepoint {
+            self.log().open = true;
+        }
     }
 
     /// Adds this use case to its batch and waits until the batch is durable. With `spawn`, a

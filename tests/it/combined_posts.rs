@@ -170,3 +170,52 @@ async fn concurrent_posts_land_once_each_in_one_order_with_their_frames() {
     )
     .await;
 }
+
+// A post clears what its author had unread in that conversation, and only there: the badge on
+// the author's other tabs, from the post's frame, counts what is unread elsewhere, as a fresh
+// load does.
+#[tokio::test]
+async fn a_post_sets_its_authors_badge_to_what_is_unread_elsewhere() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let g = bob.group("plans", &[&ann]).await;
+    // Unread for ann: two in the group, one in the direct conversation.
+    bob.say(g, "one").await;
+    bob.say(g, "two").await;
+    bob.say(c, "three").await;
+    assert_eq!(
+        ann.get("/conversations")
+            .await
+            .text("#badge-unread")
+            .as_deref(),
+        Some("3")
+    );
+    let mut a = ann.stream().await;
+    a.drain(std::time::Duration::from_millis(300)).await;
+    ann.say(c, "read it").await;
+    let badge = a.expect_target("replace", "badge-unread").await;
+    assert!(
+        badge.content().contains("data-count=\"2\""),
+        "{}",
+        badge.data
+    );
+    let page = ann.get("/conversations").await;
+    assert_eq!(page.text("#badge-unread").as_deref(), Some("2"));
+    assert_eq!(
+        page.attr(&format!("#unread-{c}"), "data-count").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        page.attr(&format!("#unread-{g}"), "data-count").as_deref(),
+        Some("2")
+    );
+    // Bob's badge counts ann's new message.
+    assert_eq!(
+        bob.get("/conversations")
+            .await
+            .text("#badge-unread")
+            .as_deref(),
+        Some("1")
+    );
+}

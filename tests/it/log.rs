@@ -60,6 +60,59 @@ async fn a_failing_use_case_in_a_batch_rolls_back_alone_while_the_others_commit(
     ann.say(conversation, "still writing").await;
 }
 
+// The post combiner's use case opens a new batch in its first statement (`begin_folded`): if
+// it never runs one, or that statement fails half way, nothing of it stays and the writer
+// carries on.
+#[tokio::test]
+async fn a_use_case_that_opens_its_batch_with_its_first_statement_leaves_nothing_when_it_fails() {
+    let app = TestApp::spawn().await;
+    let db = app.state.db.clone();
+    // Dropped before any statement.
+    drop(db.begin_folded().await.unwrap());
+    // Its first statement inserts, then fails: the BEGIN (on SQLite) and the insert went in.
+    let mut t = db.begin_folded().await.unwrap();
+    let prefix = t.take_prefix();
+    let sql = format!(
+        "{prefix}INSERT INTO users (username, display_name, password_hash, created_at, is_admin) \
+         VALUES ('alpha', '', 'x', 0, 0); SELECT * FROM no_such_table"
+    );
+    let failed = match t.conn() {
+        Conn::Sqlite(c) => sqlx::query(&sql).execute(c).await.is_err(),
+        Conn::Pg(c) => sqlx::query(&sql).execute(c).await.is_err(),
+    };
+    assert!(failed);
+    drop(t);
+    // The next use case commits alone, and a folded one after it too.
+    let mut b = db.begin().await.unwrap();
+    db::users::insert(&mut b.conn(), "beta", "x", 0)
+        .await
+        .unwrap();
+    b.commit().await.unwrap();
+    let mut g = db.begin_folded().await.unwrap();
+    let prefix = g.take_prefix();
+    let sql = format!(
+        "{prefix}INSERT INTO users (username, display_name, password_hash, created_at, is_admin) \
+         VALUES ('gamma', '', 'x', 0, 0)"
+    );
+    let done = match g.conn() {
+        Conn::Sqlite(c) => sqlx::query(&sql)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()),
+        Conn::Pg(c) => sqlx::query(&sql)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()),
+    };
+    assert_eq!(done.unwrap(), 1);
+    g.prefix_done();
+    g.commit().await.unwrap();
+    assert_eq!(usernames(&app).await, ["beta", "gamma"]);
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    ann.say(conversation, "still writing").await;
+}
+
 #[tokio::test]
 async fn concurrent_posts_are_all_stored_and_answered_after_their_commit() {
     let app = TestApp::spawn().await;
