@@ -732,6 +732,7 @@ async fn send_paced(
             let mut h = Http::new(addr, &cookie);
             let mut lat = Vec::new();
             let mut late = Vec::new();
+            let mut timeline = Vec::new();
             let mut done_in_window = 0usize;
             let mut errors = 0;
             // Spread the senders' slots over the interval.
@@ -757,6 +758,7 @@ async fn send_paced(
                     Ok(r) if r.status == 200 => {
                         if due - t0 >= warm {
                             lat.push(done - due);
+                            timeline.push((due - t0, done - due, i));
                             // From when it went out, or its slot if the previous answer held it.
                             late.push(done - if idle { woke } else { due });
                         }
@@ -768,19 +770,32 @@ async fn send_paced(
                 }
                 due += every;
             }
-            (lat, late, done_in_window, errors)
+            (lat, late, done_in_window, errors, timeline)
         }));
     }
     let mut all = Vec::new();
     let mut all_late = Vec::new();
+    let mut timeline = Vec::new();
     let mut done = 0;
     let mut errors = 0;
     for h in handles {
-        let (l, w, d, e) = h.await.unwrap();
+        let (l, w, d, e, t) = h.await.unwrap();
         all.extend(l);
         all_late.extend(w);
+        timeline.extend(t);
         done += d;
         errors += e;
+    }
+    // `PARLEY_BENCH_PACED_TIMELINE=FILE`: every measured send as "slot (s) latency (ms) sender",
+    // in slot order, to see whether a tail is a few bursts (a stall) or spread evenly. With both
+    // backends measured, the file holds the last paced run (PostgreSQL).
+    if let Ok(path) = std::env::var("PARLEY_BENCH_PACED_TIMELINE") {
+        timeline.sort();
+        let text: String = timeline
+            .iter()
+            .map(|(t, l, i)| format!("{:.4} {:.3} {i}\n", t.as_secs_f64(), ms(*l)))
+            .collect();
+        std::fs::write(&path, text).unwrap();
     }
     // Answers that came within the measured window: below the offered rate when it falls behind.
     let achieved = done as f64 / run.as_secs_f64();
