@@ -410,31 +410,30 @@ pub struct PostArgs<'a> {
     pub now: i64,
 }
 
-/// What the insert of a post on SQLite returns, besides its id and reply target: the message
-/// before it (grouping) and the author's badge. Evaluated for the inserted row, so `messages.id`
-/// is the new message. The badge leaves this conversation out: once the author's read marker
-/// moves to their own new message, nothing there is unread for them (as on PostgreSQL).
-const SQLITE_POST_RETURNING: &str = "id, reply_to_id, \
-     (SELECT p.author_id FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
-       ORDER BY p.id DESC LIMIT 1) AS prev_author_id, \
-     (SELECT p.created_at FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
-       ORDER BY p.id DESC LIMIT 1) AS prev_created_at, \
-     (SELECT p.kind FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
-       ORDER BY p.id DESC LIMIT 1) AS prev_kind, \
-     (SELECT COUNT(*) FROM members m JOIN messages x \
-       ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-       AND x.author_id <> $2 AND x.kind = 'text' WHERE m.user_id = $2 AND m.conversation_id <> $1) \
-       AS unread";
+/// The message before a new one in its conversation, as seen from the new row in an insert's
+/// `RETURNING` (where `messages.id` is the new message).
+const PREV_OF_NEW: &str = "FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
+     ORDER BY p.id DESC LIMIT 1";
 
 /// The statements of the `index`th post of a call on SQLite, its parameters numbered from
 /// `$first`: three statements, one row. The insert happens only if the author may post there and
-/// the client id is new; its RETURNING row tells the post everything else. The two updates after
-/// it do their part only when it inserted (`changes()`). Few statements and rows matter here: the
-/// driver hands every statement's result and every row to the async side one at a time.
+/// the client id is new; its RETURNING row tells the post everything else: its id, its reply
+/// target, the message before it (grouping) and the author's badge. The badge leaves this
+/// conversation out: once the author's read marker moves to their own new message, nothing there
+/// is unread for them (as on PostgreSQL). The two updates after it do their part only when it
+/// inserted (`changes()`). Few statements and rows matter here: the driver hands every
+/// statement's result and every row to the async side one at a time.
 fn sqlite_post_sql(index: usize, first: usize) -> String {
     let sql = format!(
         "{POST_INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) \
-         {POST_ON_CONFLICT} RETURNING {index} AS post, {SQLITE_POST_RETURNING}; \
+         {POST_ON_CONFLICT} RETURNING {index} AS post, id, reply_to_id, \
+           (SELECT p.author_id {PREV_OF_NEW}) AS prev_author_id, \
+           (SELECT p.created_at {PREV_OF_NEW}) AS prev_created_at, \
+           (SELECT p.kind {PREV_OF_NEW}) AS prev_kind, \
+           (SELECT COUNT(*) FROM members m JOIN messages x \
+             ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
+             AND x.author_id <> $2 AND x.kind = 'text' \
+             WHERE m.user_id = $2 AND m.conversation_id <> $1) AS unread; \
          UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
            WHERE id = $1 AND changes() = 1; \
          UPDATE members SET last_read_message_id = last_insert_rowid() \
@@ -495,17 +494,15 @@ pub async fn post_many(
     }
     let rows = q.fetch_all(&mut t.log().conn).await?;
     t.prefix_done();
-    let mut out: Vec<Option<Posted>> = std::iter::repeat_with(|| None).take(posts.len()).collect();
+    let mut out: Vec<Option<Posted>> = posts.iter().map(|_| None).collect();
     for row in &rows {
         let index: i64 = row.try_get("post")?;
-        let (Some(slot), Some(p)) = (
-            usize::try_from(index).ok().and_then(|i| out.get_mut(i)),
-            usize::try_from(index).ok().and_then(|i| posts.get(i)),
-        ) else {
-            return Err(sqlx::Error::Protocol("a post result for no post".into()));
-        };
+        let i = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < posts.len())
+            .ok_or_else(|| sqlx::Error::Protocol("a post result for no post".into()))?;
         let reply: Option<i64> = row.try_get("reply_to_id")?;
-        *slot = Some(Posted {
+        out[i] = Some(Posted {
             // Inserted, so the conversation was open to the author.
             ctx: Some(PostContext {
                 open: 1,
@@ -514,7 +511,7 @@ pub async fn post_many(
                 prev_kind: row.try_get("prev_kind")?,
             }),
             id: Some(row.try_get("id")?),
-            reply_ok: p.reply_to.is_none() || reply.is_some(),
+            reply_ok: posts[i].reply_to.is_none() || reply.is_some(),
             author_total_unread: row.try_get("unread")?,
         });
     }
