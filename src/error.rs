@@ -12,14 +12,18 @@ pub enum AppError {
     /// 404: missing, or not yours to see (the two look the same on purpose).
     #[error("not found")]
     NotFound,
-    /// 403: a cross-site request, refused.
-    #[error("forbidden")]
-    Forbidden,
-    /// 303 to `/login?next=…` (pages) or 401 (the stream).
+    /// 403: the person may see this but not do that (the message says what only whom may do).
+    /// Cross-site requests are refused earlier, by `web::security`.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// 303 to `/login?next=…` (pages); 401 to live.js's `fetch` and the stream, which must not
+    /// follow a redirect to the login page and take it for an answer.
     #[error("not logged in")]
     Unauthenticated {
         /// Local path to come back to.
         next: Option<String>,
+        /// The request came from live.js's `fetch`.
+        fetch: bool,
     },
     /// 422: the input broke a rule; forms re-render with these messages.
     #[error("invalid input: {0}")]
@@ -75,7 +79,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -92,11 +96,11 @@ impl AppError {
                 "Not found",
                 "There is nothing here, or it is not yours to see.".into(),
             ),
-            AppError::Forbidden => (
-                "Refused",
-                "This request came from another site and was refused. Go back, reload the page and try again.".into(),
+            AppError::Forbidden(why) => ("Not allowed", (*why).into()),
+            AppError::Unauthenticated { .. } => (
+                "Log in",
+                "You are not logged in (or your session ended). Log in and try again.".into(),
             ),
-            AppError::Unauthenticated { .. } => ("Log in", "Please log in first.".into()),
             AppError::Invalid(errs) => ("That did not work", errs.to_string()),
             AppError::Conflict(msg) => ("Already changed", msg.clone()),
             AppError::TooManyRequests => (
@@ -106,7 +110,8 @@ impl AppError {
             AppError::Throttled(errs) => ("Slow down", errs.to_string()),
             AppError::TooLarge => (
                 "Too much at once",
-                "That was too much text for one form (64 KiB at most). Go back and shorten it.".into(),
+                "That was too much text for one form (64 KiB at most). Go back and shorten it."
+                    .into(),
             ),
             AppError::Db(_) | AppError::Internal(_) => (
                 "Something went wrong",
@@ -144,7 +149,7 @@ pub fn is_local_path(next: &str) -> bool {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Unauthenticated { next } = &self {
+        if let AppError::Unauthenticated { next, fetch: false } = &self {
             let to = match next.as_deref().filter(|n| is_local_path(n) && *n != "/") {
                 Some(n) => format!("/login?next={}", urlencode(n)),
                 None => "/login".to_owned(),
@@ -157,9 +162,16 @@ impl IntoResponse for AppError {
             tracing::error!(error = ?self, "request failed");
         }
         let (title, message) = self.public_message();
-        ErrorPage::new(title, message).into_response_with(status)
+        let mut resp = ErrorPage::new(title, message.clone()).into_response_with(status);
+        resp.extensions_mut().insert(PublicMessage(message));
+        resp
     }
 }
+
+/// An error's message for the person, beside its page: `web::fetch_errors_as_text` answers live.js's
+/// `fetch` with it alone, so the page can show it next to the form instead of a page's source.
+#[derive(Debug, Clone)]
+pub struct PublicMessage(pub String);
 
 /// Percent-encodes a query value.
 pub fn urlencode(s: &str) -> String {

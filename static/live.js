@@ -22,6 +22,38 @@
     return id ? document.getElementById(id) : null;
   }
 
+  // ---- a session that ended under the page ----------------------------------------------------
+
+  // The server answers a logged-out `fetch` with 401 (a GET follows the redirect to the login
+  // page). Then the page reloads, which leads to the login form and back here after it; the
+  // composer's draft waits in sessionStorage meanwhile.
+  var DRAFT_KEY = "parley-draft:" + location.pathname;
+
+  function loggedOut(r) {
+    var toLogin = r.redirected && new URL(r.url, location.href).pathname === "/login";
+    if (r.status !== 401 && !toLogin) return false;
+    var draft = document.querySelector("form.composer textarea");
+    if (draft && draft.value.trim()) {
+      try { sessionStorage.setItem(DRAFT_KEY, draft.value); } catch (e) { /* storage full or off */ }
+    }
+    location.reload();
+    return true;
+  }
+
+  (function restoreDraft() {
+    var draft = document.querySelector("form.composer textarea");
+    var saved = null;
+    try { saved = sessionStorage.getItem(DRAFT_KEY); } catch (e) { return; }
+    if (!draft || saved === null) return;
+    sessionStorage.removeItem(DRAFT_KEY);
+    if (!draft.value) draft.value = saved;
+  })();
+
+  // A fetch whose answer is not for this page (logged out) never settles: its caller stops there.
+  function answered(r) {
+    return loggedOut(r) ? new Promise(function () {}) : r;
+  }
+
   function openConversationId() {
     var view = document.querySelector(".conversation[data-conversation]");
     return view ? view.getAttribute("data-conversation") : null;
@@ -193,7 +225,7 @@
     var link = document.querySelector("p.older a[rel=prev]");
     if (!s || !list || !link || loadingOlder) return;
     loadingOlder = true;
-    fetch(link.href, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (page) {
+    fetch(link.href, { credentials: "same-origin" }).then(answered).then(function (r) { return r.text(); }).then(function (page) {
       var doc = new DOMParser().parseFromString(page, "text/html");
       var first = list.firstElementChild;
       var height = s.scrollHeight;
@@ -251,7 +283,7 @@
         headers: Object.assign({ "Content-Type": "application/x-www-form-urlencoded" }, FETCH_HEADER),
         body: "message_id=" + id,
         credentials: "same-origin"
-      }).catch(function () { lastReadPosted = 0; });
+      }).then(answered).catch(function () { lastReadPosted = 0; });
     }, 300);
   }
 
@@ -348,6 +380,7 @@
   var sound = byId("notification-sound");
   if (sound) {
     sound.checked = localStorage.getItem("parley-sound") === "1";
+    sound.closest("label").hidden = false;
     sound.addEventListener("change", function () { localStorage.setItem("parley-sound", sound.checked ? "1" : "0"); });
   }
 
@@ -802,7 +835,7 @@
       headers: Object.assign({ "Content-Type": "application/x-www-form-urlencoded" }, FETCH_HEADER),
       body: body,
       credentials: "same-origin"
-    });
+    }).then(answered);
   }
 
   // A message partial from the server replaces the one on the page (its receipts stay).
@@ -833,7 +866,7 @@
   function startEdit(link) {
     var msg = link.closest("article.message");
     if (!msg || msg.querySelector("form.inline-edit")) return;
-    fetch(link.href, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (page) {
+    fetch(link.href, { credentials: "same-origin" }).then(answered).then(function (r) { return r.text(); }).then(function (page) {
       var doc = new DOMParser().parseFromString(page, "text/html");
       var source = doc.querySelector("#edit-body");
       var body = msg.querySelector(".body");
@@ -1032,7 +1065,7 @@
       headers: FETCH_HEADER,
       body: data,
       credentials: "same-origin"
-    }).then(function (r) {
+    }).then(answered).then(function (r) {
       return r.text().then(function (t) { return { ok: r.ok, status: r.status, text: t }; });
     }).then(function (r) {
       button.disabled = false;
@@ -1053,8 +1086,6 @@
         if (err) err.textContent = "";
         text.removeAttribute("aria-invalid");
         toBottom();
-      } else if (r.status === 401 || r.status === 303) {
-        location.reload();
       } else {
         // 422: a broken rule; 429: sending too fast; 413: files too large. The draft (and its
         // files) stay either way.

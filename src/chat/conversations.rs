@@ -232,7 +232,9 @@ pub async fn remove_member(
     db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = group_of(&mut tx, conversation_id, me.id, "changed").await?;
     if m.owner_id != Some(me.id) {
-        return Err(AppError::Forbidden);
+        return Err(AppError::Forbidden(
+            "Only the group's owner can remove members. Anyone can leave.",
+        ));
     }
     if user_id == me.id {
         return Err(AppError::invalid(
@@ -325,7 +327,9 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64) -> AppResu
     let mut tx = cx.db.begin().await?;
     let m = group_of(&mut tx, conversation_id, me.id, "deleted").await?;
     if m.owner_id != Some(me.id) {
-        return Err(AppError::Forbidden);
+        return Err(AppError::Forbidden(
+            "Only the group's owner can delete it. You can leave it instead.",
+        ));
     }
     let audience = db::conversations::members(&mut tx.conn(), conversation_id)
         .await?

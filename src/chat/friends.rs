@@ -96,7 +96,10 @@ pub async fn answer_request(
         RequestStatus::Cancelled => req.requester_id == me.id,
     };
     if !allowed {
-        return Err(AppError::Forbidden);
+        return Err(AppError::Forbidden(match status {
+            RequestStatus::Cancelled => "Only the person who sent a friend request can cancel it.",
+            _ => "Only the person a friend request was sent to can accept or reject it.",
+        }));
     }
     let now = db::now_ms();
     if req.status != "pending"

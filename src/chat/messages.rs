@@ -13,6 +13,15 @@ use crate::views::markup;
 
 use super::{Ctx, commit, member_of, record};
 
+/// Why an edit is refused to anyone but the author.
+pub const ONLY_AUTHOR_EDITS: &str = "Only the person who wrote a message can edit it.";
+/// Why a delete is refused.
+pub const ONLY_AUTHOR_OR_OWNER_DELETES: &str =
+    "Only the person who wrote a message, or the group's owner, can delete it.";
+/// Why a note (someone joined, left, renamed the group) cannot be edited or deleted.
+const NOTES_STAY: &str =
+    "Notes about the conversation (who joined or left, a new title) stay as they are.";
+
 /// The message as events carry it, without its reactions, mentions and quote (see [`hydrate`]);
 /// `prev` is the message before it, for grouping.
 pub fn data_of(m: &MessageRow, prev: Option<PrevMessage>) -> MessageData {
@@ -468,8 +477,11 @@ pub async fn edit(
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if row.author_id != me.id || row.kind == "note" {
-        return Err(AppError::Forbidden);
+    if row.kind == "note" {
+        return Err(AppError::Forbidden(NOTES_STAY));
+    }
+    if row.author_id != me.id {
+        return Err(AppError::Forbidden(ONLY_AUTHOR_EDITS));
     }
     let now = db::now_ms();
     db::messages::update_body(&mut tx.conn(), id, body.as_str(), now).await?;
@@ -505,8 +517,11 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if (row.author_id != me.id && m.owner_id != Some(me.id)) || row.kind == "note" {
-        return Err(AppError::Forbidden);
+    if row.kind == "note" {
+        return Err(AppError::Forbidden(NOTES_STAY));
+    }
+    if row.author_id != me.id && m.owner_id != Some(me.id) {
+        return Err(AppError::Forbidden(ONLY_AUTHOR_OR_OWNER_DELETES));
     }
     let unread_for = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
     let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
@@ -562,7 +577,9 @@ pub async fn react(
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
     if message_in(&mut tx, me.id, conversation_id, id).await?.kind == "note" {
-        return Err(AppError::Forbidden);
+        return Err(AppError::Forbidden(
+            "Notes about the conversation (who joined, who left) take no reactions.",
+        ));
     }
     db::messages::toggle_reaction(&mut tx.conn(), id, me.id, emoji, db::now_ms()).await?;
     let message = load(&mut tx.conn(), conversation_id, id)

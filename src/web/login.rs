@@ -108,7 +108,11 @@ impl FromRequestParts<AppState> for CurrentUser {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .filter(|_| parts.method == axum::http::Method::GET);
-        let unauth = || AppError::Unauthenticated { next: next.clone() };
+        let fetch = crate::web::extract::is_fetch(&parts.headers);
+        let unauth = || AppError::Unauthenticated {
+            next: next.clone(),
+            fetch,
+        };
         let mut auth = AuthSession::from_request_parts(parts, state)
             .await
             .map_err(|_| unauth())?;

@@ -107,7 +107,7 @@ async fn edit(
 ) -> AppResult<Response> {
     let m = visible(&state, &me, id, message_id).await?;
     if m.author.id != me.id() {
-        return Err(AppError::Forbidden);
+        return Err(AppError::Forbidden(chat::messages::ONLY_AUTHOR_EDITS));
     }
     edit_page(
         &state,
@@ -153,7 +153,7 @@ async fn update(
             // Strangers get 404 before they learn anything about their input.
             let m = visible(&state, &me, id, message_id).await?;
             if m.author.id != me.id() {
-                return Err(AppError::Forbidden);
+                return Err(AppError::Forbidden(chat::messages::ONLY_AUTHOR_EDITS));
             }
             if fetch {
                 return Ok(invalid_text(&errors));
@@ -190,7 +190,9 @@ async fn confirm_destroy(
             .is_some_and(|c| c.owner_id == Some(me.id()))
     };
     if m.author.id != me.id() && !owner {
-        return Err(AppError::Forbidden);
+        return Err(AppError::Forbidden(
+            chat::messages::ONLY_AUTHOR_OR_OWNER_DELETES,
+        ));
     }
     let layout = layout(&state, &me).await?;
     Ok(render(

@@ -127,6 +127,25 @@ fn static_dir(configured: &Path) -> PathBuf {
     }
 }
 
+/// live.js's `fetch` gets an error as its message in plain text, which it shows beside the form
+/// it came from; a browser without JavaScript gets the page.
+async fn fetch_errors_as_text(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let fetch = extract::is_fetch(req.headers());
+    let resp = next.run(req).await;
+    match resp.extensions().get::<crate::error::PublicMessage>() {
+        Some(m) if fetch => (
+            resp.status(),
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            m.0.clone(),
+        )
+            .into_response(),
+        _ => resp,
+    }
+}
+
 /// The application's routes and layers, minus sessions (added in `app`).
 pub fn router(state: AppState) -> Router {
     let origin: Arc<str> = state.config.public_origin().into();
@@ -155,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .nest_service("/static", assets)
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(fetch_errors_as_text))
         .layer(axum::middleware::from_fn_with_state(
             origin,
             security::cross_origin_guard,

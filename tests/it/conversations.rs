@@ -237,6 +237,12 @@ async fn the_owner_removes_members_who_are_told_live_and_stop_receiving() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.body
+            .contains("Only the group&#39;s owner can remove members."),
+        "{}",
+        r.body
+    );
     let r = ann
         .post(
             &format!("/conversations/{id}/members/{}/remove", ann.id),

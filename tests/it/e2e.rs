@@ -593,6 +593,21 @@ async fn e2e_everything_works_without_javascript() {
         fill(a, "form.composer textarea", "hello group").await?;
         click(a, "form.composer button[type=submit]").await?;
         wait_text(a, ".messages .body", "hello group", SHOW).await?;
+        // A reaction typed in the menu's field, sent with Enter. The menu opens from the
+        // keyboard (the actions show on hover or focus).
+        a.find(Locator::Css(
+            ".messages article.message details.react-menu summary",
+        ))
+        .await?
+        .send_keys("\u{E007}")
+        .await?;
+        let field = a
+            .find(Locator::Css(
+                ".messages article.message .react-form input[name=emoji]",
+            ))
+            .await?;
+        field.send_keys("☕\u{E007}").await?;
+        wait_text(a, ".messages .reaction", "☕", SHOW).await?;
         // An empty message gets a clear error, no crash. (Waiting for it also lets that page
         // load before the next click: a click during the navigation finds nothing.)
         click(a, "form.composer button[type=submit]").await?;
@@ -604,6 +619,15 @@ async fn e2e_everything_works_without_javascript() {
         fill(a, "#password", &password_for("ann")).await?;
         click(a, "form button[type=submit].primary").await?;
         wait_path(a, "/conversations").await?;
+        // Settings show no control that needs JavaScript.
+        a.goto(&env.url("/settings")).await?;
+        if a.find(Locator::Css("#notification-sound"))
+            .await?
+            .is_displayed()
+            .await?
+        {
+            bail!("the sound choice needs JavaScript and should not show without it");
+        }
         Ok(())
     }
     .await;
@@ -916,6 +940,22 @@ async fn e2e_conversation_features_in_chromium() {
         .await?;
         wait_text(a, ".messages .reaction", "🎉", SHOW).await?;
         wait_count(b, ".messages .reaction.mine", 1, SHOW).await?;
+        // An emoji typed in the menu's field and sent with Enter: that one, not the first quick
+        // emoji (the form's default button).
+        b.execute(
+            "document.querySelector('.messages article.message details.react-menu').open = true",
+            vec![],
+        )
+        .await?;
+        let field = b
+            .find(Locator::Css(
+                ".messages article.message .react-form input[name=emoji]",
+            ))
+            .await?;
+        field.send_keys("☕").await?;
+        field.send_keys("\u{E007}").await?;
+        wait_text(a, ".messages .reaction", "☕", SHOW).await?;
+        wait_count(a, ".messages .reaction", 2, SHOW).await?;
         // Bob replies to it; the reply quotes it on ann's page.
         b.execute(
             "document.querySelector('.messages article.message a[data-reply]').click()",
@@ -1112,6 +1152,61 @@ async fn e2e_a_throttled_message_shows_why_and_keeps_the_draft() {
         t.send_keys("\u{E007}").await?;
         wait_text(a, ".messages article.message .body", "three", SHOW).await?;
         wait_count(a, ".messages article.message", 3, SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
+/// The session ends under an open page (the cookie is gone): the next message leads to the login
+/// form, and back to the conversation with the draft still in the composer, unsent.
+#[tokio::test]
+async fn e2e_a_message_written_after_the_session_ended_waits_through_the_login() {
+    let Some(env) = E2e::start("session_ended", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, b) = ann_and_bob_as_friends(&env).await?;
+        a.goto(&env.url("/conversations")).await?;
+        click(a, "#conversation-list li.conv-row a").await?;
+        wait_path(a, "/conversations/").await?;
+        let here = a.current_url().await?.path().to_owned();
+        b.goto(&env.url(&here)).await?;
+        a.delete_cookie("parley").await?;
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("written after the session ended\u{E007}")
+            .await?;
+        wait_path(a, "/login").await?;
+        fill(a, "#username", "ann").await?;
+        fill(a, "#password", &password_for("ann")).await?;
+        click(a, "form button[type=submit].primary").await?;
+        wait_path(a, &here).await?;
+        let deadline = tokio::time::Instant::now() + SHOW;
+        loop {
+            let draft = js_str(
+                a,
+                "return document.querySelector('form.composer textarea').value",
+            )
+            .await?;
+            if draft == "written after the session ended" {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the draft should be back in the composer, has {draft:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_count(b, ".messages article.message", 0, SHOW).await?;
+        // Enter sends it now.
+        let t = a.find(Locator::Css("form.composer textarea")).await?;
+        t.send_keys("\u{E007}").await?;
+        wait_text(
+            b,
+            ".messages .body",
+            "written after the session ended",
+            SHOW,
+        )
+        .await?;
         Ok(())
     }
     .await;

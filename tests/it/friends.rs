@@ -110,11 +110,15 @@ async fn only_the_recipient_answers_and_only_the_requester_cancels() {
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "a stranger: {action}");
     }
-    assert_eq!(
-        ann.post(&format!("/friends/requests/{id}/accept"), &[])
-            .await
-            .status,
-        StatusCode::FORBIDDEN
+    let r = ann
+        .post(&format!("/friends/requests/{id}/accept"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.body
+            .contains("Only the person a friend request was sent to can accept or reject it."),
+        "{}",
+        r.body
     );
     assert_eq!(
         ann.post(&format!("/friends/requests/{id}/reject"), &[])
@@ -122,11 +126,15 @@ async fn only_the_recipient_answers_and_only_the_requester_cancels() {
             .status,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        bob.post(&format!("/friends/requests/{id}/cancel"), &[])
-            .await
-            .status,
-        StatusCode::FORBIDDEN
+    let r = bob
+        .post(&format!("/friends/requests/{id}/cancel"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.body
+            .contains("Only the person who sent a friend request can cancel it."),
+        "{}",
+        r.body
     );
     assert_eq!(
         bob.post("/friends/requests/999999/accept", &[])

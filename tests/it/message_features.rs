@@ -73,9 +73,13 @@ async fn only_the_author_edits_and_bad_input_changes_nothing() {
         ann.post(&path, &[("body", "   ")]).await.status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+    let r = bob.post(&path, &[("body", "mine now")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        bob.post(&path, &[("body", "mine now")]).await.status,
-        StatusCode::FORBIDDEN
+        r.text("main p").as_deref(),
+        Some("Only the person who wrote a message can edit it."),
+        "{}",
+        r.body
     );
     assert_eq!(
         bob.get(&format!("{path}/edit")).await.status,
@@ -123,12 +127,34 @@ async fn a_deleted_message_leaves_every_page_and_its_replies_say_so() {
         .get(&format!("/conversations/{c}/messages/{m}/delete"))
         .await;
     assert_eq!(confirm.status, StatusCode::OK);
+    let r = bob
+        .post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
+        .await;
     assert_eq!(
-        bob.post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
-            .await
-            .status,
+        r.status,
         StatusCode::FORBIDDEN,
         "not the author, not a group owner"
+    );
+    assert!(
+        r.body
+            .contains("Only the person who wrote a message, or the group&#39;s owner"),
+        "{}",
+        r.body
+    );
+    // From live.js, the same refusal is its message alone, to show beside the message.
+    let r = bob
+        .post_fetch(&format!("/conversations/{c}/messages/{m}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.body,
+        "Only the person who wrote a message, or the group's owner, can delete it."
+    );
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
     );
     let r = ann
         .post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
@@ -205,6 +231,11 @@ async fn reactions_toggle_live_for_members_and_only_emoji_are_accepted() {
     a.expect_target("replace", &format!("message-{m}")).await;
     let page = ann.get(&format!("/conversations/{c}")).await;
     assert_eq!(page.count(&format!("#message-{m} .reaction")), 2);
+    // Enter in the field submits with the form's default button, its first submit button: one
+    // without an emoji of its own, so the typed one counts and not the first quick emoji.
+    let buttons = format!("#message-{m} .react-form button[type=submit]");
+    assert!(page.count(&format!("{buttons}[name=emoji]")) >= 1);
+    assert_eq!(page.attr(&buttons, "name"), None, "{}", page.body);
     // Toggle off.
     bob.post(&path, &[("emoji", "🎉")]).await;
     let page = ann.get(&format!("/conversations/{c}")).await;

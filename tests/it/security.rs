@@ -303,3 +303,37 @@ async fn common_passwords_are_refused_at_registration_and_on_change() {
         assert!(r.has("#new_password-error"));
     }
 }
+
+/// A page without a session is sent to the login form; live.js's `fetch` gets 401 and a
+/// message instead, since a fetch follows a redirect and would take the login page for an answer.
+#[tokio::test]
+async fn without_a_session_a_page_redirects_to_login_and_a_fetch_gets_401() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let stranger = app.client();
+    let path = format!("/conversations/{c}/messages");
+    let r = stranger.post(&path, &[("body", "hello")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location.as_deref(), Some("/login"));
+    let r = stranger.post_fetch(&path, &[("body", "hello")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(r.body.contains("Log in"), "{}", r.body);
+    // The same after logging out: the old cookie is no session.
+    ann.post("/logout", &[]).await;
+    let r = ann.post_fetch(&path, &[("body", "after logout")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = ann
+        .post_fetch(&format!("/conversations/{c}/read"), &[("message_id", "1")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Nothing was written.
+    let page = bob.get(&format!("/conversations/{c}")).await;
+    assert_eq!(page.count(".messages article.message"), 0, "{}", page.body);
+}
