@@ -90,6 +90,12 @@ impl Username {
         Ok(Username(s))
     }
 
+    /// Parses someone else's username as typed to name them: "@cat" is cat, as names are shown.
+    pub fn parse_handle(field: &'static str, raw: &str) -> Result<Username, FieldErrors> {
+        let s = raw.trim();
+        Username::parse(field, s.strip_prefix('@').unwrap_or(s))
+    }
+
     /// The normalised username.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -352,7 +358,7 @@ impl MessageBody {
             .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
             .collect();
         let s = s.trim().to_owned();
-        if s.is_empty() {
+        if shows_nothing(&s) {
             return Err(FieldErrors::one(field, "Write a message first."));
         }
         let n = s.chars().count();
@@ -369,8 +375,7 @@ impl MessageBody {
 
     /// Parses the text of a message that carries files: it may then be empty.
     pub fn parse_with_files(field: &'static str, raw: &str) -> Result<MessageBody, FieldErrors> {
-        let blank = raw.chars().all(|c| c.is_whitespace() || c.is_control());
-        if blank {
+        if shows_nothing(raw) {
             return Ok(MessageBody(String::new()));
         }
         MessageBody::parse(field, raw)
@@ -380,6 +385,21 @@ impl MessageBody {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// True when text would show as nothing: only whitespace and characters drawn as nothing
+/// (zero-width spaces, fillers, controls). Such characters stay inside a message that shows
+/// something (a zero-width non-joiner belongs in Persian words, a joiner in emoji).
+fn shows_nothing(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    chars.iter().enumerate().all(|(i, &c)| {
+        c.is_whitespace()
+            || invisible_or_control(
+                c,
+                i.checked_sub(1).map(|p| chars[p]),
+                chars.get(i + 1).copied(),
+            )
+    })
 }
 
 /// A client-generated id that makes a retried send idempotent: 1–64 of `A-Za-z0-9-_`.
@@ -550,6 +570,24 @@ mod tests {
         );
         assert!(MessageBody::parse("b", &"é".repeat(4000)).is_ok());
         assert!(MessageBody::parse("b", &"é".repeat(4001)).is_err());
+        // Nothing to see is nothing to send; invisible characters inside a message stay.
+        for blank in [
+            "\u{200B}\u{200B}",
+            " \u{2060} \u{3164}\n\u{FEFF}",
+            "\u{200D}",
+        ] {
+            assert!(MessageBody::parse("b", blank).is_err(), "{blank:?}");
+        }
+        for kept in ["mi\u{200C}khaham", "🏳️\u{200D}🌈", "a\u{200B}"] {
+            assert_eq!(
+                MessageBody::parse("b", kept).map(|b| b.as_str().to_owned()),
+                Ok(kept.to_owned())
+            );
+        }
+        assert_eq!(
+            MessageBody::parse_with_files("b", "\u{200B}").map(|b| b.as_str().to_owned()),
+            Ok(String::new())
+        );
     }
 
     #[test]

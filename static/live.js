@@ -946,13 +946,25 @@
     var emoji = e.submitter && e.submitter.name === "emoji" ? e.submitter.value : "";
     var typed = form.querySelector("input[name=emoji]");
     if (!emoji && typed) emoji = typed.value;
+    var menu = form.closest("details");
+    var error = form.querySelector(".field-error");
     post(form.action, "emoji=" + encodeURIComponent(emoji)).then(function (r) {
       return r.text().then(function (t) { return { ok: r.ok, text: t }; });
     }).then(function (r) {
-      if (r.ok) replaceMessage(r.text);
+      if (r.ok) {
+        if (menu) menu.open = false;
+        replaceMessage(r.text);
+        return;
+      }
+      // Refused (not one emoji): say why, in the menu, which stays open.
+      if (!error) {
+        error = document.createElement("p");
+        error.className = "field-error";
+        error.setAttribute("role", "alert");
+        form.appendChild(error);
+      }
+      error.textContent = r.text;
     });
-    var menu = form.closest("details");
-    if (menu) menu.open = false;
   });
 
   // ---- the composer -----------------------------------------------------------------------------

@@ -164,7 +164,7 @@ async fn create(
     let title = errors.check(GroupTitle::parse("title", &title_raw));
     let mut members = Vec::new();
     for m in &members_raw {
-        if let Some(u) = errors.check(Username::parse("member", m)) {
+        if let Some(u) = errors.check(Username::parse_handle("member", m)) {
             members.push(u);
         }
     }
@@ -584,7 +584,7 @@ async fn add_member(
     Path(id): Path<i64>,
     Form(form): Form<MemberForm>,
 ) -> AppResult<Response> {
-    let r = match Username::parse("username", &form.username) {
+    let r = match Username::parse_handle("username", &form.username) {
         Ok(u) => chat::conversations::add_member(&state.cx(), &me.user, id, &u).await,
         Err(e) => {
             // Strangers get 404 before they learn anything about their input.

@@ -107,7 +107,7 @@ async fn create_request(
     me: CurrentUser,
     Form(form): Form<RequestForm>,
 ) -> AppResult<Response> {
-    let result = match Username::parse("username", &form.username) {
+    let result = match Username::parse_handle("username", &form.username) {
         Ok(username) => match state.limits.friend_request(me.id()).await {
             Ok(()) => chat::friends::send_request(&state.cx(), &me.user, &username)
                 .await

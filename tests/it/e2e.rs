@@ -745,6 +745,17 @@ async fn e2e_screenshots_of_the_main_screens() {
                 browser.goto(&group_url).await?;
                 wait_text(browser, ".messages .body", "8 works", SHOW).await?;
                 std::fs::write(dir.join(file), browser.screenshot().await?)?;
+                // Nothing wider than the screen, and the group's name in its header.
+                let fits = js_bool(
+                    browser,
+                    "return document.documentElement.scrollWidth <= window.innerWidth \
+                       && document.querySelector('#conversation-title .group-title') \
+                            .getBoundingClientRect().width > 40",
+                )
+                .await?;
+                if !fits {
+                    bail!("{file}: the page is wider than the screen, or the title has no room");
+                }
             }
             dark.goto(&env.url("/friends")).await?;
             std::fs::write(dir.join("dark-friends.png"), dark.screenshot().await?)?;

@@ -432,3 +432,32 @@ async fn on_postgresql_presence_crosses_nodes() {
             .has(&format!("[data-presence=\"{}\"].online", ann.id))
     );
 }
+
+/// Names are shown as "@bob"; typed that way, they name bob (a friend request, a new member).
+#[tokio::test]
+async fn a_username_typed_with_its_at_sign_names_that_person() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    let cat = app.user("cat").await;
+    let r = ann
+        .post("/friends/requests", &[("username", " @bob")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(bob.incoming_request_from("ann").await.is_some());
+    let r = ann
+        .post("/friends/requests", &[("username", "@@bob")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    crate::helpers::befriend(&ann, &cat).await;
+    let g = ann.group("G", &[]).await;
+    let r = ann
+        .post(
+            &format!("/conversations/{g}/members"),
+            &[("username", "@cat")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = cat.get(&format!("/conversations/{g}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+}

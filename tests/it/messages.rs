@@ -52,7 +52,14 @@ async fn bad_messages_are_refused_and_nothing_is_stored() {
     let (ann, bob) = app.friends("ann", "bob").await;
     let id = ann.direct_with(&bob).await;
     let path = format!("/conversations/{id}/messages");
-    for body in ["", "   \n  ", &"x".repeat(4001)] {
+    // Zero-width spaces and a Hangul filler show as nothing: an empty bubble, before.
+    for body in [
+        "",
+        "   \n  ",
+        "\u{200B}\u{200B}",
+        " \u{3164} ",
+        &"x".repeat(4001),
+    ] {
         let r = ann.post(&path, &[("body", body)]).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(!r.text(&format!("#composer-error-{id}")).unwrap().is_empty());
