@@ -265,12 +265,21 @@ fn clean_name(field: &'static str, raw: &str) -> Result<String, FieldErrors> {
 /// The keys under which a name is compared with everyone else's: two names are confusable (one
 /// could pass for the other) when they share a key. A key is a Unicode TR39 skeleton (from the
 /// `unicode-security` tables: Cyrillic а for Latin a, 1 and I for l, rn for m, invisible
-/// characters dropped, …) of the name's NFKC form without spaces, lowercased, so case does not
-/// tell names apart either. Two keys: one skeletonised before lowercasing (a capital I passing for
+/// characters dropped, …) of the name's NFKC form without spaces and without the separators
+/// `_`, `-` and `.` (so ann_ passes for ann), lowercased, so case does not tell names apart
+/// either. Two keys: one skeletonised before lowercasing (a capital I passing for
 /// an l) and one after (ALICE for alice). Empty for an empty name.
 pub fn name_keys(name: &str) -> Vec<String> {
     use unicode_security::skeleton;
-    let base: String = name.nfkc().filter(|c| !c.is_whitespace()).collect();
+    let spaced: String = name.nfkc().filter(|c| !c.is_whitespace()).collect();
+    let mut base: String = spaced
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.'))
+        .collect();
+    if base.is_empty() {
+        // A name of separators only ("___") is compared as it is.
+        base = spaced;
+    }
     if base.is_empty() {
         return Vec::new();
     }
@@ -287,7 +296,7 @@ pub fn name_keys(name: &str) -> Vec<String> {
 
 /// Bump when [`name_keys`] (or the Unicode data behind it) changes: stored keys of an older
 /// version are recomputed at start.
-pub const NAME_KEYS_VERSION: i64 = 1;
+pub const NAME_KEYS_VERSION: i64 = 2;
 
 /// A display name: up to 64 characters, NFC, single spaces, no invisible or control characters;
 /// empty means "use the username". Whether it passes for someone else is checked against the
@@ -744,6 +753,9 @@ mod tests {
                 prop_assert!(shares(&name.to_uppercase()));
                 prop_assert!(shares(&name.to_lowercase()));
                 prop_assert!(shares(&words.concat()));
+                prop_assert!(shares(&words.join("_")));
+                let dotted = format!("{name}.");
+                prop_assert!(shares(&dotted));
                 let hidden = format!("\u{200b}{name}\u{feff}");
                 prop_assert!(shares(&hidden));
             }

@@ -538,7 +538,8 @@
     if (!m) return;
     var prefix = m[2].toLowerCase();
     var names = memberHandles().filter(function (u) { return u.toLowerCase().indexOf(prefix) === 0; }).slice(0, 8);
-    if (!names.length) return;
+    // Nothing to offer, or the one name offered is already typed in full: Enter sends.
+    if (!names.length || (names.length === 1 && names[0].toLowerCase() === prefix)) return;
     suggest = document.createElement("ul");
     suggest.className = "mention-suggest";
     suggest.setAttribute("role", "listbox");

@@ -1101,6 +1101,12 @@ async fn e2e_history_mentions_offer_and_mute() {
         if v != "hi @bob " {
             bail!("the offer should complete the name, got {v:?}");
         }
+        // A name typed in full is not offered again: Enter sends the message.
+        t.send_keys("and @bob").await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_count(a, ".mention-suggest", 0, SHOW).await?;
+        t.send_keys("\u{E007}").await?;
+        wait_text(a, ".messages .body", "hi @bob and @bob", SHOW).await?;
         // Mute: the row goes quiet on this page and on a fresh one.
         a.execute(
             "document.querySelector('.notify-form select').value = 'mute'",
