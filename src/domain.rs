@@ -400,14 +400,13 @@ impl MessageBody {
 /// (zero-width spaces, fillers, controls). Such characters stay inside a message that shows
 /// something (a zero-width non-joiner belongs in Persian words, a joiner in emoji).
 fn shows_nothing(s: &str) -> bool {
-    let chars: Vec<char> = s.chars().collect();
-    chars.iter().enumerate().all(|(i, &c)| {
-        c.is_whitespace()
-            || invisible_or_control(
-                c,
-                i.checked_sub(1).map(|p| chars[p]),
-                chars.get(i + 1).copied(),
-            )
+    // Stops at the first visible character, which for almost every message is the first.
+    let mut prev = None;
+    s.char_indices().all(|(i, c)| {
+        let next = s[i + c.len_utf8()..].chars().next();
+        let blank = c.is_whitespace() || invisible_or_control(c, prev, next);
+        prev = Some(c);
+        blank
     })
 }
 

@@ -69,15 +69,6 @@ fn fragment(message: &MessageData) -> Response {
         .into_response()
 }
 
-fn invalid_text(errors: &FieldErrors) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        errors.to_string(),
-    )
-        .into_response()
-}
-
 async fn edit_page(
     state: &AppState,
     me: &CurrentUser,
@@ -156,7 +147,8 @@ async fn update(
                 return Err(AppError::Forbidden(chat::messages::ONLY_AUTHOR_EDITS));
             }
             if fetch {
-                return Ok(invalid_text(&errors));
+                // live.js gets the message as plain text (`fetch_errors_as_text`).
+                return Err(AppError::Invalid(errors));
             }
             return edit_page(
                 &state,

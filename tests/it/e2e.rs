@@ -324,6 +324,21 @@ async fn ann_and_bob_as_friends(env: &E2e) -> Result<(&Browser, &Browser)> {
     Ok((a, b))
 }
 
+/// Waits until `script` returns `want`.
+async fn wait_js_str(b: &Browser, script: &str, want: &str, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = js_str(b, script).await?;
+        if got == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{script}: {got:?}, wanted {want:?} within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) async fn js_str(b: &Browser, script: &str) -> Result<String> {
     Ok(b.execute(script, vec![])
         .await?
@@ -1017,21 +1032,13 @@ async fn e2e_conversation_features_in_chromium() {
         b.goto(&env.url("/friends")).await?;
         ann.say(c, "one more thing").await;
         ann.say(c, "and another").await;
-        let deadline = tokio::time::Instant::now() + SHOW;
-        loop {
-            let href = js_str(
-                b,
-                "return document.querySelector('link[rel=icon]').getAttribute('href')",
-            )
-            .await?;
-            if href == "/icon/2" {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("the favicon should count 2 unread, has {href}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_js_str(
+            b,
+            "return document.querySelector('link[rel=icon]').getAttribute('href')",
+            "/icon/2",
+            SHOW,
+        )
+        .await?;
         b.goto(&url).await?;
         wait_count(b, "#unread-divider", 1, SHOW).await?;
         // A group renamed by ann: bob's open page follows, with a note in the history.
@@ -1198,21 +1205,13 @@ async fn e2e_a_message_written_after_the_session_ended_waits_through_the_login()
         fill(a, "#password", &password_for("ann")).await?;
         click(a, "form button[type=submit].primary").await?;
         wait_path(a, &here).await?;
-        let deadline = tokio::time::Instant::now() + SHOW;
-        loop {
-            let draft = js_str(
-                a,
-                "return document.querySelector('form.composer textarea').value",
-            )
-            .await?;
-            if draft == "written after the session ended" {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("the draft should be back in the composer, has {draft:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_js_str(
+            a,
+            "return document.querySelector('form.composer textarea').value",
+            "written after the session ended",
+            SHOW,
+        )
+        .await?;
         wait_count(b, ".messages article.message", 0, SHOW).await?;
         // Enter sends it now.
         let t = a.find(Locator::Css("form.composer textarea")).await?;
