@@ -369,7 +369,16 @@ pub enum Event {
         next: Option<MessageData>,
         /// Replies that quoted it (they now say "message deleted").
         replies: Vec<i64>,
-        /// The newest message now, when the deleted one was the newest (the preview changes).
+        /// The newest message now, when the deleted one was the newest (the preview changes);
+        /// `Some(None)` when none is left. Absent for `None`, and `null` read back as
+        /// `Some(None)`: plain serde reads `null` as `None`, and the emptied preview was lost.
+        /// Stored under a new name: events logged before wrote `null` for both.
+        #[serde(
+            rename = "newest_after",
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
         new_last: Option<Option<MessageData>>,
         /// The conversation's newest activity (ms).
         last_activity_at: i64,
@@ -490,9 +499,38 @@ impl Event {
     }
 }
 
+/// A field that is present, even as `null`, is `Some` (see `MessageDeleted::new_last`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emptied_preview_survives_json() {
+        for new_last in [None, Some(None)] {
+            let e = Event::MessageDeleted {
+                conversation_id: 1,
+                message_id: 2,
+                next: None,
+                replies: Vec::new(),
+                new_last: new_last.clone(),
+                last_activity_at: 3,
+                unread_for: Vec::new(),
+            };
+            let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+            let Event::MessageDeleted { new_last: got, .. } = back else {
+                panic!("another event");
+            };
+            assert_eq!(got.is_some(), new_last.is_some());
+        }
+    }
 
     #[test]
     fn events_round_trip_through_json() {

@@ -626,3 +626,29 @@ async fn notification_settings_are_mine_live_on_my_tabs_and_checked() {
     assert_eq!(icon.status, StatusCode::OK);
     assert!(icon.body.contains(">7</text>"));
 }
+
+/// Deleting a conversation's only message turns its preview back to "No messages yet" on every
+/// open page, as a fresh load shows it (found by the seeded live==reload browser run).
+#[tokio::test]
+async fn deleting_the_only_message_empties_the_preview_live() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let m = ann.say(c, "only one").await;
+    let mut a = ann.stream().await;
+    let mut b = bob.stream().await;
+    let r = ann
+        .post(&format!("/conversations/{c}/messages/{m}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    for s in [&mut a, &mut b] {
+        let f = s.expect_target("replace", &format!("preview-{c}")).await;
+        assert!(f.content().contains("No messages yet"), "{}", f.content());
+    }
+    let page = bob.get("/conversations").await;
+    assert!(
+        page.text(&format!("#preview-{c}"))
+            .unwrap_or_default()
+            .contains("No messages yet")
+    );
+}
