@@ -347,6 +347,10 @@ pub enum Event {
         user_id: i64,
         /// All their conversations not on "all", after the change: (conversation, level).
         prefs: Vec<(i64, String)>,
+        /// Their header badge after it (muted conversations do not count). Absent in events
+        /// logged before muting changed the badge.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_unread: Option<i64>,
     },
     /// A message's text changed.
     MessageEdited {
@@ -384,6 +388,9 @@ pub enum Event {
         last_activity_at: i64,
         /// Members for whom it was unread (their counts drop by one).
         unread_for: Vec<i64>,
+        /// Of those, the ones who muted the conversation: their header badge does not count it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unread_muted: Vec<i64>,
     },
     /// Someone reacted to a message, or took a reaction back.
     ReactionsChanged {
@@ -523,6 +530,7 @@ mod tests {
                 new_last: new_last.clone(),
                 last_activity_at: 3,
                 unread_for: Vec::new(),
+                unread_muted: Vec::new(),
             };
             let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
             let Event::MessageDeleted { new_last: got, .. } = back else {

@@ -80,9 +80,11 @@
 
   function updateTitle() {
     var badge = byId("badge-unread");
-    var rows = document.querySelectorAll("#conversation-list .unread");
+    // Muted conversations keep their own count but stay out of the header's (as the server's).
+    var rows = document.querySelectorAll("#conversation-list .conv-row:not(.muted) .unread");
+    var listed = !!document.querySelector("#conversation-list");
     var total = 0;
-    if (rows.length) {
+    if (listed) {
       rows.forEach(function (u) { total += count(u); });
       setCount(badge, total);
     } else {
@@ -313,7 +315,8 @@
           u.setAttribute("data-mentions", String(Number(u.getAttribute("data-mentions") || "0") + 1));
         }
         setCount(u, count(u) + 1);
-      } else if (!document.querySelector("#conversation-list")) {
+      } else if (!document.querySelector("#conversation-list") &&
+                 prefs("muted").indexOf(el.getAttribute("data-conversation")) < 0) {
         var badge = byId("badge-unread");
         setCount(badge, count(badge) + 1);
       }

@@ -434,11 +434,13 @@ pub async fn set_notify(
     }
     db::conversations::set_notify(&mut tx.conn(), conversation_id, me.id, level.as_str()).await?;
     let prefs = db::conversations::notify_prefs(&mut tx.conn(), me.id).await?;
+    let total_unread = db::conversations::total_unread(&mut tx.conn(), me.id).await?;
     record(
         &mut tx,
         Event::NotifyChanged {
             user_id: me.id,
             prefs,
+            total_unread: Some(total_unread),
         },
         vec![me.id],
     )

@@ -523,7 +523,9 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
     if row.author_id != me.id && m.owner_id != Some(me.id) {
         return Err(AppError::Forbidden(ONLY_AUTHOR_OR_OWNER_DELETES));
     }
-    let unread_for = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
+    let unread = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
+    let unread_for = unread.iter().map(|(u, _)| *u).collect();
+    let unread_muted = unread.iter().filter(|(_, m)| *m).map(|(u, _)| *u).collect();
     let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
     let files = db::attachments::keys_of_message(&mut tx.conn(), id).await?;
     db::messages::delete(&mut tx.conn(), id).await?;
@@ -557,6 +559,7 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
             new_last,
             last_activity_at: conversation.last_activity_at,
             unread_for,
+            unread_muted,
         },
         members,
     )

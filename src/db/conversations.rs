@@ -319,12 +319,13 @@ pub async fn member_ids(c: &mut Conn<'_>, conversation: i64) -> sqlx::Result<Vec
         .await)
 }
 
-/// My unread messages over all conversations (the header badge).
+/// My unread messages over all conversations I have not muted (the header badge, the tab's
+/// title and icon). A muted conversation still counts in its own row.
 pub async fn total_unread(c: &mut Conn<'_>, user: i64) -> sqlx::Result<i64> {
     run!(c, e => sqlx::query_scalar(
         "SELECT COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
          AND x.id > m.last_read_message_id AND x.author_id <> $1 AND x.kind = 'text' \
-         WHERE m.user_id = $1",
+         WHERE m.user_id = $1 AND m.notify <> 'mute'",
     )
     .bind(user)
     .fetch_one(e)
@@ -357,7 +358,8 @@ pub async fn unread_in(c: &mut Conn<'_>, conversation: i64, user: i64) -> sqlx::
     .await)
 }
 
-/// Members with unread messages in a conversation, and how many (before they lose it).
+/// Members with unread messages in a conversation that count in their header badge (it is not
+/// muted), and how many: what their badge loses with the conversation.
 pub async fn unread_by_member(
     c: &mut Conn<'_>,
     conversation: i64,
@@ -365,7 +367,7 @@ pub async fn unread_by_member(
     run!(c, e => sqlx::query_as(
         "SELECT m.user_id, COUNT(*) FROM members m JOIN messages x ON x.conversation_id = m.conversation_id \
          WHERE m.conversation_id = $1 AND x.id > m.last_read_message_id AND x.author_id <> m.user_id \
-         AND x.kind = 'text' GROUP BY m.user_id",
+         AND x.kind = 'text' AND m.notify <> 'mute' GROUP BY m.user_id",
     )
     .bind(conversation)
     .fetch_all(e)
@@ -398,15 +400,16 @@ pub async fn members_named(
     })
 }
 
-/// Members for whom `message` is unread (not its author, marker before it).
+/// Members for whom `message` is unread (not its author, marker before it), and whether they
+/// muted the conversation (then it is not in their header badge).
 pub async fn unread_for(
     c: &mut Conn<'_>,
     conversation: i64,
     message: &super::messages::MessageRow,
-) -> sqlx::Result<Vec<i64>> {
-    run!(c, e => sqlx::query_scalar(
-        "SELECT user_id FROM members WHERE conversation_id = $1 AND last_read_message_id < $2 \
-         AND user_id <> $3",
+) -> sqlx::Result<Vec<(i64, bool)>> {
+    run!(c, e => sqlx::query_as(
+        "SELECT user_id, notify = 'mute' FROM members WHERE conversation_id = $1 \
+         AND last_read_message_id < $2 AND user_id <> $3 ORDER BY user_id",
     )
     .bind(conversation)
     .bind(message.id)

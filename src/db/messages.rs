@@ -433,7 +433,7 @@ fn sqlite_post_sql(index: usize, first: usize) -> String {
            (SELECT COUNT(*) FROM members m JOIN messages x \
              ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
              AND x.author_id <> $2 AND x.kind = 'text' \
-             WHERE m.user_id = $2 AND m.conversation_id <> $1) AS unread; \
+             WHERE m.user_id = $2 AND m.conversation_id <> $1 AND m.notify <> 'mute') AS unread; \
          UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
            WHERE id = $1 AND changes() = 1; \
          UPDATE members SET last_read_message_id = last_insert_rowid() \
@@ -599,7 +599,7 @@ pub async fn after_post(
          WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1";
     const UNREAD: &str = "SELECT COUNT(*) FROM members m JOIN messages x \
          ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-         AND x.author_id <> $4 AND x.kind = 'text' WHERE m.user_id = $4";
+         AND x.author_id <> $4 AND x.kind = 'text' WHERE m.user_id = $4 AND m.notify <> 'mute'";
     match c {
         Conn::Sqlite(e) => {
             sqlx::query_scalar(&format!("{TOUCH}; {READ}; {UNREAD}"))
@@ -620,7 +620,7 @@ pub async fn after_post(
                  SELECT COUNT(*) FROM members m JOIN messages x \
                  ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
                  AND x.author_id <> $4 AND x.kind = 'text' \
-                 WHERE m.user_id = $4 AND m.conversation_id <> $3",
+                 WHERE m.user_id = $4 AND m.conversation_id <> $3 AND m.notify <> 'mute'",
             )
             .bind(message)
             .bind(now)
@@ -733,7 +733,8 @@ pub async fn post_pg(
          u AS (SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM messages x \
              WHERE x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
              AND x.author_id <> $2 AND x.kind = 'text')), 0) AS BIGINT) AS unread \
-           FROM members m WHERE m.user_id = $2 AND m.conversation_id <> $1), \
+           FROM members m WHERE m.user_id = $2 AND m.conversation_id <> $1 \
+             AND m.notify <> 'mute'), \
          ev AS (INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) \
            SELECT (pg_current_xact_id()::text::bigint << 16) + 1, 'MessageAdded', \
              replace(replace(replace($9, $10, '\"id\":' || ins.id), \

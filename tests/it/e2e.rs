@@ -470,6 +470,63 @@ async fn e2e_unread_badge_rises_and_clears() {
     env.finish(r).await;
 }
 
+/// A muted conversation counts in its own row, never in the header, the tab title or the icon:
+/// on a page with the conversation list and on one without, and live when (un)muting.
+#[tokio::test]
+async fn e2e_a_muted_conversation_stays_out_of_the_tab_title() {
+    let Some(env) = E2e::start("muted_out_of_the_title", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, _b) = ann_and_bob_as_friends(&env).await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        let c = ann.direct_with(&bob).await;
+        let g = ann.group("Loud", &[&bob]).await;
+        let title = "return document.title.split(' ')[0]";
+        let icon = "return document.querySelector('link[rel=icon]').getAttribute('href')";
+        a.goto(&env.url("/friends")).await?;
+        bob.say(g, "one").await;
+        wait_js_str(a, title, "(1)", SHOW).await?;
+        // Muted from another session: this page follows.
+        ann.post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "mute")],
+        )
+        .await;
+        wait_count_attr(a, "#badge-unread", 0, SHOW).await?;
+        wait_js_str(a, title, "Friends", SHOW).await?;
+        wait_js_str(a, icon, "/static/favicon.svg", SHOW).await?;
+        // A page without the list: the muted group's message does not count, the direct one
+        // (sent after it, so applied after it) does.
+        bob.say(g, "two").await;
+        bob.say(c, "three").await;
+        wait_js_str(a, title, "(1)", SHOW).await?;
+        wait_count_attr(a, "#badge-unread", 1, SHOW).await?;
+        wait_js_str(a, icon, "/icon/1", SHOW).await?;
+        // The list: the muted row keeps its count, the header leaves it out.
+        a.goto(&env.url("/conversations")).await?;
+        wait_count_attr(a, &format!("#unread-{g}"), 2, SHOW).await?;
+        wait_count_attr(a, "#badge-unread", 1, SHOW).await?;
+        bob.say(g, "four").await;
+        bob.say(c, "five").await;
+        wait_count_attr(a, &format!("#unread-{g}"), 3, SHOW).await?;
+        wait_count_attr(a, "#badge-unread", 2, SHOW).await?;
+        wait_js_str(a, title, "(2)", SHOW).await?;
+        // Unmuted: everything counts again.
+        ann.post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "all")],
+        )
+        .await;
+        wait_count_attr(a, "#badge-unread", 5, SHOW).await?;
+        wait_js_str(a, title, "(5)", SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
 #[tokio::test]
 async fn e2e_presence_follows_the_last_tab() {
     let Some(env) = E2e::start("presence_follows_the_last_tab", 2, true).await else {

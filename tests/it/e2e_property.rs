@@ -368,6 +368,7 @@ impl<'a> World<'a> {
             ("rename", 5),
             ("retitle", 3),
             ("password", 1),
+            ("notify", 4),
             ("navigate", 12),
         ];
         let total: u32 = ACTIONS.iter().map(|(_, w)| w).sum();
@@ -586,6 +587,24 @@ impl<'a> World<'a> {
                     .post(&format!("/conversations/{g}/title"), &[("title", &title)])
                     .await;
                 format!("{me} retitles {g} to {title:?}: {}", r.status)
+            }
+            "notify" => {
+                let Some((c, direct)) = convs.choose(&mut self.rng).copied() else {
+                    return Ok(format!("{me}: nothing to mute"));
+                };
+                let levels: &[&str] = if direct {
+                    &["all", "mute"]
+                } else {
+                    &["all", "mute", "mentions"]
+                };
+                let level = levels.choose(&mut self.rng).copied().unwrap_or("mute");
+                let r = http
+                    .post(
+                        &format!("/conversations/{c}/notifications"),
+                        &[("level", level)],
+                    )
+                    .await;
+                format!("{me} sets {c} to {level}: {}", r.status)
             }
             "rename" => {
                 let name = if self.rng.random_bool(0.2) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{LIVE, TestApp};
+use crate::helpers::{LIVE, TestApp, befriend};
 
 #[tokio::test]
 async fn the_author_edits_a_message_and_members_see_it_live_with_receipts_and_reactions_kept() {
@@ -651,4 +651,98 @@ async fn deleting_the_only_message_empties_the_preview_live() {
             .unwrap_or_default()
             .contains("No messages yet")
     );
+}
+
+/// A muted conversation keeps its own unread count but stays out of the header's "Chats N" (and
+/// so the tab's title and icon): on a fresh load, after a post, a read, a delete, a leave, and
+/// live when muting or unmuting.
+#[tokio::test]
+async fn a_muted_conversation_stays_out_of_the_header_badge() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    befriend(&ann, &carl).await;
+    let c = ann.direct_with(&bob).await;
+    let g = ann.group("Loud", &[&bob, &carl]).await;
+    bob.say(c, "one").await;
+    let loud = bob.say(g, "two").await;
+    bob.say(g, "three").await;
+    let badge = |p: &crate::helpers::Resp| p.text("#badge-unread").unwrap_or_default();
+    assert_eq!(badge(&ann.get("/friends").await), "3");
+
+    let mut a = ann.stream().await;
+    let r = ann
+        .post(
+            &format!("/conversations/{g}/notifications"),
+            &[("level", "mute")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let f = a.expect_target("replace", "badge-unread").await;
+    assert!(f.content().contains(">1<"), "{}", f.content());
+    let page = ann.get("/friends").await;
+    assert_eq!(badge(&page), "1");
+    // The row still counts.
+    let list = ann.get("/conversations").await;
+    assert_eq!(list.text(&format!("#unread-{g}")).as_deref(), Some("2"));
+    assert_eq!(badge(&list), "1");
+
+    // Her own post counts what is unread elsewhere, the muted group left out.
+    ann.say(c, "hi").await;
+    let f = a.expect_target("replace", "badge-unread").await;
+    assert!(f.content().contains(">0<"), "{}", f.content());
+    // A post with a file takes the other path to the database.
+    bob.say(c, "again").await;
+    let r =
+        crate::attachments::upload(&ann, c, "a file", &[("a.txt", b"hi".to_vec())], false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let f = a
+        .expect(LIVE, "her badge after the file", |f| {
+            f.target().as_deref() == Some("badge-unread") && f.event == "replace"
+        })
+        .await;
+    assert!(f.content().contains(">0<"), "{}", f.content());
+
+    // A delete in the muted group lowers its row, not her header.
+    let r = bob
+        .post(&format!("/conversations/{g}/messages/{loud}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    a.expect(LIVE, "the row's count drops", |f| {
+        f.target().as_deref() == Some(format!("unread-{g}").as_str())
+            && f.data.contains("data-delta=\"-1\"")
+    })
+    .await;
+    a.assert_none(Duration::from_millis(300), "a header drop", |f| {
+        f.target().as_deref() == Some("badge-unread")
+    })
+    .await;
+    // Carl did not mute it: his header drops.
+    let carl_page = carl.get("/friends").await;
+    assert_eq!(badge(&carl_page), "1");
+
+    // Unmuting puts the group back.
+    ann.post(
+        &format!("/conversations/{g}/notifications"),
+        &[("level", "all")],
+    )
+    .await;
+    let f = a.expect_target("replace", "badge-unread").await;
+    assert!(f.content().contains(">1<"), "{}", f.content());
+    assert_eq!(badge(&ann.get("/friends").await), "1");
+
+    // Muted again, leaving it takes nothing from the header.
+    ann.post(
+        &format!("/conversations/{g}/notifications"),
+        &[("level", "mute")],
+    )
+    .await;
+    a.expect_target("replace", "badge-unread").await;
+    let r = ann.post(&format!("/conversations/{g}/leave"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    a.assert_none(Duration::from_millis(300), "a header drop", |f| {
+        f.target().as_deref() == Some("badge-unread")
+    })
+    .await;
+    assert_eq!(badge(&ann.get("/friends").await), "0");
 }

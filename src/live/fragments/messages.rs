@@ -126,7 +126,7 @@ pub fn deleted(
     replies: &[i64],
     new_last: Option<&Option<MessageData>>,
     activity: i64,
-    unread_for: &[i64],
+    (unread_for, unread_muted): (&[i64], &[i64]),
     all: Audience,
 ) -> Vec<Frame> {
     let mut frames = vec![Frame::new(
@@ -143,18 +143,25 @@ pub fn deleted(
         frames.push(preview(conversation_id, last.as_ref(), activity, all));
     }
     if !unread_for.is_empty() {
-        let to = audience(unread_for.iter().copied());
         frames.push(Frame::with_delta(
             Action::Replace,
             dom::unread(conversation_id),
-            to.clone(),
+            audience(unread_for.iter().copied()),
             "",
             Some(-1),
         ));
+    }
+    // A muted conversation's row counts, the header badge does not.
+    let badged: Vec<i64> = unread_for
+        .iter()
+        .copied()
+        .filter(|u| !unread_muted.contains(u))
+        .collect();
+    if !badged.is_empty() {
         frames.push(Frame::with_delta(
             Action::Replace,
             "badge-unread".into(),
-            to,
+            audience(badged),
             "",
             Some(-1),
         ));

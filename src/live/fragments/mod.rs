@@ -105,6 +105,7 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
             new_last,
             last_activity_at,
             unread_for,
+            unread_muted,
         } => messages::deleted(
             *conversation_id,
             *message_id,
@@ -112,11 +113,15 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
             replies,
             new_last.as_ref(),
             *last_activity_at,
-            unread_for,
+            (unread_for, unread_muted),
             all,
         ),
         Event::ReactionsChanged { message } => messages::reactions_changed(message, all),
-        Event::NotifyChanged { user_id, prefs } => users::notify_changed(*user_id, prefs),
+        Event::NotifyChanged {
+            user_id,
+            prefs,
+            total_unread,
+        } => users::notify_changed(*user_id, prefs, *total_unread),
         Event::PushDevicesChanged { user_id, devices } => {
             users::push_devices_changed(*user_id, devices)
         }

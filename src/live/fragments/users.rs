@@ -19,15 +19,22 @@ pub fn profile_updated(user: &UserRef, all: Audience) -> Vec<Frame> {
 }
 
 /// New notification settings reach the user's own tabs (the rest of the world never sees them).
-pub fn notify_changed(user_id: i64, prefs: &[(i64, String)]) -> Vec<Frame> {
-    vec![Frame::new(
+pub fn notify_changed(
+    user_id: i64,
+    prefs: &[(i64, String)],
+    total_unread: Option<i64>,
+) -> Vec<Frame> {
+    let mut frames = vec![Frame::new(
         Action::Replace,
         dom::containers::NOTIFY_PREFS.to_owned(),
         audience([user_id]),
         &render_fragment(&NotifyPrefsPartial {
             prefs: NotifyPrefsView::new(prefs),
         }),
-    )]
+    )];
+    // Muting takes the conversation out of the header badge; unmuting puts it back.
+    frames.extend(total_unread.map(|n| super::badge("badge-unread", n, user_id)));
+    frames
 }
 
 /// A user's devices with push on reach their own tabs (the settings page's list).
