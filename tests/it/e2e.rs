@@ -1152,6 +1152,24 @@ async fn e2e_history_mentions_offer_and_mute() {
         wait_count(a, ".messages article.message", 70, SHOW).await?;
         wait_count(a, &format!("#message-{first}"), 1, SHOW).await?;
         wait_count(a, "p.older", 0, SHOW).await?;
+        // A tap (phones have no hover) focuses the message, which shows its actions.
+        click(a, &format!("#message-{first} .body")).await?;
+        wait_js_str(
+            a,
+            "return document.activeElement.id",
+            &format!("message-{first}"),
+            SHOW,
+        )
+        .await?;
+        wait_js_str(
+            a,
+            &format!(
+                "return getComputedStyle(document.querySelector('#message-{first} > .message-actions')).opacity"
+            ),
+            "1",
+            SHOW,
+        )
+        .await?;
         // "@" offers bob; Enter takes the offer.
         let t = a.find(Locator::Css("form.composer textarea")).await?;
         t.send_keys("hi @b").await?;
