@@ -104,6 +104,17 @@
     return p ? (p.getAttribute("data-" + kind) || "").split(" ").filter(Boolean) : [];
   }
 
+  function forgetPrefs(cid) {
+    var p = byId("notify-prefs");
+    if (!p) return;
+    ["muted", "mentions"].forEach(function (kind) {
+      var ids = prefs(kind);
+      if (ids.indexOf(cid) >= 0) {
+        p.setAttribute("data-" + kind, ids.filter(function (i) { return i !== cid; }).join(" "));
+      }
+    });
+  }
+
   // ---- per-viewer touches on shared fragments ---------------------------------------------------
   // Frames are the same for everyone; what differs per viewer is decided here, from data-*
   // attributes and <body data-me>, for server-rendered pages and live frames alike.
@@ -695,6 +706,10 @@
       return;
     }
     if (action === "remove") {
+      // A group's row goes when I am no longer in it: my settings for it go too (a fresh page
+      // lists only my memberships, and a later invitation starts on "all").
+      var gone = /^conversation-(\d+)$/.exec(targetId || "");
+      if (gone) forgetPrefs(gone[1]);
       // A search result of a deleted message goes with it.
       document.querySelectorAll('[data-removed-with="' + CSS.escape(targetId || "") + '"]').forEach(function (n) {
         n.remove();

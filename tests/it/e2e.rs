@@ -521,6 +521,30 @@ async fn e2e_a_muted_conversation_stays_out_of_the_tab_title() {
         .await;
         wait_count_attr(a, "#badge-unread", 5, SHOW).await?;
         wait_js_str(a, title, "(5)", SHOW).await?;
+        // Muted, removed, invited again: the new membership starts on "all", as a fresh load
+        // says, so its messages count.
+        let h = bob.group("Quiet", &[&ann]).await;
+        ann.post(
+            &format!("/conversations/{h}/notifications"),
+            &[("level", "mute")],
+        )
+        .await;
+        let muted = "return document.getElementById('notify-prefs').getAttribute('data-muted')";
+        wait_js_str(a, muted, &h.to_string(), SHOW).await?;
+        let ann_id = ann.me().await;
+        bob.post(&format!("/conversations/{h}/members/{ann_id}/remove"), &[])
+            .await;
+        wait_js_str(a, muted, "", SHOW).await?;
+        bob.post(
+            &format!("/conversations/{h}/members"),
+            &[("username", "ann")],
+        )
+        .await;
+        wait_count(a, &format!("#conversation-{h}"), 1, SHOW).await?;
+        bob.say(h, "back").await;
+        wait_count_attr(a, &format!("#unread-{h}"), 1, SHOW).await?;
+        wait_count_attr(a, "#badge-unread", 6, SHOW).await?;
+        wait_js_str(a, title, "(6)", SHOW).await?;
         Ok(())
     }
     .await;
