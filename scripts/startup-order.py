@@ -12,7 +12,8 @@ linker to lay out together (build.rs passes the file to lld as --symbol-ordering
 Symbol names carry a hash of the cargo profile, and `cargo bench` builds the server in the
 `bench` profile, so the file holds the names of both builds (lld skips the ones it does not see).
 
-Run it again after updating dependencies or the compiler: symbol names carry hashes that change
+Run it again after updating dependencies (dev-dependencies too: they change the bench build's
+names) or the compiler: symbol names carry hashes that change
 with them, and a function whose name is no longer in the file goes back to its default place.
 
 Why: the kernel maps a file page together with its neighbours (fault-around, 64 KiB; more with
