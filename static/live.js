@@ -566,6 +566,8 @@
       suggest.appendChild(li);
     });
     area.parentNode.insertBefore(suggest, area);
+    // Above the text box, aligned with it (not with the form's padded edge).
+    suggest.style.left = area.offsetLeft + "px";
   }
 
   function pickMention(area, u) {

@@ -1198,6 +1198,16 @@ async fn e2e_history_mentions_offer_and_mute() {
         let t = a.find(Locator::Css("form.composer textarea")).await?;
         t.send_keys("hi @b").await?;
         wait_text(a, ".mention-suggest li", "@bob", SHOW).await?;
+        // The offer sits over the text box, aligned with it.
+        wait_js_str(
+            a,
+            "const s = document.querySelector('.mention-suggest').getBoundingClientRect(); \
+             const t = document.querySelector('form.composer textarea').getBoundingClientRect(); \
+             return String(Math.round(s.left - t.left)) + ' ' + String(s.bottom <= t.top)",
+            "0 true",
+            SHOW,
+        )
+        .await?;
         t.send_keys("\u{E007}").await?;
         let v = js_str(
             a,
