@@ -731,7 +731,10 @@
     if (!el) return;
     if (action === "replace") {
       keepParts(target, el);
+      // A tapped message keeps its focus (and so its actions) when someone reacts to it.
+      var focused = document.activeElement === target;
       target.replaceWith(el);
+      if (focused && el.focus) el.focus({ preventScroll: true });
       decorate(el);
       if (el.id === "notify-prefs") {
         document.querySelectorAll("li.conv-row").forEach(function (r) { decorate(r); });

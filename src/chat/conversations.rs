@@ -425,6 +425,9 @@ pub async fn set_notify(
     level: NotifyLevel,
 ) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // In line with posts to it (see `lock_timeline`): the new total counts exactly the messages
+    // whose frames come before this one.
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
     if m.is_direct() && level == NotifyLevel::Mentions {
         return Err(AppError::invalid(

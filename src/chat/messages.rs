@@ -473,6 +473,9 @@ pub async fn edit(
     body: &MessageBody,
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
+    // In line with posts and setting changes in the conversation (see `lock_timeline`): who
+    // muted it, and which message is now the newest, are read after the ones before it.
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?
@@ -513,6 +516,9 @@ pub async fn edit(
 #[tracing::instrument(skip_all, fields(user_id = me.id, conversation_id, message_id = id))]
 pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -> AppResult<()> {
     let mut tx = cx.db.begin().await?;
+    // In line with posts and setting changes in the conversation (see `lock_timeline`): who
+    // muted it, and which message is now the newest, are read after the ones before it.
+    db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
         .await?

@@ -1194,6 +1194,20 @@ async fn e2e_history_mentions_offer_and_mute() {
             SHOW,
         )
         .await?;
+        // Someone reacting to it replaces the message live: it keeps the focus.
+        bob.post(
+            &format!("/conversations/{c}/messages/{first}/reactions"),
+            &[("emoji", "👍")],
+        )
+        .await;
+        wait_count(a, &format!("#message-{first} .reaction"), 1, SHOW).await?;
+        wait_js_str(
+            a,
+            "return document.activeElement.id",
+            &format!("message-{first}"),
+            SHOW,
+        )
+        .await?;
         // "@" offers bob; Enter takes the offer.
         let t = a.find(Locator::Css("form.composer textarea")).await?;
         t.send_keys("hi @b").await?;
