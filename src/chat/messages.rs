@@ -473,8 +473,8 @@ pub async fn edit(
     body: &MessageBody,
 ) -> AppResult<MessageData> {
     let mut tx = cx.db.begin().await?;
-    // In line with posts and setting changes in the conversation (see `lock_timeline`): who
-    // muted it, and which message is now the newest, are read after the ones before it.
+    // In line with posts to the conversation (see `lock_timeline`): whether the edited message
+    // is the newest (its preview changes) is read after the posts before it.
     db::messages::lock_timeline(&mut tx, conversation_id).await?;
     let m = member_of(&mut tx, conversation_id, me.id).await?;
     let row = db::messages::in_conversation(&mut tx.conn(), conversation_id, id)
