@@ -104,6 +104,10 @@
     return p ? (p.getAttribute("data-" + kind) || "").split(" ").filter(Boolean) : [];
   }
 
+  function isMuted(cid) {
+    return prefs("muted").indexOf(cid) >= 0;
+  }
+
   function forgetPrefs(cid) {
     var p = byId("notify-prefs");
     if (!p) return;
@@ -149,7 +153,7 @@
         el.hidden = !owner || owner.getAttribute("data-owner") !== me;
       }
       if (el.matches("li.conv-row")) {
-        el.classList.toggle("muted", prefs("muted").indexOf(el.getAttribute("data-conversation")) >= 0);
+        el.classList.toggle("muted", isMuted(el.getAttribute("data-conversation")));
         var current = el.getAttribute("data-conversation") === open;
         el.classList.toggle("current", current);
         var a = el.querySelector("a");
@@ -327,7 +331,7 @@
         }
         setCount(u, count(u) + 1);
       } else if (!document.querySelector("#conversation-list") &&
-                 prefs("muted").indexOf(el.getAttribute("data-conversation")) < 0) {
+                 !isMuted(el.getAttribute("data-conversation"))) {
         var badge = byId("badge-unread");
         setCount(badge, count(badge) + 1);
       }
@@ -343,7 +347,7 @@
   function notify(el) {
     if (document.visibilityState === "visible") return;
     var cid = el.getAttribute("data-conversation");
-    if (prefs("muted").indexOf(cid) >= 0) return;
+    if (isMuted(cid)) return;
     if (prefs("mentions").indexOf(cid) >= 0 && !hasId(el.getAttribute("data-mentions"), me)) return;
     if (localStorage.getItem("parley-sound") === "1") beep();
     if (!window.Notification || Notification.permission !== "granted") return;
