@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
 use super::frame::{self, Audience, Delivery, Rendered, audience};
+use super::wire;
 use crate::db::events::StreamStart;
 use crate::events::Event;
 
@@ -48,6 +50,11 @@ struct Inbox {
     queue: VecDeque<Arc<Delivery>>,
     closed: bool,
     overflowed: bool,
+    /// The stream's socket, lent while its task waits with nothing queued: a delivery is then
+    /// written straight to it by the publisher, and no task is woken (see [`Mailbox::push`]).
+    socket: Option<Arc<TcpStream>>,
+    /// The newest logged event this stream has (by replay or delivery): older ones are skipped.
+    last_sent: i64,
 }
 
 impl Mailbox {
@@ -55,14 +62,38 @@ impl Mailbox {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `d`; false when the mailbox is closed or just overflowed (and closed).
+    /// Delivers `d`: written to the socket at once when it is lent and takes all of it, queued
+    /// for the stream's task otherwise. False when the mailbox is closed or just overflowed (and
+    /// closed), or the stream has `d` already.
     fn push(&self, d: &Arc<Delivery>) -> bool {
         let queued = {
             let mut inbox = self.inbox();
             if inbox.closed {
                 return false;
             }
-            if inbox.queue.len() >= CONNECTION_QUEUE {
+            if let Some(id) = d.id {
+                if id <= inbox.last_sent {
+                    return false;
+                }
+                inbox.last_sent = id;
+            }
+            if let Some(socket) = inbox.socket.take() {
+                // Lent only while nothing is queued, so this keeps the stream's order. What the
+                // socket does not take now goes to the task, which writes it with a deadline.
+                match wire::write_now(&socket, &d.chunks) {
+                    Ok(pos) if wire::done(&d.chunks, pos) => {
+                        inbox.socket = Some(socket);
+                        return true;
+                    }
+                    Ok(pos) => inbox.queue.push_back(Arc::new(Delivery {
+                        id: None,
+                        chunks: wire::rest(&d.chunks, pos),
+                    })),
+                    // The task finds the broken socket when it writes (or reads) next.
+                    Err(_) => inbox.queue.push_back(d.clone()),
+                }
+                true
+            } else if inbox.queue.len() >= CONNECTION_QUEUE {
                 metrics::counter!(HUB_DROPS).increment(1);
                 inbox.overflowed = true;
                 inbox.closed = true;
@@ -78,7 +109,11 @@ impl Mailbox {
     }
 
     fn close(&self) {
-        self.inbox().closed = true;
+        {
+            let mut inbox = self.inbox();
+            inbox.closed = true;
+            inbox.socket = None;
+        }
         self.notify.notify_one();
     }
 }
@@ -313,6 +348,32 @@ impl Subscription {
         d
     }
 
+    /// This stream has every logged event up to `id` (its replay): deliveries of those are
+    /// skipped, queued ones included.
+    pub fn sent_through(&self, id: i64) {
+        let mut inbox = self.mailbox.inbox();
+        inbox.last_sent = inbox.last_sent.max(id);
+        inbox.queue.retain(|d| d.id.is_none_or(|i| i > id));
+    }
+
+    /// Lends the stream's socket to the publisher while the task waits: deliveries are written
+    /// straight to it. Only when nothing is queued (false then: take the queue first), and only
+    /// while the task itself writes nothing (see [`Subscription::reclaim`]).
+    pub fn lend(&self, socket: &Arc<TcpStream>) -> bool {
+        let mut inbox = self.mailbox.inbox();
+        if !inbox.queue.is_empty() || inbox.closed {
+            return false;
+        }
+        inbox.socket = Some(socket.clone());
+        true
+    }
+
+    /// Takes the socket back before the task writes to it itself; once this returns, nothing
+    /// else writes to it until it is lent again.
+    pub fn reclaim(&self) {
+        self.mailbox.inbox().socket = None;
+    }
+
     /// Whose stream this is.
     pub fn user(&self) -> i64 {
         self.user
@@ -331,6 +392,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.reclaim();
         self.hub.clone().unregister(self.user, self.conn);
     }
 }
@@ -607,7 +669,7 @@ impl Hub {
             }
         }
         let mut shared: HashMap<Vec<usize>, Arc<Delivery>> = HashMap::new();
-        let mut queued = 0;
+        let mut to: Vec<(Arc<Mailbox>, Arc<Delivery>)> = Vec::new();
         for (user, frames) in per_user {
             let delivery = shared
                 .entry(frames)
@@ -619,10 +681,18 @@ impl Hub {
                 })
                 .clone();
             if let Some(entry) = users.get(&user) {
-                queued += Self::push(entry, &delivery);
+                to.extend(
+                    entry
+                        .conns
+                        .iter()
+                        .map(|c| (c.mailbox.clone(), delivery.clone())),
+                );
             }
         }
         drop(st);
+        // Outside the lock: most of these are socket writes. Only this reader publishes, one
+        // event after the other, so each stream still gets them in log order.
+        let queued: u64 = to.iter().map(|(m, d)| u64::from(m.push(d))).sum();
         metrics::counter!(EVENTS_DELIVERED).increment(queued);
     }
 

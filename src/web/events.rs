@@ -10,8 +10,6 @@
 //! HTTP buffers, session or user objects.
 
 use std::convert::Infallible;
-use std::io::IoSlice;
-
 use std::time::Duration;
 
 use axum::body::Body;
@@ -31,7 +29,7 @@ use crate::db;
 use crate::error::AppResult;
 use crate::live::frame::{self, Action, Frame, audience};
 use crate::live::hub::{Refused, Subscription};
-use crate::live::{self as live_mod};
+use crate::live::{self as live_mod, wire};
 use crate::server::{StreamGuard, Takeover};
 use crate::state::AppState;
 use crate::views::dom;
@@ -56,8 +54,6 @@ pub struct StreamJob {
     sub: Option<Subscription>,
     /// Bytes to send first: hello, replay, presence snapshot (or `reload`).
     first: Vec<Bytes>,
-    /// Deliveries up to this id were replayed (or came before the stream).
-    last_sent: i64,
     /// The session's end: the stream closes then, and the reconnect checks the session.
     expires_in: Duration,
     shutdown: CancellationToken,
@@ -209,10 +205,13 @@ async fn stream(
         // Taken after the replay, so dots the replay drew with older presence are set right.
         first.push(snapshot(&state.hub.online_contacts(me), me));
     }
+    if let Some(sub) = &sub {
+        // Deliveries up to here were replayed (or came before the stream).
+        sub.sent_through(after.unwrap_or(0).max(through));
+    }
     let job = StreamJob {
         sub,
         first,
-        last_sent: after.unwrap_or(0).max(through),
         expires_in,
         shutdown: state.shutdown.clone(),
         write_timeout: Duration::from_secs(state.config.write_timeout_secs.max(1)),
@@ -238,84 +237,23 @@ async fn stream(
     Ok(res)
 }
 
-/// Where a write of `chunks` stands: the chunk, and the offset in it.
-type Pos = (usize, usize);
-
-/// The slices of `chunks` from `pos` (at most 16: one `writev`).
-fn slices<'a>(chunks: &'a [Bytes], (i, off): Pos, out: &mut [IoSlice<'a>; 16]) -> usize {
-    let mut k = 0;
-    for (j, c) in chunks[i..].iter().enumerate().take(16) {
-        out[k] = IoSlice::new(if j == 0 { &c[off..] } else { &c[..] });
-        k += 1;
-    }
-    k
-}
-
-/// `pos` moved past `n` written bytes.
-fn advance(chunks: &[Bytes], (mut i, mut off): Pos, mut n: usize) -> Pos {
-    while n > 0 && i < chunks.len() {
-        let left = chunks[i].len() - off;
-        if n >= left {
-            n -= left;
-            i += 1;
-            off = 0;
-        } else {
-            off += n;
-            n = 0;
-        }
-    }
-    (i, off)
-}
-
-/// Writes what the socket takes now, without waiting; returns how far it got.
-fn write_now(io: &TcpStream, chunks: &[Bytes]) -> std::io::Result<Pos> {
-    let mut pos = (0, 0);
-    while pos.0 < chunks.len() {
-        let mut buf = [IoSlice::new(&[]); 16];
-        let k = slices(chunks, pos, &mut buf);
-        match io.try_write_vectored(&buf[..k]) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => pos = advance(chunks, pos, n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(pos)
-}
-
-/// Writes all of `chunks` from `pos`, gathering them into as few writes as the socket takes.
-async fn write_chunks(io: &mut TcpStream, chunks: &[Bytes], mut pos: Pos) -> std::io::Result<()> {
-    while pos.0 < chunks.len() {
-        let n = {
-            let mut buf = [IoSlice::new(&[]); 16];
-            let k = slices(chunks, pos, &mut buf);
-            io.write_vectored(&buf[..k]).await?
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        pos = advance(chunks, pos, n);
-    }
-    Ok(())
-}
-
 /// Writes with a time limit, giving up at shutdown. What the socket takes at once goes out
 /// right away, with no timer (the common case: a frame fits in the socket's buffer); only the
 /// rest waits, and that write's state lives on the heap, so an idle stream's task stays small.
 async fn send(
-    io: &mut TcpStream,
+    io: &TcpStream,
     chunks: &[Bytes],
     shutdown: &CancellationToken,
     write_timeout: Duration,
 ) -> bool {
-    let pos = match write_now(io, chunks) {
-        Ok(pos) if pos.0 == chunks.len() => return true,
+    let pos = match wire::write_now(io, chunks) {
+        Ok(pos) if wire::done(chunks, pos) => return true,
         Ok(pos) => pos,
         Err(_) => return false,
     };
     Box::pin(async {
         tokio::select! {
-            r = tokio::time::timeout(write_timeout, write_chunks(io, chunks, pos)) => matches!(r, Ok(Ok(()))),
+            r = tokio::time::timeout(write_timeout, wire::write_all(io, chunks, pos)) => matches!(r, Ok(Ok(()))),
             _ = shutdown.cancelled() => false,
         }
     })
@@ -325,6 +263,13 @@ async fn send(
 /// Runs a stream on its bare connection until the session ends, the Hub closes it (logout,
 /// overflow: then `reload`), the client goes away, or shutdown.
 ///
+/// While it waits with nothing queued, the stream lends its socket to the Hub, which then writes
+/// each delivery straight to it from the publishing thread: a fan-out to 200 streams is 200
+/// writes, not 200 tasks woken, scheduled and polled. The task writes only what the socket did
+/// not take at once (with the deadline), the keep-alive, and whatever was queued before the
+/// socket was lent; it takes the socket back before each of its own writes, so writes never
+/// interleave.
+///
 /// Not an `async fn`: that would copy its arguments into locals and keep both copies in the
 /// future for its whole life. The block below uses `job` where it was captured; an idle stream
 /// is this future and a few small allocations.
@@ -333,19 +278,20 @@ async fn send(
     reason = "an async fn would keep its arguments twice"
 )]
 pub fn run_stream(
-    mut io: TcpStream,
+    io: TcpStream,
     mut job: StreamJob,
     guard: StreamGuard,
 ) -> impl Future<Output = ()> + Send {
     async move {
         // Moved in (and so counted in the connection budget) until the stream ends.
         let _counted = &guard;
-        if !send(&mut io, &job.first, &job.shutdown, job.write_timeout).await {
+        let io = std::sync::Arc::new(io);
+        if !send(&io, &job.first, &job.shutdown, job.write_timeout).await {
             return;
         }
         drop(std::mem::take(&mut job.first));
         let Some(sub) = job.sub.as_ref() else {
-            let _ = io.shutdown().await;
+            finish(io).await;
             return;
         };
         // One timer for both the keep-alive and the session's end (a timer is a few hundred
@@ -355,43 +301,35 @@ pub fn run_stream(
         tokio::pin!(timer);
         let mut probe = [0u8; 8];
         loop {
+            // False when something is queued: `sub.next()` below has it at once.
+            sub.lend(&io);
             tokio::select! {
                 biased;
                 _ = job.shutdown.cancelled() => break,
                 d = sub.next() => {
+                    sub.reclaim();
                     let Some(d) = d else {
                         if sub.overflowed() {
-                            let _ = send(&mut io, &[reload_bytes(sub.user())], &job.shutdown, job.write_timeout).await;
+                            let _ = send(&io, &[reload_bytes(sub.user())], &job.shutdown, job.write_timeout).await;
                         }
                         break;
                     };
                     // Whatever else is queued goes out in the same write.
-                    let mut chunks: Vec<Bytes> = Vec::new();
-                    let mut next = Some(d);
-                    while let Some(d) = next {
-                        let fresh = match d.id {
-                            Some(id) if id <= job.last_sent => false,
-                            Some(id) => {
-                                job.last_sent = id;
-                                true
-                            }
-                            None => true,
-                        };
-                        if fresh {
-                            chunks.extend(d.chunks.iter().cloned());
-                        }
-                        next = sub.try_next();
+                    let mut chunks: Vec<Bytes> = d.chunks.clone();
+                    while let Some(d) = sub.try_next() {
+                        chunks.extend(d.chunks.iter().cloned());
                     }
-                    if !chunks.is_empty() && !send(&mut io, &chunks, &job.shutdown, job.write_timeout).await {
+                    if !send(&io, &chunks, &job.shutdown, job.write_timeout).await {
                         break;
                     }
                 }
                 _ = &mut timer => {
+                    sub.reclaim();
                     let now = tokio::time::Instant::now();
                     if now >= end {
                         break;
                     }
-                    if !send(&mut io, &[frame::comment("", None)], &job.shutdown, job.write_timeout).await {
+                    if !send(&io, &[frame::comment("", None)], &job.shutdown, job.write_timeout).await {
                         break;
                     }
                     timer.as_mut().reset((now + KEEP_ALIVE).min(end));
@@ -411,11 +349,19 @@ pub fn run_stream(
                 },
             }
         }
-        // Unregistered before the socket closes; then the row in `live_streams` goes. Named
-        // here on purpose: an async block captures only the fields it uses, and a field it never
-        // named would be dropped when `run_stream` returns, not when the stream ends.
+        // Unregistered (and the socket taken back) before the socket closes; then the row in
+        // `live_streams` goes. Named here on purpose: an async block captures only the fields it
+        // uses, and a field it never named would be dropped when `run_stream` returns, not when
+        // the stream ends.
         drop(job.sub.take());
         drop(job.row.take());
+        finish(io).await;
+    }
+}
+
+/// Closes the stream's socket: its write side first, once nothing else holds it.
+async fn finish(io: std::sync::Arc<TcpStream>) {
+    if let Ok(mut io) = std::sync::Arc::try_unwrap(io) {
         let _ = io.shutdown().await;
     }
 }
