@@ -55,6 +55,8 @@ struct Inbox {
     socket: Option<Arc<TcpStream>>,
     /// The newest logged event this stream has (by replay or delivery): older ones are skipped.
     last_sent: i64,
+    /// The queue's head is the rest of a frame already partly written.
+    partial: bool,
 }
 
 impl Mailbox {
@@ -62,10 +64,10 @@ impl Mailbox {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Delivers `d`: written to the socket at once when it is lent and takes all of it, queued
-    /// for the stream's task otherwise. False when the mailbox is closed or just overflowed (and
-    /// closed), or the stream has `d` already.
-    fn push(&self, d: &Arc<Delivery>) -> bool {
+    /// Delivers `d`: with `direct`, written to the socket at once when it is lent and takes all
+    /// of it; queued for the stream's task otherwise. False when the mailbox is closed or just
+    /// overflowed (and closed), or the stream has `d` already.
+    fn push(&self, d: &Arc<Delivery>, direct: bool) -> bool {
         let queued = {
             let mut inbox = self.inbox();
             if inbox.closed {
@@ -77,27 +79,44 @@ impl Mailbox {
                 }
                 inbox.last_sent = id;
             }
-            if let Some(socket) = inbox.socket.take() {
-                // Lent only while nothing is queued, so this keeps the stream's order. What the
-                // socket does not take now goes to the task, which writes it with a deadline.
+            // Lent only while nothing is queued; anything queued takes it back (the task writes
+            // the queue in order, then lends it again).
+            let socket = inbox.socket.take();
+            if let Some(socket) = socket.filter(|_| direct) {
                 match wire::write_now(&socket, &d.chunks) {
                     Ok(pos) if wire::done(&d.chunks, pos) => {
                         inbox.socket = Some(socket);
                         return true;
                     }
-                    Ok(pos) => inbox.queue.push_back(Arc::new(Delivery {
-                        id: None,
-                        chunks: wire::rest(&d.chunks, pos),
-                    })),
-                    // The task finds the broken socket when it writes (or reads) next.
-                    Err(_) => inbox.queue.push_back(d.clone()),
+                    // The rest of a frame: the task writes it first, with its deadline.
+                    Ok(pos) => {
+                        inbox.queue.push_back(Arc::new(Delivery {
+                            id: None,
+                            chunks: wire::rest(&d.chunks, pos),
+                        }));
+                        inbox.partial = true;
+                        true
+                    }
+                    // The connection is broken (and part of the frame may be out): end the
+                    // stream; the client's reconnect replays from its last whole event.
+                    Err(_) => {
+                        inbox.closed = true;
+                        false
+                    }
                 }
-                true
             } else if inbox.queue.len() >= CONNECTION_QUEUE {
                 metrics::counter!(HUB_DROPS).increment(1);
                 inbox.overflowed = true;
                 inbox.closed = true;
+                // Keep the rest of a half-written frame, so the `reload` after it starts on a
+                // frame boundary.
+                let rest = if inbox.partial {
+                    inbox.queue.pop_front()
+                } else {
+                    None
+                };
                 inbox.queue = VecDeque::new();
+                inbox.queue.extend(rest);
                 false
             } else {
                 inbox.queue.push_back(d.clone());
@@ -341,6 +360,7 @@ impl Subscription {
     pub fn try_next(&self) -> Option<Arc<Delivery>> {
         let mut inbox = self.mailbox.inbox();
         let d = inbox.queue.pop_front();
+        inbox.partial = false;
         if inbox.queue.is_empty() && inbox.queue.capacity() > 8 {
             // Give back what a burst took.
             inbox.queue = VecDeque::new();
@@ -369,9 +389,12 @@ impl Subscription {
     }
 
     /// Takes the socket back before the task writes to it itself; once this returns, nothing
-    /// else writes to it until it is lent again.
-    pub fn reclaim(&self) {
-        self.mailbox.inbox().socket = None;
+    /// else writes to it until it is lent again. False when something is queued: it may be the
+    /// rest of a half-written frame, so it goes out before anything else the task would write.
+    pub fn reclaim(&self) -> bool {
+        let mut inbox = self.mailbox.inbox();
+        inbox.socket = None;
+        inbox.queue.is_empty()
     }
 
     /// Whose stream this is.
@@ -392,7 +415,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.reclaim();
+        self.mailbox.inbox().socket = None;
         self.hub.clone().unregister(self.user, self.conn);
     }
 }
@@ -584,12 +607,13 @@ impl Hub {
         }
     }
 
-    /// Queues `delivery` to each of the entry's streams; returns how many took it.
+    /// Queues `delivery` to each of the entry's streams (under the Hub's lock, so never written
+    /// to a socket here: the streams' tasks write them); returns how many took it.
     fn push(entry: &UserEntry, delivery: &Arc<Delivery>) -> u64 {
         entry
             .conns
             .iter()
-            .map(|c| u64::from(c.mailbox.push(delivery)))
+            .map(|c| u64::from(c.mailbox.push(delivery, false)))
             .sum()
     }
 
@@ -692,7 +716,7 @@ impl Hub {
         drop(st);
         // Outside the lock: most of these are socket writes. Only this reader publishes, one
         // event after the other, so each stream still gets them in log order.
-        let queued: u64 = to.iter().map(|(m, d)| u64::from(m.push(d))).sum();
+        let queued: u64 = to.iter().map(|(m, d)| u64::from(m.push(d, true))).sum();
         metrics::counter!(EVENTS_DELIVERED).increment(queued);
     }
 

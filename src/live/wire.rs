@@ -59,6 +59,7 @@ pub fn write_now(io: &TcpStream, chunks: &[Bytes]) -> std::io::Result<Pos> {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => pos = advance(chunks, pos, n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
@@ -75,7 +76,11 @@ pub async fn write_all(io: &TcpStream, chunks: &[Bytes], mut pos: Pos) -> std::i
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => pos = advance(chunks, pos, n),
             // Readiness was stale (another write took the room): wait again.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(e),
         }
     }

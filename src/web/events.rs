@@ -324,10 +324,15 @@ pub fn run_stream(
                     }
                 }
                 _ = &mut timer => {
-                    sub.reclaim();
+                    let idle = sub.reclaim();
                     let now = tokio::time::Instant::now();
                     if now >= end {
                         break;
+                    }
+                    if !idle {
+                        // A delivery came meanwhile (maybe the rest of a frame): it goes first,
+                        // and the timer, still due, brings the keep-alive after it.
+                        continue;
                     }
                     if !send(&io, &[frame::comment("", None)], &job.shutdown, job.write_timeout).await {
                         break;

@@ -277,6 +277,66 @@ async fn a_reader_that_pauses_gets_every_frame_once_and_in_order_when_it_reads_a
 }
 
 #[tokio::test]
+async fn a_reader_too_far_behind_gets_whole_frames_then_reload() {
+    // The socket fills mid-frame, then the queue overflows: the stream ends with `reload`, and
+    // every frame before it (the half-written one too) is whole, so the client's last event id
+    // is one it really has.
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let mut s = ann.stream().await;
+    let hub = app.state.hub.clone();
+    let to = [ann.id];
+    let body = |i: i64| format!("<p>{i}:{}</p>", "x".repeat(64 * 1024));
+    let base = 1 << 50;
+    for id in base + 1..=base + CONNECTION_QUEUE as i64 + 200 {
+        hub.publish(
+            Logged {
+                id,
+                event: None,
+                conversation: None,
+                explicit: &to,
+            },
+            || {
+                Arc::new(Rendered::new(
+                    id,
+                    vec![HubFrame::new(
+                        Action::Append,
+                        "x".into(),
+                        audience([ann.id]),
+                        &body(id),
+                    )],
+                ))
+            },
+        );
+    }
+    let mut expected = base + 1;
+    loop {
+        let f = s.next(LIVE).await.expect("frames, then reload");
+        if f.event == "reload" {
+            assert_eq!(f.id, None);
+            assert!(!f.data.contains("xxxx"), "reload starts a frame of its own");
+            break;
+        }
+        assert_eq!(
+            f.id,
+            Some(expected),
+            "in order, none lost before the reload"
+        );
+        assert!(
+            f.data.contains(&body(expected)),
+            "frame {expected} is whole"
+        );
+        expected += 1;
+    }
+    assert!(
+        expected > base + 1,
+        "some frames went out before the queue filled"
+    );
+    assert!(s.next(LIVE).await.is_none());
+    assert!(s.ended, "the stream is closed after reload");
+}
+
+#[tokio::test]
 async fn streams_end_promptly_at_shutdown() {
     let mut app = TestApp::spawn().await;
     let ann = app.user("ann").await;
