@@ -222,6 +222,38 @@ async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
     assert!(!other.is_closed(), "others are not slowed or dropped");
 }
 
+/// Ids for made-up events, above any real one (PostgreSQL's are large): nothing is replayed.
+const BIG_BASE: i64 = 1 << 50;
+
+/// The body of made-up event `id`: 64 KiB, so a few dozen fill a socket's buffers.
+fn big_body(id: i64) -> String {
+    format!("<p>{id}:{}</p>", "x".repeat(64 * 1024))
+}
+
+/// Publishes made-up event `id` (one frame of [`big_body`]) to `user`'s streams.
+fn publish_big(hub: &parley::live::hub::Hub, user: i64, id: i64) {
+    let to = [user];
+    hub.publish(
+        Logged {
+            id,
+            event: None,
+            conversation: None,
+            explicit: &to,
+        },
+        || {
+            Arc::new(Rendered::new(
+                id,
+                vec![HubFrame::new(
+                    Action::Append,
+                    "x".into(),
+                    audience([user]),
+                    &big_body(id),
+                )],
+            ))
+        },
+    );
+}
+
 #[tokio::test]
 async fn a_reader_that_pauses_gets_every_frame_once_and_in_order_when_it_reads_again() {
     // The Hub writes a delivery straight to an idle stream's socket; what the socket does not
@@ -231,44 +263,24 @@ async fn a_reader_that_pauses_gets_every_frame_once_and_in_order_when_it_reads_a
     let ann = app.user("ann").await;
     let mut s = ann.stream().await;
     let hub = app.state.hub.clone();
-    let to = [ann.id];
-    let body = |i: i64| format!("<p>{i}:{}</p>", "x".repeat(64 * 1024));
-    let event = |id: i64| {
-        Arc::new(Rendered::new(
-            id,
-            vec![HubFrame::new(
-                Action::Append,
-                "x".into(),
-                audience([ann.id]),
-                &body(id),
-            )],
-        ))
-    };
-    let logged = |id: i64| Logged {
-        id,
-        event: None,
-        conversation: None,
-        explicit: &to,
-    };
-    // Above any real event id (PostgreSQL's are large): nothing here is replayed.
-    let base = 1 << 50;
+    let base = BIG_BASE;
     let count = 200;
     for id in base + 1..=base + count {
-        hub.publish(logged(id), || event(id));
+        publish_big(&hub, ann.id, id);
     }
     assert!(
         hub.stats().queued > 0,
         "the socket filled up: the rest waits for the stream's task"
     );
     // The same event again (a replay overlapping the live tail) is not sent twice.
-    hub.publish(logged(base + count), || event(base + count));
+    publish_big(&hub, ann.id, base + count);
     for id in base + 1..=base + count {
         let f = s.next(LIVE).await.expect("every frame arrives");
         assert_eq!(f.id, Some(id), "in log order, none lost or repeated");
-        assert!(f.data.contains(&body(id)), "frame {id} arrives whole");
+        assert!(f.data.contains(&big_body(id)), "frame {id} arrives whole");
     }
-    // Caught up: the next one is written straight away again.
-    hub.publish(logged(base + count + 1), || event(base + count + 1));
+    // Caught up: the next one arrives too.
+    publish_big(&hub, ann.id, base + count + 1);
     let f = s.next(LIVE).await.expect("live again");
     assert_eq!(f.id, Some(base + count + 1));
     s.assert_none(Duration::from_millis(200), "a repeat", |_| true)
@@ -285,29 +297,9 @@ async fn a_reader_too_far_behind_gets_whole_frames_then_reload() {
     let ann = app.user("ann").await;
     let mut s = ann.stream().await;
     let hub = app.state.hub.clone();
-    let to = [ann.id];
-    let body = |i: i64| format!("<p>{i}:{}</p>", "x".repeat(64 * 1024));
-    let base = 1 << 50;
+    let base = BIG_BASE;
     for id in base + 1..=base + CONNECTION_QUEUE as i64 + 200 {
-        hub.publish(
-            Logged {
-                id,
-                event: None,
-                conversation: None,
-                explicit: &to,
-            },
-            || {
-                Arc::new(Rendered::new(
-                    id,
-                    vec![HubFrame::new(
-                        Action::Append,
-                        "x".into(),
-                        audience([ann.id]),
-                        &body(id),
-                    )],
-                ))
-            },
-        );
+        publish_big(&hub, ann.id, id);
     }
     let mut expected = base + 1;
     loop {
@@ -323,7 +315,7 @@ async fn a_reader_too_far_behind_gets_whole_frames_then_reload() {
             "in order, none lost before the reload"
         );
         assert!(
-            f.data.contains(&body(expected)),
+            f.data.contains(&big_body(expected)),
             "frame {expected} is whole"
         );
         expected += 1;
