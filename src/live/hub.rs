@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
 use super::frame::{self, Audience, Delivery, Rendered, audience};
-use super::wire;
+use super::{share, wire};
 use crate::db::events::StreamStart;
 use crate::events::Event;
 
@@ -330,6 +330,17 @@ pub struct Hub {
     outbox: Mutex<Option<mpsc::Sender<PresenceChange>>>,
     /// Set when the writer feeds the reader (see [`Hub::set_fed`]).
     fed: std::sync::atomic::AtomicBool,
+    /// Shares a large fan-out's writes with a second thread.
+    writes: share::Helper<Direct>,
+}
+
+/// A delivery to write straight to a stream (see [`Mailbox::push`]).
+struct Direct(Arc<Mailbox>, Arc<Delivery>);
+
+impl share::Write for Direct {
+    fn write(&self) -> bool {
+        self.0.push(&self.1, true)
+    }
 }
 
 /// A registered stream: its mailbox. Dropping it unregisters the connection.
@@ -434,6 +445,7 @@ impl Hub {
             node: rand::random(),
             outbox: Mutex::new(None),
             fed: std::sync::atomic::AtomicBool::new(false),
+            writes: share::Helper::default(),
         })
     }
 
@@ -680,44 +692,82 @@ impl Hub {
             recent.push_back(rendered.clone());
         }
         let st = self.lock();
-        let users = &st.users;
-        let online = |u: &i64| users.get(u).is_some_and(|e| !e.conns.is_empty());
-        let mut per_user: HashMap<i64, Vec<usize>> = HashMap::new();
-        for (i, (f, _)) in rendered.frames.iter().enumerate() {
-            let to: &[i64] = match &f.audience {
-                Audience::Everyone => &everyone,
-                Audience::Users(list) => list,
-            };
-            for u in to.iter().filter(|u| online(u)) {
-                per_user.entry(*u).or_default().push(i);
-            }
-        }
-        let mut shared: HashMap<Vec<usize>, Arc<Delivery>> = HashMap::new();
-        let mut to: Vec<(Arc<Mailbox>, Arc<Delivery>)> = Vec::new();
-        for (user, frames) in per_user {
-            let delivery = shared
-                .entry(frames)
-                .or_insert_with_key(|idx| {
-                    Arc::new(Delivery {
-                        id: Some(rendered.id),
-                        chunks: idx.iter().map(|i| rendered.frames[*i].1.clone()).collect(),
-                    })
-                })
-                .clone();
-            if let Some(entry) = users.get(&user) {
-                to.extend(
-                    entry
-                        .conns
-                        .iter()
-                        .map(|c| (c.mailbox.clone(), delivery.clone())),
-                );
-            }
-        }
+        let to = Self::route(&st.users, &everyone, &rendered);
         drop(st);
-        // Outside the lock: most of these are socket writes. Only this reader publishes, one
-        // event after the other, so each stream still gets them in log order.
-        let queued: u64 = to.iter().map(|(m, d)| u64::from(m.push(d, true))).sum();
+        // Outside the lock: most of these are socket writes (shared with a helper thread when
+        // there are many). Only this reader publishes, and all of one event's writes are done
+        // before the next event's start, so each stream still gets them in log order.
+        let queued = self.writes.write_all(to);
         metrics::counter!(EVENTS_DELIVERED).increment(queued);
+    }
+
+    /// Who gets which of `rendered`'s frames: a delivery per open stream. Recipients who get the
+    /// same frames share one delivery. Most frames go to `everyone` (sorted), so the few users a
+    /// frame names get their own mix and everyone else the one shared delivery: no map per user.
+    fn route(
+        users: &HashMap<i64, UserEntry>,
+        everyone: &[i64],
+        rendered: &Rendered,
+    ) -> Vec<Direct> {
+        let conns = |u: i64| users.get(&u).map(|e| e.conns.as_slice()).unwrap_or(&[]);
+        let delivery = |frames: &[usize]| {
+            Arc::new(Delivery {
+                id: Some(rendered.id),
+                chunks: frames
+                    .iter()
+                    .map(|i| rendered.frames[*i].1.clone())
+                    .collect(),
+            })
+        };
+        let mut common = Vec::new();
+        // (user, frame) for each user a frame names, in that order.
+        let mut named: Vec<(i64, usize)> = Vec::new();
+        for (i, (f, _)) in rendered.frames.iter().enumerate() {
+            match &f.audience {
+                Audience::Everyone => common.push(i),
+                Audience::Users(list) => named.extend(list.iter().map(|u| (*u, i))),
+            }
+        }
+        named.sort_unstable();
+        let mut to = Vec::with_capacity(everyone.len());
+        // The distinct mixes of the named users (few), each delivery shared.
+        let mut mixes: Vec<(Vec<usize>, Arc<Delivery>)> = Vec::new();
+        for group in named.chunk_by(|a, b| a.0 == b.0) {
+            let user = group[0].0;
+            if conns(user).is_empty() {
+                continue;
+            }
+            let mut frames: Vec<usize> = group.iter().map(|(_, i)| *i).collect();
+            if everyone.binary_search(&user).is_ok() {
+                frames.extend_from_slice(&common);
+                frames.sort_unstable();
+                frames.dedup();
+            }
+            let d = match mixes.iter().find(|(m, _)| *m == frames) {
+                Some((_, d)) => d.clone(),
+                None => {
+                    let d = delivery(&frames);
+                    mixes.push((frames, d.clone()));
+                    d
+                }
+            };
+            to.extend(
+                conns(user)
+                    .iter()
+                    .map(|c| Direct(c.mailbox.clone(), d.clone())),
+            );
+        }
+        if !common.is_empty() {
+            let d = delivery(&common);
+            for &user in everyone {
+                let cs = conns(user);
+                if cs.is_empty() || named.binary_search_by_key(&user, |(u, _)| *u).is_ok() {
+                    continue;
+                }
+                to.extend(cs.iter().map(|c| Direct(c.mailbox.clone(), d.clone())));
+            }
+        }
+        to
     }
 
     /// The Hub's side of an event, in log order.

@@ -9,6 +9,7 @@
 pub mod fragments;
 pub mod frame;
 pub mod hub;
+pub mod share;
 pub mod wire;
 
 use std::sync::Arc;

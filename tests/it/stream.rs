@@ -289,6 +289,57 @@ async fn a_reader_that_pauses_gets_every_frame_once_and_in_order_when_it_reads_a
 }
 
 #[tokio::test]
+async fn a_large_fan_out_reaches_every_stream_once_and_in_order() {
+    // From `share::SHARE_FROM` streams on, the reader shares an event's writes with a helper
+    // thread. Every stream must still get every event once, whole and in log order, whichever
+    // thread wrote it.
+    let streams = 2 * parley::live::share::SHARE_FROM;
+    let app = TestApp::spawn_with(|c| {
+        c.max_streams_per_user = streams as u32;
+        c.max_connections_per_ip = 4 * streams;
+    })
+    .await;
+    let ann = app.user("ann").await;
+    let mut open = Vec::new();
+    for _ in 0..streams {
+        open.push(ann.stream().await);
+    }
+    let hub = app.state.hub.clone();
+    let base = BIG_BASE;
+    let count = 30;
+    let body = |id: i64| format!("<p>{id}:{}</p>", "y".repeat(4 * 1024));
+    for id in base + 1..=base + count {
+        hub.publish(
+            Logged {
+                id,
+                event: None,
+                conversation: None,
+                explicit: &[ann.id],
+            },
+            || {
+                Arc::new(Rendered::new(
+                    id,
+                    vec![HubFrame::new(
+                        Action::Append,
+                        "x".into(),
+                        audience([ann.id]),
+                        &body(id),
+                    )],
+                ))
+            },
+        );
+    }
+    for s in &mut open {
+        for id in base + 1..=base + count {
+            let f = s.next(LIVE).await.expect("every frame arrives");
+            assert_eq!(f.id, Some(id), "in log order, none lost or repeated");
+            assert!(f.data.contains(&body(id)), "frame {id} arrives whole");
+        }
+        assert!(!s.ended);
+    }
+}
+
+#[tokio::test]
 async fn a_reader_too_far_behind_gets_whole_frames_then_reload() {
     // The socket fills mid-frame, then the queue overflows: the stream ends with `reload`, and
     // every frame before it (the half-written one too) is whole, so the client's last event id

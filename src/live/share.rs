@@ -1,0 +1,237 @@
+//! A large fan-out's socket writes, shared between the log reader and one helper thread.
+//!
+//! The writes of a message to a 200-member group are most of its delivery time: ~8 µs each,
+//! nearly all of it the kernel's loopback or TCP work, one after the other on the reader's thread
+//! while the other core idles. The reader now offers the list to a helper thread and both take
+//! writes from it one at a time. A helper that wakes late (or is busy) costs nothing but the
+//! offer: the reader simply does more of the writes itself. The reader returns only when every
+//! write is done (at most one is then still in the helper's hands, a few microseconds), so the
+//! next event's writes never overtake this one's on any stream.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+/// Fan-outs with fewer writes than this are written by the reader alone: the helper's wake-up
+/// (~0.1–0.25 ms on an idle virtual machine) would come after the reader had finished.
+pub const SHARE_FROM: usize = 64;
+
+/// One write of a fan-out; true when it was delivered (written or queued).
+pub trait Write: Send + Sync + 'static {
+    /// Does the write (never waits).
+    fn write(&self) -> bool;
+}
+
+/// A fan-out's writes, claimed one at a time by whoever is free.
+struct Writes<T> {
+    items: Vec<T>,
+    /// The next write to claim.
+    next: AtomicUsize,
+    /// Writes finished.
+    finished: AtomicUsize,
+    /// Writes that delivered.
+    delivered: AtomicU64,
+    /// The reader, woken by the helper when it finishes the last write.
+    reader: Thread,
+}
+
+impl<T: Write> Writes<T> {
+    fn work(&self, helper: bool) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = self.items.get(i) else {
+                return;
+            };
+            if item.write() {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            let finished = self.finished.fetch_add(1, Ordering::Release) + 1;
+            if helper && finished == self.items.len() {
+                self.reader.unpark();
+            }
+        }
+    }
+}
+
+/// The helper thread, started at the first large fan-out (none on a single core).
+pub struct Helper<T> {
+    tx: OnceLock<Option<SyncSender<Arc<Writes<T>>>>>,
+}
+
+impl<T> Default for Helper<T> {
+    fn default() -> Self {
+        Helper {
+            tx: OnceLock::new(),
+        }
+    }
+}
+
+impl<T: Write> Helper<T> {
+    fn sender(&self) -> Option<&SyncSender<Arc<Writes<T>>>> {
+        self.tx
+            .get_or_init(|| {
+                if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+                    return None;
+                }
+                // One job waits at most: a helper still busy with the last one is no help.
+                let (tx, rx) = sync_channel::<Arc<Writes<T>>>(1);
+                let spawned = std::thread::Builder::new()
+                    .name("parley-fanout".into())
+                    // It only calls `write`: a small stack will do.
+                    .stack_size(256 * 1024)
+                    // Ends when the Hub (the sender) is gone.
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            job.work(true);
+                        }
+                    });
+                match spawned {
+                    Ok(_) => Some(tx),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no helper thread for fan-outs; the reader writes alone");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Does every write of `items`, with the helper's help when there are many; returns how many
+    /// delivered. Each item is written once, and all are done when this returns.
+    pub fn write_all(&self, items: Vec<T>) -> u64 {
+        if items.len() < SHARE_FROM {
+            return items.iter().map(|i| u64::from(i.write())).sum();
+        }
+        let len = items.len();
+        let job = Arc::new(Writes {
+            items,
+            next: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            reader: std::thread::current(),
+        });
+        let helped = self
+            .sender()
+            .is_some_and(|tx| tx.try_send(job.clone()).is_ok());
+        job.work(false);
+        if helped {
+            // Every write is claimed; the helper may still be in its last one (a few µs), or
+            // descheduled in it: spin briefly, then sleep until it wakes us.
+            let mut spins = 0;
+            while job.finished.load(Ordering::Acquire) < len {
+                if spins < 200 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::park_timeout(Duration::from_millis(1));
+                }
+            }
+        }
+        job.delivered.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A write that records which thread did it. The helper's writes take far longer than the
+    /// reader's, so the reader runs out of writes to claim while the helper is still in one.
+    struct Slow {
+        n: usize,
+        reader: std::thread::ThreadId,
+        log: Arc<Mutex<Vec<(usize, std::thread::ThreadId)>>>,
+    }
+
+    impl Write for Slow {
+        fn write(&self) -> bool {
+            let me = std::thread::current().id();
+            let pause = if me == self.reader { 100 } else { 3_000 };
+            std::thread::sleep(Duration::from_micros(pause));
+            self.log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((self.n, me));
+            self.n.is_multiple_of(2)
+        }
+    }
+
+    fn run(helper: &Helper<Slow>, n: usize) -> (u64, Vec<(usize, std::thread::ThreadId)>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let items = (0..n)
+            .map(|n| Slow {
+                n,
+                reader: std::thread::current().id(),
+                log: log.clone(),
+            })
+            .collect();
+        let delivered = helper.write_all(items);
+        let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (delivered, log)
+    }
+
+    #[test]
+    fn every_write_is_done_once_before_write_all_returns() {
+        let helper = Helper::default();
+        for n in [0, 1, SHARE_FROM - 1, SHARE_FROM, 3 * SHARE_FROM] {
+            let (delivered, log) = run(&helper, n);
+            let mut done: Vec<usize> = log.iter().map(|(i, _)| *i).collect();
+            done.sort_unstable();
+            assert_eq!(done, (0..n).collect::<Vec<_>>(), "{n} writes");
+            assert_eq!(delivered, n.div_ceil(2) as u64, "{n} writes");
+        }
+    }
+
+    /// A write that, on the reader, waits (up to 5 s) until the helper has written once.
+    struct Gate {
+        reader: std::thread::ThreadId,
+        helped: Arc<std::sync::atomic::AtomicBool>,
+        by_helper: Arc<AtomicUsize>,
+    }
+
+    impl Write for Gate {
+        fn write(&self) -> bool {
+            if std::thread::current().id() == self.reader {
+                let until = std::time::Instant::now() + Duration::from_secs(5);
+                while !self.helped.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            } else {
+                self.by_helper.fetch_add(1, Ordering::SeqCst);
+                self.helped.store(true, Ordering::SeqCst);
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn a_large_fan_out_is_shared_with_the_helper_on_several_cores() {
+        let helper = Helper::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let fan_out = |n: usize| {
+            let helped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let by_helper = Arc::new(AtomicUsize::new(0));
+            let items = (0..n)
+                .map(|_| Gate {
+                    reader: std::thread::current().id(),
+                    // On one core there is no helper: nobody to wait for.
+                    helped: if cores > 1 {
+                        helped.clone()
+                    } else {
+                        Arc::new(true.into())
+                    },
+                    by_helper: by_helper.clone(),
+                })
+                .collect();
+            assert_eq!(helper.write_all(items), n as u64);
+            by_helper.load(Ordering::SeqCst)
+        };
+        assert_eq!(fan_out(SHARE_FROM) > 0, cores > 1, "{cores} cores");
+        // A small one stays with the reader.
+        let (_, log) = run(&Helper::default(), SHARE_FROM - 1);
+        assert!(log.iter().all(|(_, t)| *t == std::thread::current().id()));
+    }
+}
