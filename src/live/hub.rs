@@ -683,8 +683,6 @@ impl Hub {
             }
             everyone
         };
-        // A large fan-out: the helper thread wakes while we render.
-        let ticket = self.writes.expect(everyone.len());
         let rendered = render();
         {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -699,7 +697,7 @@ impl Hub {
         // Outside the lock: most of these are socket writes (shared with a helper thread when
         // there are many). Only this reader publishes, and all of one event's writes are done
         // before the next event's start, so each stream still gets them in log order.
-        let queued = self.writes.write_all(ticket, to);
+        let queued = self.writes.write_all(to);
         metrics::counter!(EVENTS_DELIVERED).increment(queued);
     }
 

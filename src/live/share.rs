@@ -7,24 +7,16 @@
 //! offer: the reader simply does more of the writes itself. The reader returns only when every
 //! write is done (at most one is then still in the helper's hands, a few microseconds), so the
 //! next event's writes never overtake this one's on any stream.
-//!
-//! The helper is told of a large fan-out before its list of writes is ready
-//! ([`Helper::expect`], before the event is rendered), so that its wake-up — up to a quarter of a
-//! millisecond when its core idles — overlaps the rendering instead of the writes.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Fan-outs with fewer writes than this are written by the reader alone: the helper's wake-up
 /// (~0.1–0.25 ms on an idle virtual machine) would come after the reader had finished.
 pub const SHARE_FROM: usize = 64;
-
-/// How long the helper waits for a list announced by [`Helper::expect`] (it is due within a
-/// fraction of a millisecond); past this the reader writes alone.
-const READY_WAIT: Duration = Duration::from_millis(2);
 
 /// One write of a fan-out; true when it was delivered (written or queued).
 pub trait Write: Send + Sync + 'static {
@@ -34,8 +26,7 @@ pub trait Write: Send + Sync + 'static {
 
 /// A fan-out's writes, claimed one at a time by whoever is free.
 struct Writes<T> {
-    /// Set once the list is ready (see [`Helper::expect`]).
-    items: OnceLock<Vec<T>>,
+    items: Vec<T>,
     /// The next write to claim.
     next: AtomicUsize,
     /// Writes finished.
@@ -47,30 +38,17 @@ struct Writes<T> {
 }
 
 impl<T: Write> Writes<T> {
-    fn new() -> Writes<T> {
-        Writes {
-            items: OnceLock::new(),
-            next: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
-            delivered: AtomicU64::new(0),
-            reader: std::thread::current(),
-        }
-    }
-
     fn work(&self, helper: bool) {
-        let Some(items) = self.items.get() else {
-            return;
-        };
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
+            let Some(item) = self.items.get(i) else {
                 return;
             };
             if item.write() {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
             let finished = self.finished.fetch_add(1, Ordering::Release) + 1;
-            if helper && finished == items.len() {
+            if helper && finished == self.items.len() {
                 self.reader.unpark();
             }
         }
@@ -106,7 +84,6 @@ impl<T: Write> Helper<T> {
                     // Ends when the Hub (the sender) is gone.
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            job.ready();
                             job.work(true);
                         }
                     });
@@ -121,37 +98,23 @@ impl<T: Write> Helper<T> {
             .as_ref()
     }
 
-    /// Wakes the helper for a fan-out to about `audience` streams whose writes are still to be
-    /// worked out; hand them to [`Helper::write_all`] with the ticket. None for a small one.
-    pub fn expect(&self, audience: usize) -> Option<Ticket<T>> {
-        if audience < SHARE_FROM {
-            return None;
-        }
-        let job = Arc::new(Writes::new());
-        self.sender()?.try_send(job.clone()).ok()?;
-        Some(Ticket(job))
-    }
-
-    /// Does every write of `items`, with the helper's help when there are many (announced with
-    /// `ticket`, or not); returns how many delivered. Each item is written once, and all are
-    /// done when this returns.
-    pub fn write_all(&self, ticket: Option<Ticket<T>>, items: Vec<T>) -> u64 {
+    /// Does every write of `items`, with the helper's help when there are many; returns how many
+    /// delivered. Each item is written once, and all are done when this returns.
+    pub fn write_all(&self, items: Vec<T>) -> u64 {
         if items.len() < SHARE_FROM {
-            // A ticket dropped unused tells the helper not to wait.
             return items.iter().map(|i| u64::from(i.write())).sum();
         }
         let len = items.len();
-        let job = match &ticket {
-            Some(t) => t.0.clone(),
-            None => Arc::new(Writes::new()),
-        };
-        let helped = ticket.is_some()
-            || self
-                .sender()
-                .is_some_and(|tx| tx.try_send(job.clone()).is_ok());
-        // Only this thread sets the list of a job it made; then the ticket may go.
-        let _ = job.items.set(items);
-        drop(ticket);
+        let job = Arc::new(Writes {
+            items,
+            next: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            reader: std::thread::current(),
+        });
+        let helped = self
+            .sender()
+            .is_some_and(|tx| tx.try_send(job.clone()).is_ok());
         job.work(false);
         if helped {
             // Every write is claimed; the helper may still be in its last one (a few µs), or
@@ -167,33 +130,6 @@ impl<T: Write> Helper<T> {
             }
         }
         job.delivered.load(Ordering::Relaxed)
-    }
-}
-
-impl<T> Writes<T> {
-    /// On the helper: waits (busily, briefly) for the list of a job announced early. Yields the
-    /// core while waiting, in case the reader is waiting for it.
-    fn ready(&self) {
-        let until = Instant::now() + READY_WAIT;
-        let mut spins = 0;
-        while self.items.get().is_none() && Instant::now() < until {
-            if spins < 64 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
-
-/// A fan-out announced to the helper ([`Helper::expect`]). Dropped unused, it tells the helper
-/// that no writes are coming.
-pub struct Ticket<T>(Arc<Writes<T>>);
-
-impl<T> Drop for Ticket<T> {
-    fn drop(&mut self) {
-        let _ = self.0.items.set(Vec::new());
     }
 }
 
@@ -232,52 +168,9 @@ mod tests {
                 log: log.clone(),
             })
             .collect();
-        let delivered = helper.write_all(None, items);
+        let delivered = helper.write_all(items);
         let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
         (delivered, log)
-    }
-
-    #[test]
-    fn an_announced_fan_out_is_written_once_and_an_unused_ticket_holds_nothing_up() {
-        let helper = Helper::default();
-        for n in [SHARE_FROM, 3 * SHARE_FROM] {
-            let ticket = helper.expect(n);
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let items = (0..n)
-                .map(|n| Slow {
-                    n,
-                    reader: std::thread::current().id(),
-                    log: log.clone(),
-                })
-                .collect();
-            assert_eq!(helper.write_all(ticket, items), n.div_ceil(2) as u64);
-            let mut done: Vec<usize> = log
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(i, _)| *i)
-                .collect();
-            done.sort_unstable();
-            assert_eq!(done, (0..n).collect::<Vec<_>>(), "{n} writes");
-        }
-        // Announced, then fewer writes than that (recipients went offline meanwhile), or none.
-        let ticket = helper.expect(SHARE_FROM);
-        let (delivered, log) = {
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let items = vec![Slow {
-                n: 0,
-                reader: std::thread::current().id(),
-                log: log.clone(),
-            }];
-            let d = helper.write_all(ticket, items);
-            let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            (d, log)
-        };
-        assert_eq!((delivered, log.len()), (1, 1));
-        drop(helper.expect(SHARE_FROM));
-        // The helper is free again at once: the next fan-out is shared as before.
-        let (_, log) = run(&helper, SHARE_FROM);
-        assert_eq!(log.len(), SHARE_FROM);
     }
 
     #[test]
@@ -333,7 +226,7 @@ mod tests {
                     by_helper: by_helper.clone(),
                 })
                 .collect();
-            assert_eq!(helper.write_all(None, items), n as u64);
+            assert_eq!(helper.write_all(items), n as u64);
             by_helper.load(Ordering::SeqCst)
         };
         assert_eq!(fan_out(SHARE_FROM) > 0, cores > 1, "{cores} cores");
