@@ -44,13 +44,27 @@ impl<T: Write> Writes<T> {
             let Some(item) = self.items.get(i) else {
                 return;
             };
+            // Counted as finished even if the write panics, so the reader never waits for it
+            // (a helper that died is then no longer offered anything: its channel is closed).
+            let _finished = Finished { job: self, helper };
             if item.write() {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
-            let finished = self.finished.fetch_add(1, Ordering::Release) + 1;
-            if helper && finished == self.items.len() {
-                self.reader.unpark();
-            }
+        }
+    }
+}
+
+/// Marks one claimed write finished when dropped.
+struct Finished<'a, T> {
+    job: &'a Writes<T>,
+    helper: bool,
+}
+
+impl<T> Drop for Finished<'_, T> {
+    fn drop(&mut self) {
+        let finished = self.job.finished.fetch_add(1, Ordering::Release) + 1;
+        if self.helper && finished == self.job.items.len() {
+            self.job.reader.unpark();
         }
     }
 }
@@ -205,6 +219,51 @@ mod tests {
             }
             true
         }
+    }
+
+    /// A write that panics on the helper; on the reader it waits (up to 5 s) until the helper
+    /// has tried one.
+    struct Boom {
+        reader: std::thread::ThreadId,
+        tried: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Write for Boom {
+        fn write(&self) -> bool {
+            if std::thread::current().id() != self.reader {
+                self.tried.store(true, Ordering::SeqCst);
+                panic!("a write panicked on the helper (this test's own)");
+            }
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while !self.tried.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn a_helper_that_dies_never_holds_the_reader_up() {
+        let helper = Helper::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let tried = Arc::new(std::sync::atomic::AtomicBool::new(cores < 2));
+        let items = (0..SHARE_FROM)
+            .map(|_| Boom {
+                reader: std::thread::current().id(),
+                tried: tried.clone(),
+            })
+            .collect();
+        // Returns, with the write the helper died in counted as not delivered.
+        let delivered = helper.write_all(items);
+        assert_eq!(delivered, SHARE_FROM as u64 - u64::from(cores > 1));
+        // From then on the reader writes alone (a helper would panic again).
+        let items = (0..SHARE_FROM)
+            .map(|_| Boom {
+                reader: std::thread::current().id(),
+                tried: tried.clone(),
+            })
+            .collect();
+        assert_eq!(helper.write_all(items), SHARE_FROM as u64);
     }
 
     #[test]
