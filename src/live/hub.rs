@@ -734,7 +734,8 @@ impl Hub {
         let mut mixes: Vec<(Vec<usize>, Arc<Delivery>)> = Vec::new();
         for group in named.chunk_by(|a, b| a.0 == b.0) {
             let user = group[0].0;
-            if conns(user).is_empty() {
+            let cs = conns(user);
+            if cs.is_empty() {
                 continue;
             }
             let mut frames: Vec<usize> = group.iter().map(|(_, i)| *i).collect();
@@ -751,11 +752,7 @@ impl Hub {
                     d
                 }
             };
-            to.extend(
-                conns(user)
-                    .iter()
-                    .map(|c| Direct(c.mailbox.clone(), d.clone())),
-            );
+            to.extend(cs.iter().map(|c| Direct(c.mailbox.clone(), d.clone())));
         }
         if !common.is_empty() {
             let d = delivery(&common);

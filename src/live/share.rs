@@ -199,6 +199,18 @@ mod tests {
         }
     }
 
+    /// Waits (up to 5 s) until `flag` is set.
+    fn wait_for(flag: &std::sync::atomic::AtomicBool) {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while !flag.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    fn cores() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
     /// A write that, on the reader, waits (up to 5 s) until the helper has written once.
     struct Gate {
         reader: std::thread::ThreadId,
@@ -209,10 +221,7 @@ mod tests {
     impl Write for Gate {
         fn write(&self) -> bool {
             if std::thread::current().id() == self.reader {
-                let until = std::time::Instant::now() + Duration::from_secs(5);
-                while !self.helped.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
+                wait_for(&self.helped);
             } else {
                 self.by_helper.fetch_add(1, Ordering::SeqCst);
                 self.helped.store(true, Ordering::SeqCst);
@@ -234,10 +243,7 @@ mod tests {
                 self.tried.store(true, Ordering::SeqCst);
                 panic!("a write panicked on the helper (this test's own)");
             }
-            let until = std::time::Instant::now() + Duration::from_secs(5);
-            while !self.tried.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_micros(100));
-            }
+            wait_for(&self.tried);
             true
         }
     }
@@ -245,31 +251,27 @@ mod tests {
     #[test]
     fn a_helper_that_dies_never_holds_the_reader_up() {
         let helper = Helper::default();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let tried = Arc::new(std::sync::atomic::AtomicBool::new(cores < 2));
-        let items = (0..SHARE_FROM)
-            .map(|_| Boom {
-                reader: std::thread::current().id(),
-                tried: tried.clone(),
-            })
-            .collect();
+        let booms = || {
+            (0..SHARE_FROM)
+                .map(|_| Boom {
+                    reader: std::thread::current().id(),
+                    tried: tried.clone(),
+                })
+                .collect()
+        };
         // Returns, with the write the helper died in counted as not delivered.
-        let delivered = helper.write_all(items);
+        let delivered = helper.write_all(booms());
         assert_eq!(delivered, SHARE_FROM as u64 - u64::from(cores > 1));
         // From then on the reader writes alone (a helper would panic again).
-        let items = (0..SHARE_FROM)
-            .map(|_| Boom {
-                reader: std::thread::current().id(),
-                tried: tried.clone(),
-            })
-            .collect();
-        assert_eq!(helper.write_all(items), SHARE_FROM as u64);
+        assert_eq!(helper.write_all(booms()), SHARE_FROM as u64);
     }
 
     #[test]
     fn a_large_fan_out_is_shared_with_the_helper_on_several_cores() {
         let helper = Helper::default();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let fan_out = |n: usize| {
             let helped = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let by_helper = Arc::new(AtomicUsize::new(0));

@@ -227,11 +227,21 @@ const BIG_BASE: i64 = 1 << 50;
 
 /// The body of made-up event `id`: 64 KiB, so a few dozen fill a socket's buffers.
 fn big_body(id: i64) -> String {
-    format!("<p>{id}:{}</p>", "x".repeat(64 * 1024))
+    body_of(id, 64)
+}
+
+/// The body of made-up event `id`, of `kib` KiB.
+fn body_of(id: i64, kib: usize) -> String {
+    format!("<p>{id}:{}</p>", "x".repeat(kib * 1024))
 }
 
 /// Publishes made-up event `id` (one frame of [`big_body`]) to `user`'s streams.
 fn publish_big(hub: &parley::live::hub::Hub, user: i64, id: i64) {
+    publish_of(hub, user, id, 64);
+}
+
+/// Publishes made-up event `id` (one frame of [`body_of`] `kib`) to `user`'s streams.
+fn publish_of(hub: &parley::live::hub::Hub, user: i64, id: i64, kib: usize) {
     let to = [user];
     hub.publish(
         Logged {
@@ -247,7 +257,7 @@ fn publish_big(hub: &parley::live::hub::Hub, user: i64, id: i64) {
                     Action::Append,
                     "x".into(),
                     audience([user]),
-                    &big_body(id),
+                    &body_of(id, kib),
                 )],
             ))
         },
@@ -307,27 +317,9 @@ async fn a_large_fan_out_reaches_every_stream_once_and_in_order() {
     let hub = app.state.hub.clone();
     let base = BIG_BASE;
     let count = 30;
-    let body = |id: i64| format!("<p>{id}:{}</p>", "y".repeat(4 * 1024));
+    let body = |id: i64| body_of(id, 4);
     for id in base + 1..=base + count {
-        hub.publish(
-            Logged {
-                id,
-                event: None,
-                conversation: None,
-                explicit: &[ann.id],
-            },
-            || {
-                Arc::new(Rendered::new(
-                    id,
-                    vec![HubFrame::new(
-                        Action::Append,
-                        "x".into(),
-                        audience([ann.id]),
-                        &body(id),
-                    )],
-                ))
-            },
-        );
+        publish_of(&hub, ann.id, id, 4);
     }
     for s in &mut open {
         for id in base + 1..=base + count {
