@@ -362,6 +362,7 @@ async fn post_plain_pg(
         prev: &prev,
         unread: &unread,
     };
+    let turn = cx.posts.turn(conversation_id).await;
     let mut conn = pool.acquire().await?;
     let started = std::time::Instant::now();
     let posted = match db::messages::post_pg(
@@ -382,6 +383,7 @@ async fn post_plain_pg(
         r => r?,
     };
     drop(conn);
+    drop(turn);
     if posted.ctx.is_some() && !posted.locked {
         // Another post to this conversation is under way; nothing was written.
         return Ok(None);

@@ -2,7 +2,7 @@
 //! lands exactly once, in one order every reader agrees on, with its live frame; a post that may
 //! not land (a stranger's, a read-only direct conversation's) is refused alone; a retried client
 //! id returns the first message. On PostgreSQL, where a plain post is one statement of its own,
-//! the same holds: posts to one conversation take its lock.
+//! the same holds, with posts sent through two nodes: posts to one conversation take its lock.
 
 use std::collections::HashSet;
 
@@ -62,9 +62,27 @@ async fn concurrent_posts_land_once_each_in_one_order_with_their_frames() {
 
     let mut everyone = vec![&ann];
     everyone.extend(others.iter());
+    // On PostgreSQL every other sender posts through a second node: posts from one node take
+    // turns there (`chat::posting::Turns`), posts from two nodes race in the database.
+    let node_b = if app.on_postgres() {
+        Some(app.second_node().await)
+    } else {
+        None
+    };
+    let senders: Vec<Client> = everyone
+        .iter()
+        .enumerate()
+        .map(|(n, c)| match &node_b {
+            Some(b) if n % 2 == 1 => Client {
+                base: b.base.clone(),
+                ..(*c).clone()
+            },
+            _ => (*c).clone(),
+        })
+        .collect();
     let path = format!("/conversations/{group}/messages");
     let mut sends = Vec::new();
-    for (n, c) in everyone.iter().enumerate() {
+    for (n, c) in senders.iter().enumerate() {
         for k in 0..5 {
             let body = format!("note {n}-{k}");
             let cid = format!("c{n}x{k}");
