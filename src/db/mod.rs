@@ -186,6 +186,9 @@ pub(crate) fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Which backend a URL selects.
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
@@ -200,6 +203,18 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
+                // A connection in use a moment ago is alive: pinging it would add a round trip
+                // to every request. One idle for longer may have been cut (a restarted server, a
+                // firewall's timeout), so it is pinged first and replaced if that fails.
+                .test_before_acquire(false)
+                .before_acquire(|c, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            sqlx::Connection::ping(c).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 // A message acknowledged to a user must survive a crash.
                 .after_connect(|c, _| {
                     Box::pin(async move {
@@ -241,6 +256,9 @@ impl Db {
             .max_connections(4)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
+            // A connection to a local file cannot be cut, and a ping is a round trip to its
+            // driver thread on every read.
+            .test_before_acquire(false)
             // A small page cache each: the operating system caches the file anyway.
             .connect_lazy_with(base.read_only(true).pragma("cache_size", "-256"));
         let write = Writer::new(write, 0)
