@@ -286,8 +286,9 @@ pub async fn run_presence_publisher(
 /// not waited for, and one `NOTIFY` covers every commit made while the previous one was sent.
 ///
 /// It starts after the commits it announces, so a node woken by it finds them. A `NOTIFY` lost
-/// in a crash only delays other nodes until their reader's poll (500 ms); it carries no data,
-/// so its own commit need not wait for the disk (`synchronous_commit = off` on this connection).
+/// in a crash only delays other nodes until their reader's poll (500 ms); it carries no data
+/// (only this node's id, so its own listener can skip it), so its own commit need not wait for
+/// the disk (`synchronous_commit = off` on this connection).
 pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
     use sqlx::{ConnectOptions, Connection};
     let mut conn: Option<sqlx::PgConnection> = None;
@@ -311,8 +312,10 @@ pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Ca
                 Err(e) => tracing::warn!(error = %e, "announcer connection failed"),
             }
         }
+        // Named by this node, so its own listener does not read the log again for it.
         let sent = match conn.as_mut() {
-            Some(c) => sqlx::query("SELECT pg_notify('parley_events', '')")
+            Some(c) => sqlx::query("SELECT pg_notify('parley_events', $1)")
+                .bind(hub.node.to_string())
                 .execute(&mut *c)
                 .await
                 .map(|_| ()),
@@ -378,6 +381,7 @@ pub async fn run_pg_listener(
         hub.wake();
         refresh_now.notify_one();
         admin_wake.notify_one();
+        let own_node = hub.node.to_string();
         loop {
             tokio::select! {
                 n = listener.try_recv() => match n {
@@ -404,6 +408,9 @@ pub async fn run_pg_listener(
                         }
                     }
                     Ok(Some(n)) if n.channel() == "parley_admin" => admin_wake.notify_one(),
+                    // This node's announcer: its reader was woken at each commit already.
+                    Ok(Some(n))
+                        if n.channel() == "parley_events" && n.payload() == own_node => {}
                     Ok(Some(n)) if n.channel() == db::cache::CHANNEL => {
                         if let Some(c) = &caches {
                             c.notice(n.payload());

@@ -414,6 +414,21 @@ async fn on_postgresql_an_event_committed_on_one_node_reaches_streams_on_another
         .expect_target("append", &format!("messages-{conversation}"))
         .await;
     assert!(f.data.contains("across nodes"));
+    // Each post is announced to the other node at once: well within the reader's 500 ms poll,
+    // which is all that would bring it there if the announcement were lost or skipped.
+    for i in 0..5 {
+        let text = format!("announced {i}");
+        ann.say(conversation, &text).await;
+        let f = s
+            .expect(Duration::from_millis(250), &text, |f| {
+                f.event == "append" && f.data.contains(&text)
+            })
+            .await;
+        assert_eq!(
+            f.target().as_deref(),
+            Some(format!("messages-{conversation}").as_str())
+        );
+    }
     // And the other way round.
     let mut a = ann.stream().await;
     bob_b.say(conversation, "and back").await;
