@@ -112,6 +112,8 @@ pub async fn run_log_reader(
         Db::Sqlite { .. } => Duration::from_secs(30),
     };
     let mut read_log = true;
+    // Looks in a row that found an event committed here still held back (see below).
+    let mut held_looks = 0;
     loop {
         if read_log && let Err(e) = drain(&hub, &db, &mut cursor).await {
             tracing::error!(error = %e, "reading the event log failed; retrying");
@@ -122,6 +124,8 @@ pub async fn run_log_reader(
             continue;
         }
         read_log = feed.is_none();
+        let held_back = hub.local_high.load(std::sync::atomic::Ordering::SeqCst) > cursor;
+        held_looks = if held_back { held_looks + 1 } else { 0 };
         let lost = |feed: &Option<db::writer::Feed>| {
             feed.as_ref()
                 .is_some_and(|f| f.lost.swap(false, std::sync::atomic::Ordering::SeqCst))
@@ -136,18 +140,22 @@ pub async fn run_log_reader(
                 }
             },
             _ = hub.wake.notified() => read_log |= lost(&feed),
-            // An event committed here but held back behind an older transaction: look again
-            // soon rather than at the next poll.
-            _ = tokio::time::sleep(
-                if hub.local_high.load(std::sync::atomic::Ordering::SeqCst) > cursor {
-                    Duration::from_millis(10)
-                } else {
-                    poll
-                }
-            ) => read_log = true,
+            // An event committed here but held back behind an older transaction (one that
+            // wrote no event, so its end wakes nobody): look again soon rather than at the
+            // next poll.
+            _ = tokio::time::sleep(if held_back { held_back_retry(held_looks) } else { poll }) => {
+                read_log = true
+            }
             _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// When to look again for an event held back behind an older transaction, at the `looks`-th
+/// look that found it so: after 1 ms, then 2, 4, 8 and every 10 ms. Most such transactions end
+/// within a millisecond or two (a post in flight); a long one costs a query every 10 ms.
+fn held_back_retry(looks: u32) -> Duration {
+    Duration::from_millis((1u64 << looks.saturating_sub(1).min(4)).min(10))
 }
 
 /// Renders and publishes `rows` past `cursor`, in order.
@@ -447,6 +455,13 @@ pub async fn run_pg_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_back_event_is_looked_for_soon_then_less_often() {
+        let ms = |n| held_back_retry(n).as_millis();
+        assert_eq!((1..=6).map(ms).collect::<Vec<_>>(), [1, 2, 4, 8, 10, 10]);
+        assert_eq!(ms(u32::MAX), 10);
+    }
 
     #[test]
     fn presence_messages_parse() {

@@ -462,3 +462,43 @@ async fn on_sqlite_the_wal_is_checkpointed_beside_the_writer() {
         size()
     );
 }
+
+// On PostgreSQL an event becomes readable once every older transaction has ended. An older one
+// that writes no event wakes no reader when it ends; the event still arrives within
+// milliseconds of it (`live::run_log_reader` looks again), not at the reader's 500 ms poll.
+#[tokio::test]
+async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_after_it_ends() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        // SQLite has one writer: ids are given in commit order, so nothing is ever held back.
+        return;
+    }
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let mut b = bob.stream().await;
+    b.drain(Duration::from_millis(300)).await;
+    let mut older = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let mut tx = older.begin().await.unwrap();
+    // A transaction id of its own, as any writing transaction has; it writes nothing.
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    ann.say(c, "after the older one").await;
+    let mine = |f: &Frame| f.event == "append" && f.data.contains("after the older one");
+    b.assert_none(
+        Duration::from_millis(200),
+        "the post while an older transaction runs",
+        mine,
+    )
+    .await;
+    tx.commit().await.unwrap();
+    // Both waits together stay under the poll, which would otherwise be what brings it.
+    b.expect(
+        Duration::from_millis(150),
+        "the post once the older transaction ended",
+        mine,
+    )
+    .await;
+}
