@@ -113,7 +113,7 @@ pub async fn run_log_reader(
     };
     let mut read_log = true;
     // Looks in a row that found an event committed here still held back (see below).
-    let mut held_looks = 0;
+    let mut held_looks: u32 = 0;
     loop {
         if read_log && let Err(e) = drain(&hub, &db, &mut cursor).await {
             tracing::error!(error = %e, "reading the event log failed; retrying");
@@ -125,7 +125,11 @@ pub async fn run_log_reader(
         }
         read_log = feed.is_none();
         let held_back = hub.local_high.load(std::sync::atomic::Ordering::SeqCst) > cursor;
-        held_looks = if held_back { held_looks + 1 } else { 0 };
+        held_looks = if held_back {
+            held_looks.saturating_add(1)
+        } else {
+            0
+        };
         let lost = |feed: &Option<db::writer::Feed>| {
             feed.as_ref()
                 .is_some_and(|f| f.lost.swap(false, std::sync::atomic::Ordering::SeqCst))
