@@ -255,13 +255,19 @@ pub struct StreamStart {
 pub async fn stream_start(rc: &mut ReadConn, user: i64) -> sqlx::Result<StreamStart> {
     use sqlx::Connection;
     async fn read(c: &mut Conn<'_>, user: i64) -> sqlx::Result<StreamStart> {
+        let position = last_id(c).await?;
         Ok(StreamStart {
-            position: last_id(c).await?,
+            position,
             pruned_through: pruned_through(c).await?,
+            // As of `position`. On PostgreSQL a membership committed by a transaction whose
+            // event is still held back (an older transaction is running) is already visible
+            // here; counting it would hand this user that conversation's older held-back events
+            // too. The Hub adds it when it applies the joining event.
             conversations: run!(c, e => sqlx::query_scalar(
-                "SELECT conversation_id FROM members WHERE user_id = $1",
+                "SELECT conversation_id FROM members WHERE user_id = $1 AND joined_event <= $2",
             )
             .bind(user)
+            .bind(position)
             .fetch_all(e)
             .await)?,
             contacts: super::conversations::contact_ids(c, user).await?,

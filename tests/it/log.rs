@@ -502,3 +502,57 @@ async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_a
     )
     .await;
 }
+
+// On PostgreSQL a stream can start while a membership is already visible but its event is still
+// held back behind an older transaction. The stream counts that conversation from the joining
+// event on: nothing said there before it reaches the new member live.
+#[tokio::test]
+async fn on_postgresql_a_stream_started_while_its_joining_is_held_back_gets_nothing_from_before() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        // SQLite has one writer: a stream's snapshot and its log position always agree.
+        return;
+    }
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob]).await;
+    let before = position(&carl).await;
+    let mut older = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let mut tx = older.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // Both committed, both held back behind the older transaction.
+    ann.say(g, "before carl joined").await;
+    ann.post(
+        &format!("/conversations/{g}/members"),
+        &[("username", "carl")],
+    )
+    .await;
+    let mut s = carl.stream_at(&format!("/events?after={before}")).await;
+    tx.commit().await.unwrap();
+    ann.say(g, "after carl joined").await;
+    let mut seen = Vec::new();
+    loop {
+        let f = s.next(LIVE).await.expect("carl's frames");
+        let done = f.event == "append" && f.data.contains("after carl joined");
+        seen.push(f);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|f| f.event == "append" && f.data.contains("before carl joined")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|f| f.event == "prepend" && f.target().as_deref() == Some("conversation-list")),
+        "{seen:?}"
+    );
+}
