@@ -463,12 +463,29 @@ async fn on_sqlite_the_wal_is_checkpointed_beside_the_writer() {
     );
 }
 
+/// On PostgreSQL: a transaction with an id of its own, as any writing transaction has, that writes
+/// nothing. Every event committed after it began is held back until [`release_the_log`].
+async fn hold_back_the_log(app: &TestApp) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c
+}
+
+/// Ends the transaction of [`hold_back_the_log`].
+async fn release_the_log(mut c: sqlx::PgConnection) {
+    sqlx::query("COMMIT").execute(&mut c).await.unwrap();
+}
+
 // On PostgreSQL an event becomes readable once every older transaction has ended. An older one
 // that writes no event wakes no reader when it ends; the event still arrives within
 // milliseconds of it (`live::run_log_reader` looks again), not at the reader's 500 ms poll.
 #[tokio::test]
 async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_after_it_ends() {
-    use sqlx::Connection;
     let app = TestApp::spawn().await;
     if !app.on_postgres() {
         // SQLite has one writer: ids are given in commit order, so nothing is ever held back.
@@ -478,13 +495,7 @@ async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_a
     let c = ann.direct_with(&bob).await;
     let mut b = bob.stream().await;
     b.drain(Duration::from_millis(300)).await;
-    let mut older = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-    let mut tx = older.begin().await.unwrap();
-    // A transaction id of its own, as any writing transaction has; it writes nothing.
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let older = hold_back_the_log(&app).await;
     ann.say(c, "after the older one").await;
     let mine = |f: &Frame| f.event == "append" && f.data.contains("after the older one");
     b.assert_none(
@@ -493,7 +504,7 @@ async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_a
         mine,
     )
     .await;
-    tx.commit().await.unwrap();
+    release_the_log(older).await;
     // Both waits together stay under the poll, which would otherwise be what brings it.
     b.expect(
         Duration::from_millis(150),
@@ -508,7 +519,6 @@ async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_a
 // event on: nothing said there before it reaches the new member live.
 #[tokio::test]
 async fn on_postgresql_a_stream_started_while_its_joining_is_held_back_gets_nothing_from_before() {
-    use sqlx::Connection;
     let app = TestApp::spawn().await;
     if !app.on_postgres() {
         // SQLite has one writer: a stream's snapshot and its log position always agree.
@@ -519,12 +529,7 @@ async fn on_postgresql_a_stream_started_while_its_joining_is_held_back_gets_noth
     befriend(&ann, &carl).await;
     let g = ann.group("Trip", &[&bob]).await;
     let before = position(&carl).await;
-    let mut older = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-    let mut tx = older.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let older = hold_back_the_log(&app).await;
     // Both committed, both held back behind the older transaction.
     ann.say(g, "before carl joined").await;
     ann.post(
@@ -533,7 +538,7 @@ async fn on_postgresql_a_stream_started_while_its_joining_is_held_back_gets_noth
     )
     .await;
     let mut s = carl.stream_at(&format!("/events?after={before}")).await;
-    tx.commit().await.unwrap();
+    release_the_log(older).await;
     ann.say(g, "after carl joined").await;
     let mut seen = Vec::new();
     loop {
