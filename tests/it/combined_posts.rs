@@ -237,3 +237,41 @@ async fn a_post_sets_its_authors_badge_to_what_is_unread_elsewhere() {
         Some("1")
     );
 }
+
+// Every pooled PostgreSQL connection commits synchronously (an acknowledged post survives a
+// crash) and plans each prepared statement once: replanning the post statement cost as much
+// as running it (`db::SESSION_SETTINGS`).
+#[tokio::test]
+async fn on_postgresql_pooled_connections_commit_synchronously_and_plan_once() {
+    let app = TestApp::spawn().await;
+    if !app.on_postgres() {
+        return;
+    }
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    // Posts put connections through use; each one the pool hands out afterwards is checked.
+    for i in 0..10 {
+        ann.say(c, &format!("post {i}")).await;
+    }
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut rc = app.state.db.read().await.unwrap();
+        let parley::db::Conn::Pg(conn) = rc.conn() else {
+            unreachable!("a PostgreSQL app hands out PostgreSQL connections")
+        };
+        let sync: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let plans: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            (sync.as_str(), plans.as_str()),
+            ("on", "force_generic_plan")
+        );
+        // Held, so the next read gets another connection.
+        held.push(rc);
+    }
+}
