@@ -20,8 +20,11 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 /// The most use cases one commit covers (bounds the wait of the first of them).
 pub const MAX_BATCH: usize = 256;
 
-/// How often, at most, the WAL is checkpointed beside the writer.
-pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often, at most, the WAL is checkpointed beside the writer. A page written again and again
+/// (a conversation's row, an index's upper pages) is copied into the database file once per
+/// checkpoint: once a second instead of every 100 ms cut the server's CPU per message by ~10 %
+/// under load (docs/performance.md, tenth session).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// The writer's own checkpoint threshold (pages): only a backstop (see
 /// [`Writer::checkpoint_beside`]). 16,384 pages of 4 KiB: a 64 MiB WAL.
