@@ -310,6 +310,13 @@ impl Db {
             Db::Sqlite { write, .. } => {
                 let mut g = write.exclusive().await;
                 sqlx::migrate!("migrations/sqlite").run(&mut g.conn).await?;
+                // A batch's savepoints stay open until its COMMIT, so their statement journal
+                // outgrew SQLite's in-memory 64 KiB and went to a temporary file, a write per
+                // page: in memory it is up to a few MiB for the length of one batch. Only after
+                // the migrations, whose index builds may sort a large table in temporary files.
+                sqlx::query("PRAGMA temp_store = MEMORY")
+                    .execute(&mut g.conn)
+                    .await?;
                 let last: i64 = sqlx::query_scalar(
                     "SELECT MAX(last_id, COALESCE((SELECT MAX(id) FROM events), 0)) FROM log_state",
                 )

@@ -30,6 +30,16 @@ pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_mill
 /// [`Writer::checkpoint_beside`]). 16,384 pages of 4 KiB: a 64 MiB WAL.
 pub const BACKSTOP_CHECKPOINT_PAGES: u32 = 16_384;
 
+/// A WAL this long (frames: 16 MiB) is started again from its beginning before the next batch
+/// (see `WriterState::settle`) instead of growing to the backstop, where every commit would
+/// copy and sync the database file until SQLite got to restart it (docs/performance.md,
+/// eleventh session).
+pub const RESTART_WAL_FRAMES: i64 = 4096;
+
+/// The checkpoint beside the writer's next wait after it found the WAL that long: under a load
+/// that writes 16 MiB of WAL a second, a second's wait would reach the backstop.
+pub const CHECKPOINT_SOON: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Puts the batch's new messages into the search index, just before its COMMIT: one FTS5 segment
 /// per commit instead of one per savepoint (see migrations/sqlite/0012). Cheap when there are
 /// none: a seek past the last indexed id.
@@ -68,6 +78,8 @@ pub struct WriterState {
     users: Arc<UserCache>,
     /// Told after each commit: the WAL has grown (see [`Writer::checkpoint_beside`]).
     checkpoint: Option<mpsc::Sender<()>>,
+    /// Set beside the writer when the WAL has grown long: copy the rest before the next batch.
+    restart_wal: Arc<AtomicBool>,
 }
 
 /// Committed events, straight from the writer, so the Hub need not read them back.
@@ -161,6 +173,24 @@ impl std::fmt::Debug for Writer {
     }
 }
 
+/// Copies the WAL into the database file without waiting for the writer or a reader (PASSIVE), and
+/// never making them wait; returns the WAL's length in frames (0 when this failed).
+async fn passive_checkpoint(conn: &mut SqliteConnection) -> i64 {
+    match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(conn)
+        .await
+    {
+        Ok((_, log, done)) => {
+            tracing::trace!(log, done, "checkpointed the WAL");
+            log
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpointing the WAL failed");
+            0
+        }
+    }
+}
+
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
     sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
 }
@@ -189,6 +219,7 @@ impl Writer {
                 lost: Arc::new(AtomicBool::new(false)),
                 users: users.clone(),
                 checkpoint: None,
+                restart_wal: Arc::new(AtomicBool::new(false)),
             })),
             waiting: Arc::new(AtomicUsize::new(0)),
         })
@@ -226,19 +257,26 @@ impl Writer {
     /// old pages). Ends when the writer is dropped.
     pub async fn checkpoint_beside(&self, mut conn: SqliteConnection) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        self.exclusive().await.checkpoint = Some(tx);
+        let restart = {
+            let mut g = self.exclusive().await;
+            g.checkpoint = Some(tx);
+            g.restart_wal.clone()
+        };
         tokio::spawn(async move {
+            let mut wait = CHECKPOINT_EVERY;
             while rx.recv().await.is_some() {
                 // Commits during the wait share this checkpoint.
-                tokio::time::sleep(CHECKPOINT_EVERY).await;
+                tokio::time::sleep(wait).await;
                 while rx.try_recv().is_ok() {}
-                // PASSIVE: never waits for the writer or a reader, never makes them wait.
-                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_one(&mut conn)
-                    .await
-                {
-                    Ok((_, log, done)) => tracing::trace!(log, done, "checkpointed the WAL"),
-                    Err(e) => tracing::warn!(error = %e, "checkpointing the WAL failed"),
+                wait = CHECKPOINT_EVERY;
+                if passive_checkpoint(&mut conn).await >= RESTART_WAL_FRAMES {
+                    // Under steady commits the WAL only grows (see `WriterState::settle`). A
+                    // second pass copies what was committed during the first, so the writer's
+                    // own copy before its next batch is short; then the WAL starts again.
+                    passive_checkpoint(&mut conn).await;
+                    restart.store(true, Ordering::SeqCst);
+                    // At this rate a second's wait would take the WAL to the backstop.
+                    wait = CHECKPOINT_SOON;
                 }
             }
         });
@@ -315,6 +353,17 @@ impl WriterState {
         if let Some(savepoint) = self.owed_rollback.take() {
             let mark = self.pending.len();
             self.abort(savepoint, mark).await;
+        }
+        if !self.open && self.restart_wal.swap(false, Ordering::SeqCst) {
+            // SQLite starts the WAL again from its beginning when a write transaction begins
+            // with every frame copied into the database file and no reader in the WAL. Under
+            // steady commits the checkpoint beside the writer never catches up with the last
+            // one, so it grew to the backstop. Here no commit can come between this copy (only
+            // what was committed since that checkpoint, so short) and the next BEGIN. PASSIVE:
+            // a reader still in the WAL is not waited for; the WAL then restarts next time.
+            if let Err(e) = exec(&mut self.conn, "PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::warn!(error = %e, "checkpointing the WAL before a batch failed");
+            }
         }
     }
 

@@ -463,6 +463,65 @@ async fn on_sqlite_the_wal_is_checkpointed_beside_the_writer() {
     );
 }
 
+/// Under steady commits SQLite never gets to start its WAL again from the beginning: that needs
+/// a write to begin with every frame already copied into the database file, and the checkpoint
+/// beside the writer never catches up with the last commit. So the WAL grew to the writer's
+/// backstop, where each commit copied and synced the database file. Now the writer copies the
+/// last few frames itself before a batch once the WAL is long, and the WAL restarts long before
+/// the backstop: here, by the time it is half as long.
+#[tokio::test]
+async fn on_sqlite_steady_commits_restart_the_wal_long_before_the_backstop() {
+    let app = TestApp::spawn().await;
+    let Some(path) = app.db.url.strip_prefix("sqlite://").map(str::to_owned) else {
+        return; // PostgreSQL manages its own write-ahead log
+    };
+    let wal = format!("{path}-wal");
+    // Bytes 12..16 of the WAL header count its restarts (the checkpoint sequence number).
+    let restarts = || {
+        let head = std::fs::read(&wal).unwrap_or_default();
+        head.get(12..16)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let direct = ann.direct_with(&bob).await;
+    let body = "w".repeat(parley::domain::MESSAGE_MAX_CHARS);
+    let say = |k: usize| {
+        let ann = &ann;
+        let body = &body;
+        async move {
+            let r = ann
+                .post(
+                    &format!("/conversations/{direct}/messages"),
+                    &[("body", &format!("{k}{}", &body[k.to_string().len()..]))],
+                )
+                .await;
+            assert!(r.status.is_redirection(), "{}", r.body);
+        }
+    };
+    // Whatever the setup left is copied in, and a first commit may restart the WAL at leisure.
+    tokio::time::sleep(db::writer::CHECKPOINT_EVERY * 2).await;
+    say(0).await;
+    let before = restarts();
+    let half = u64::from(db::writer::BACKSTOP_CHECKPOINT_PAGES) * 4096 / 2;
+    let mut k = 1;
+    while restarts() == before {
+        assert!(
+            size() < half,
+            "the WAL grew to {} bytes under steady commits without starting again",
+            size()
+        );
+        for _ in 0..10 {
+            say(k).await;
+            k += 1;
+        }
+    }
+    // The newest message reads back whole after the restart.
+    let page = ann.get(&format!("/conversations/{direct}")).await;
+    let newest = format!("{}{}", k - 1, &body[(k - 1).to_string().len()..]);
+    assert!(page.body.contains(&newest), "the newest message is shown");
+}
+
 /// On PostgreSQL: a transaction with an id of its own, as any writing transaction has, that writes
 /// nothing. Every event committed after it began is held back until [`release_the_log`].
 async fn hold_back_the_log(app: &TestApp) -> sqlx::PgConnection {
