@@ -42,11 +42,14 @@ pub const CHECKPOINT_SOON: std::time::Duration = std::time::Duration::from_milli
 
 /// Puts the batch's new messages into the search index, just before its COMMIT: one FTS5 segment
 /// per commit instead of one per savepoint (see migrations/sqlite/0012). Cheap when there are
-/// none: a seek past the last indexed id.
+/// none: a seek past the last indexed id. Then merges at most 16 pages of the index's segments,
+/// and only where a level holds 4 or more (FTS5's `usermerge`): automerge is off (0013), since
+/// it merged in bursts of hundreds of pages inside one commit.
 const INDEX_NEW_MESSAGES: &str = "\
     INSERT INTO messages_fts (rowid, body, conversation_id, author_id) \
     SELECT id, body, conversation_id, author_id FROM messages \
     WHERE id > (SELECT fts_through FROM log_state WHERE singleton = 1) AND kind = 'text'; \
+    INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', 16); \
     UPDATE log_state SET fts_through = m FROM (SELECT MAX(id) AS m FROM messages) \
     WHERE singleton = 1 AND fts_through < m";
 
