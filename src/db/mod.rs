@@ -195,9 +195,9 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// - `plan_cache_mode = force_generic_plan`: each prepared statement is planned once per
 ///   connection. Left to choose (`auto`), PostgreSQL in some runs planned the post statement
 ///   (one large `WITH` of reads and writes) anew for about half of all posts, at ~1.2 ms of its
-///   CPU each: as much as running it. Every query here looks rows up by key or by a range of ids, where
-///   a plan made for the values at hand is no better, and `auto` already settled on the generic
-///   plan for nearly every other statement.
+///   CPU each: as much as running it. Every query here looks rows up by key or by a range of
+///   ids, where a plan made for the values at hand is no better, and `auto` already settled on
+///   the generic plan for nearly every other statement.
 const SESSION_SETTINGS: &str =
     "SET synchronous_commit = on; SET plan_cache_mode = force_generic_plan";
 

@@ -252,8 +252,8 @@ impl Writer {
     }
 
     /// From now on the WAL is copied into the database file by `conn`, a connection of its own,
-    /// in a task beside the writer, at most every [`CHECKPOINT_EVERY`] while commits come and not
-    /// at all while none do. SQLite's own checkpoint runs inside the commit that crosses its
+    /// in a task beside the writer, at most every [`CHECKPOINT_EVERY`] while commits come (every
+    /// [`CHECKPOINT_SOON`] while the WAL grows fast) and not at all while none do. SQLite's own checkpoint runs inside the commit that crosses its
     /// threshold, so every thousandth page or so a commit (and every use case waiting on it) also
     /// paid for copying and syncing the database file. The writer connection should keep a high
     /// `wal_autocheckpoint` as a backstop, in case this task cannot keep up (a long read holds
@@ -364,9 +364,7 @@ impl WriterState {
             // one, so it grew to the backstop. Here no commit can come between this copy (only
             // what was committed since that checkpoint, so short) and the next BEGIN. PASSIVE:
             // a reader still in the WAL is not waited for; the WAL then restarts next time.
-            if let Err(e) = exec(&mut self.conn, "PRAGMA wal_checkpoint(PASSIVE)").await {
-                tracing::warn!(error = %e, "checkpointing the WAL before a batch failed");
-            }
+            passive_checkpoint(&mut self.conn).await;
         }
     }
 

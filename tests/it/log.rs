@@ -486,14 +486,16 @@ async fn on_sqlite_steady_commits_restart_the_wal_long_before_the_backstop() {
     let (ann, bob) = app.friends("ann", "bob").await;
     let direct = ann.direct_with(&bob).await;
     let body = "w".repeat(parley::domain::MESSAGE_MAX_CHARS);
+    // The longest message there is, numbered.
+    let text = |k: usize| format!("{k}{}", &body[k.to_string().len()..]);
     let say = |k: usize| {
         let ann = &ann;
-        let body = &body;
+        let text = &text;
         async move {
             let r = ann
                 .post(
                     &format!("/conversations/{direct}/messages"),
-                    &[("body", &format!("{k}{}", &body[k.to_string().len()..]))],
+                    &[("body", &text(k))],
                 )
                 .await;
             assert!(r.status.is_redirection(), "{}", r.body);
@@ -518,8 +520,10 @@ async fn on_sqlite_steady_commits_restart_the_wal_long_before_the_backstop() {
     }
     // The newest message reads back whole after the restart.
     let page = ann.get(&format!("/conversations/{direct}")).await;
-    let newest = format!("{}{}", k - 1, &body[(k - 1).to_string().len()..]);
-    assert!(page.body.contains(&newest), "the newest message is shown");
+    assert!(
+        page.body.contains(&text(k - 1)),
+        "the newest message is shown"
+    );
 }
 
 /// On PostgreSQL: a transaction with an id of its own, as any writing transaction has, that writes
