@@ -225,6 +225,7 @@ impl App {
             state.db.clone(),
             start_cursor,
             feed,
+            Duration::from_millis(state.config.log_poll_ms),
             shutdown.clone(),
         ));
         if let Db::Postgres(pool) = &state.db {

@@ -377,6 +377,19 @@ pub struct Config {
     /// production: a push endpoint is otherwise always https.
     #[arg(long, env = "PARLEY_PUSH_ALLOW_INSECURE", hide = true, global = true)]
     pub push_allow_insecure: bool,
+
+    /// PostgreSQL: how often (ms) a node reads the event log without being woken by another
+    /// node's `NOTIFY`. Only a lost notice waits this long. Tests raise it to show that the
+    /// notices alone carry events between nodes.
+    #[arg(
+        long,
+        env = "PARLEY_LOG_POLL_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(10..),
+        hide = true,
+        global = true
+    )]
+    pub log_poll_ms: u64,
 }
 
 impl Config {

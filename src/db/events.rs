@@ -116,10 +116,13 @@ pub async fn append(
         Tx::Pg(t, n, _) => {
             *n += 1;
             // The NOTIFY wakes every node's reader at commit (repeats in one transaction fold).
+            // It names the position below this transaction's events, so a reader that finds them
+            // held back behind an older transaction looks again until it has read them.
             let (id, _): (i64, String) = sqlx::query_as(
                 "WITH e AS (INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) \
                  VALUES ((pg_current_xact_id()::text::bigint << 16) + $1, $2, $3, $4, $5, $6) RETURNING id) \
-                 SELECT id, pg_notify('parley_events', '')::text FROM e",
+                 SELECT id, pg_notify('parley_events', \
+                 (pg_current_xact_id()::text::bigint << 16)::text)::text FROM e",
             )
             .bind(*n)
             .bind(kind)

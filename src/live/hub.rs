@@ -321,9 +321,10 @@ pub struct Hub {
     /// Wakes the announcer (PostgreSQL): events were committed that other nodes have not been
     /// told of (see `live::run_event_announcer`).
     pub(crate) announce: Notify,
-    /// The newest event this node committed quietly (PostgreSQL): the reader looks again soon
-    /// while its cursor is below it (the event may be held back behind an older transaction).
-    pub(crate) local_high: std::sync::atomic::AtomicI64,
+    /// The newest event position known to be committed (PostgreSQL): by this node quietly, or
+    /// named by any node's `NOTIFY`. The reader looks again soon while its cursor is below it
+    /// (the event may be held back behind an older transaction).
+    pub(crate) committed_high: std::sync::atomic::AtomicI64,
     /// This node's random id (presence messages from other nodes carry theirs).
     pub node: u64,
     /// Where local presence changes go to reach other nodes (set on PostgreSQL).
@@ -441,7 +442,7 @@ impl Hub {
             grace,
             wake: Notify::new(),
             announce: Notify::new(),
-            local_high: std::sync::atomic::AtomicI64::new(0),
+            committed_high: std::sync::atomic::AtomicI64::new(0),
             node: rand::random(),
             outbox: Mutex::new(None),
             fed: std::sync::atomic::AtomicBool::new(false),
@@ -464,9 +465,16 @@ impl Hub {
     /// Events committed without a `NOTIFY` of their own: wakes this node's reader, and has the
     /// announcer tell the other nodes (one `NOTIFY` for all commits made while it was busy).
     pub fn committed_quietly(&self, event_id: i64) {
-        self.local_high.fetch_max(event_id, Ordering::SeqCst);
+        self.committed_high.fetch_max(event_id, Ordering::SeqCst);
         self.wake();
         self.announce.notify_one();
+    }
+
+    /// A `NOTIFY` said events up to `position` were committed (PostgreSQL): wakes the reader,
+    /// which keeps looking until it has read past `position`.
+    pub fn committed_at(&self, position: i64) {
+        self.committed_high.fetch_max(position, Ordering::SeqCst);
+        self.wake();
     }
 
     /// The writer hands committed events to the reader itself (SQLite): [`Hub::wake`] has

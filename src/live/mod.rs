@@ -103,12 +103,13 @@ pub async fn run_log_reader(
     db: Db,
     mut cursor: i64,
     mut feed: Option<db::writer::Feed>,
+    pg_poll: Duration,
     shutdown: CancellationToken,
 ) {
     // On PostgreSQL another node may commit: its NOTIFY wakes us; the poll covers a lost listener
     // (and events held back behind a transaction that was still running).
     let poll = match db {
-        Db::Postgres(_) => Duration::from_millis(500),
+        Db::Postgres(_) => pg_poll,
         Db::Sqlite { .. } => Duration::from_secs(30),
     };
     let mut read_log = true;
@@ -124,7 +125,7 @@ pub async fn run_log_reader(
             continue;
         }
         read_log = feed.is_none();
-        let held_back = hub.local_high.load(std::sync::atomic::Ordering::SeqCst) > cursor;
+        let held_back = hub.committed_high.load(std::sync::atomic::Ordering::SeqCst) > cursor;
         held_looks = if held_back {
             held_looks.saturating_add(1)
         } else {
@@ -298,7 +299,7 @@ pub async fn run_presence_publisher(
 /// not waited for, and one `NOTIFY` covers every commit made while the previous one was sent.
 ///
 /// It starts after the commits it announces, so a node woken by it finds them. A `NOTIFY` lost
-/// in a crash only delays other nodes until their reader's poll (500 ms); it carries no data
+/// in a crash only delays other nodes until their reader's poll (500 ms by default); it carries no data
 /// (only this node's id, so its own listener can skip it), so its own commit need not wait for
 /// the disk (`synchronous_commit = off` on this connection).
 pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
@@ -324,10 +325,12 @@ pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Ca
                 Err(e) => tracing::warn!(error = %e, "announcer connection failed"),
             }
         }
-        // Named by this node, so its own listener does not read the log again for it.
+        // Named by this node, so its own listener does not read the log again for it, and with
+        // the newest position committed, so other nodes look until they have read that far.
+        let high = hub.committed_high.load(std::sync::atomic::Ordering::SeqCst);
         let sent = match conn.as_mut() {
             Some(c) => sqlx::query("SELECT pg_notify('parley_events', $1)")
-                .bind(hub.node.to_string())
+                .bind(format!("{} {high}", hub.node))
                 .execute(&mut *c)
                 .await
                 .map(|_| ()),
@@ -345,6 +348,15 @@ pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Ca
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+/// A `parley_events` notice: `POSITION` (sent by a transaction that logged events, each after
+/// that position) or `NODE POSITION` (a node's announcer, see [`run_event_announcer`]).
+fn parse_committed(payload: &str) -> Option<(Option<&str>, i64)> {
+    match payload.split_once(' ') {
+        Some((node, position)) => Some((Some(node), position.parse().ok()?)),
+        None => Some((None, payload.parse().ok()?)),
     }
 }
 
@@ -394,6 +406,7 @@ pub async fn run_pg_listener(
         refresh_now.notify_one();
         admin_wake.notify_one();
         let own_node = hub.node.to_string();
+        let own_node = own_node.as_str();
         loop {
             tokio::select! {
                 n = listener.try_recv() => match n {
@@ -420,9 +433,12 @@ pub async fn run_pg_listener(
                         }
                     }
                     Ok(Some(n)) if n.channel() == "parley_admin" => admin_wake.notify_one(),
-                    // This node's announcer: its reader was woken at each commit already.
-                    Ok(Some(n))
-                        if n.channel() == "parley_events" && n.payload() == own_node => {}
+                    Ok(Some(n)) if n.channel() == "parley_events" => match parse_committed(n.payload()) {
+                        // This node's announcer: its reader was woken at each commit already.
+                        Some((Some(node), _)) if node == own_node => {}
+                        Some((_, position)) => hub.committed_at(position),
+                        None => hub.wake(),
+                    },
                     Ok(Some(n)) if n.channel() == db::cache::CHANNEL => {
                         if let Some(c) = &caches {
                             c.notice(n.payload());
@@ -465,6 +481,18 @@ mod tests {
         let ms = |n| held_back_retry(n).as_millis();
         assert_eq!((1..=6).map(ms).collect::<Vec<_>>(), [1, 2, 4, 8, 10, 10]);
         assert_eq!(ms(u32::MAX), 10);
+    }
+
+    #[test]
+    fn event_notices_parse() {
+        assert_eq!(parse_committed("4295032832"), Some((None, 4295032832)));
+        assert_eq!(
+            parse_committed("17 4295032833"),
+            Some((Some("17"), 4295032833))
+        );
+        // An empty notice (an older node) only wakes the reader.
+        assert_eq!(parse_committed(""), None);
+        assert_eq!(parse_committed("17 x"), None);
     }
 
     #[test]

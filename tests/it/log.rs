@@ -544,12 +544,18 @@ async fn release_the_log(mut c: sqlx::PgConnection) {
     sqlx::query("COMMIT").execute(&mut c).await.unwrap();
 }
 
+/// Readers that read the log on their own only once a minute: within a test, an event reaches
+/// them only because a commit's `NOTIFY` (or this node's own commit) told them of it.
+fn slow_poll(c: &mut parley::config::Config) {
+    c.log_poll_ms = 60_000;
+}
+
 // On PostgreSQL an event becomes readable once every older transaction has ended. An older one
-// that writes no event wakes no reader when it ends; the event still arrives within
-// milliseconds of it (`live::run_log_reader` looks again), not at the reader's 500 ms poll.
+// that writes no event wakes no reader when it ends; the event still arrives soon after it
+// (`live::run_log_reader` looks again), not at the reader's poll.
 #[tokio::test]
 async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_after_it_ends() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(slow_poll).await;
     if !app.on_postgres() {
         // SQLite has one writer: ids are given in commit order, so nothing is ever held back.
         return;
@@ -568,13 +574,59 @@ async fn on_postgresql_an_event_held_back_by_an_older_transaction_arrives_soon_a
     )
     .await;
     release_the_log(older).await;
-    // Both waits together stay under the poll, which would otherwise be what brings it.
-    b.expect(
-        Duration::from_millis(150),
-        "the post once the older transaction ended",
-        mine,
+    b.expect(LIVE, "the post once the older transaction ended", mine)
+        .await;
+}
+
+// The same across nodes, and for events other than posts (whose own transaction sends the
+// NOTIFY): each notice names the position committed, so every node's reader keeps looking until
+// it has read that far, instead of waiting for its poll.
+#[tokio::test]
+async fn on_postgresql_held_back_events_reach_every_node_soon_after_the_older_transaction_ends() {
+    let app = TestApp::spawn_with(slow_poll).await;
+    if !app.on_postgres() {
+        // SQLite: one node, one writer, nothing held back.
+        return;
+    }
+    let node_b = app.second_node_with(slow_poll).await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let c = ann.direct_with(&bob).await;
+    let m = ann.say(c, "helo").await;
+    // Bob's browser talks to node B; Ann's to node A.
+    let bob_b = Client {
+        base: node_b.base.clone(),
+        ..bob.clone()
+    };
+    let mut b = bob_b.stream().await;
+    let mut a = ann.stream().await;
+    b.drain(Duration::from_millis(300)).await;
+    a.drain(Duration::from_millis(300)).await;
+    let older = hold_back_the_log(&app).await;
+    ann.say(c, "after the older one").await;
+    let r = ann
+        .post(
+            &format!("/conversations/{c}/messages/{m}"),
+            &[("body", "hello")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let posted = |f: &Frame| f.event == "append" && f.data.contains("after the older one");
+    let edited = |f: &Frame| {
+        f.event == "replace"
+            && f.target().as_deref() == Some(format!("message-{m}").as_str())
+            && f.content().contains("hello")
+    };
+    b.assert_none(
+        Duration::from_millis(200),
+        "the post while an older transaction runs",
+        posted,
     )
     .await;
+    release_the_log(older).await;
+    b.expect(LIVE, "the post on the other node", posted).await;
+    b.expect(LIVE, "the edit on the other node", edited).await;
+    a.expect(LIVE, "the edit on the node that made it", edited)
+        .await;
 }
 
 // On PostgreSQL a stream can start while a membership is already visible but its event is still
