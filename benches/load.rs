@@ -88,6 +88,15 @@ impl Drop for Server {
     }
 }
 
+/// The time part of a client id as browsers make them (`newClientId` in static/live.js: the
+/// milliseconds in 12 hex digits first), so the load meets the server's index as real sends do.
+fn client_time() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{ms:012x}")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -818,7 +827,7 @@ async fn send_load(
                     .send(
                         "POST",
                         &format!("/conversations/{conv}/messages"),
-                        &format!("body=load+{n}+{k}&client_id=b{n}x{k}"),
+                        &format!("body=load+{n}+{k}&client_id={}b{n}x{k}", client_time()),
                         true,
                     )
                     .await;
@@ -898,7 +907,7 @@ async fn send_paced(
                     .send(
                         "POST",
                         &format!("/conversations/{conv}/messages"),
-                        &format!("body=paced+{i}+{k}&client_id=p{i}x{k}"),
+                        &format!("body=paced+{i}+{k}&client_id={}p{i}x{k}", client_time()),
                         true,
                     )
                     .await;

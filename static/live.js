@@ -997,9 +997,17 @@
 
   // ---- the composer -----------------------------------------------------------------------------
 
+  // The time first, as the server makes them (views::partials::new_client_id): later keys sort
+  // later, which keeps the server's index of them writing at one edge.
   function newClientId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    return String(Date.now()) + Math.random().toString(36).slice(2);
+    var rnd = "";
+    if (window.crypto && crypto.getRandomValues) {
+      var b = crypto.getRandomValues(new Uint8Array(5));
+      for (var i = 0; i < b.length; i++) rnd += ("0" + b[i].toString(16)).slice(-2);
+    } else {
+      rnd = Math.random().toString(16).slice(2, 12);
+    }
+    return ("000000000000" + Date.now().toString(16)).slice(-12) + rnd;
   }
 
   // ---- attachments: the file picker, drag and drop, paste -----------------------------------------

@@ -663,14 +663,23 @@ impl ComposerView {
     }
 }
 
-/// A random idempotency key.
+/// An idempotency key: the time in milliseconds (12 hex digits), then 10 random characters.
+/// Keys made later sort later, so new messages enter the index on their keys at its right edge,
+/// a page or two per commit, rather than a page per author (migrations/sqlite/0014). The
+/// composer's script makes the same kind (`newClientId` in static/live.js).
 pub fn new_client_id() -> String {
     use rand::Rng;
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(22)
-        .map(char::from)
-        .collect()
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut id = format!("{ms:012x}");
+    id.extend(
+        rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(10)
+            .map(char::from),
+    );
+    id
 }
 
 /// `conversations/_composer.html`.
@@ -834,5 +843,24 @@ mod attachment_tests {
         assert_eq!(size_label(26_214_400), "26 MB");
         assert_eq!(or_attachment(String::new()), "📎 Attachment");
         assert_eq!(or_attachment("hi".into()), "hi");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_made_later_sort_later_and_are_accepted_as_client_ids() {
+        let a = new_client_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_client_id();
+        assert!(a < b, "{a} then {b}");
+        assert_ne!(a[12..], b[12..], "a random part");
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 22);
+            let parsed = crate::domain::ClientId::parse_opt("client_id", Some(id));
+            assert!(matches!(parsed, Ok(Some(_))), "{id}");
+        }
     }
 }
