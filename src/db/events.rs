@@ -122,7 +122,7 @@ pub async fn append(
                 "WITH e AS (INSERT INTO events (id, kind, payload, conversation_id, audience, created_at) \
                  VALUES ((pg_current_xact_id()::text::bigint << 16) + $1, $2, $3, $4, $5, $6) RETURNING id) \
                  SELECT id, pg_notify('parley_events', \
-                 (pg_current_xact_id()::text::bigint << 16)::text)::text FROM e",
+                 '@' || (pg_current_xact_id()::text::bigint << 16)::text)::text FROM e",
             )
             .bind(*n)
             .bind(kind)

@@ -299,9 +299,10 @@ pub async fn run_presence_publisher(
 /// not waited for, and one `NOTIFY` covers every commit made while the previous one was sent.
 ///
 /// It starts after the commits it announces, so a node woken by it finds them. A `NOTIFY` lost
-/// in a crash only delays other nodes until their reader's poll (500 ms by default); it carries no data
-/// (only this node's id, so its own listener can skip it), so its own commit need not wait for
-/// the disk (`synchronous_commit = off` on this connection).
+/// in a crash only delays other nodes until their reader's poll (500 ms by default); it carries
+/// no data but this node's id (so its own listener can skip it) and the newest position it
+/// covers, so its own commit need not wait for the disk (`synchronous_commit = off` on this
+/// connection).
 pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
     use sqlx::{ConnectOptions, Connection};
     let mut conn: Option<sqlx::PgConnection> = None;
@@ -330,7 +331,7 @@ pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Ca
         let high = hub.committed_high.load(std::sync::atomic::Ordering::SeqCst);
         let sent = match conn.as_mut() {
             Some(c) => sqlx::query("SELECT pg_notify('parley_events', $1)")
-                .bind(format!("{} {high}", hub.node))
+                .bind(format!("{}@{high}", hub.node))
                 .execute(&mut *c)
                 .await
                 .map(|_| ()),
@@ -351,13 +352,12 @@ pub async fn run_event_announcer(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Ca
     }
 }
 
-/// A `parley_events` notice: `POSITION` (sent by a transaction that logged events, each after
-/// that position) or `NODE POSITION` (a node's announcer, see [`run_event_announcer`]).
+/// A `parley_events` notice: `@POSITION` (sent by a transaction that logged events, each after
+/// that position) or `NODE@POSITION` (a node's announcer, see [`run_event_announcer`]). Anything
+/// else (an older node's `''` or bare `NODE`) only wakes the reader.
 fn parse_committed(payload: &str) -> Option<(Option<&str>, i64)> {
-    match payload.split_once(' ') {
-        Some((node, position)) => Some((Some(node), position.parse().ok()?)),
-        None => Some((None, payload.parse().ok()?)),
-    }
+    let (node, position) = payload.split_once('@')?;
+    Some(((!node.is_empty()).then_some(node), position.parse().ok()?))
 }
 
 /// On PostgreSQL: wakes the log reader whenever any node commits events, and applies other nodes'
@@ -485,14 +485,16 @@ mod tests {
 
     #[test]
     fn event_notices_parse() {
-        assert_eq!(parse_committed("4295032832"), Some((None, 4295032832)));
+        assert_eq!(parse_committed("@4295032832"), Some((None, 4295032832)));
         assert_eq!(
-            parse_committed("17 4295032833"),
+            parse_committed("17@4295032833"),
             Some((Some("17"), 4295032833))
         );
-        // An empty notice (an older node) only wakes the reader.
+        // An older node's notices (empty, or its bare id) only wake the reader: a node id is
+        // never taken for a position, which would keep the reader looking for it.
         assert_eq!(parse_committed(""), None);
-        assert_eq!(parse_committed("17 x"), None);
+        assert_eq!(parse_committed("4295032832"), None);
+        assert_eq!(parse_committed("17@x"), None);
     }
 
     #[test]
