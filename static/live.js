@@ -613,7 +613,10 @@
     var now = Date.now();
     if (now - lastTyping < 3000) return;
     lastTyping = now;
-    post("/conversations/" + t.form.getAttribute("data-composer") + "/typing", "").catch(function () {});
+    // Only a courtesy to the others: its answer is not looked at. A 401 here (the session
+    // ended) must not reload the page while its user is still typing, which would lose the
+    // rest of what they type; their send leads them to the login with the whole draft.
+    postRaw("/conversations/" + t.form.getAttribute("data-composer") + "/typing", "").catch(function () {});
   });
 
   // Children marked data-keep (a message's receipts) survive a replace of their record, and so
@@ -857,13 +860,17 @@
 
   // ---- one message: reply, jump to a quote, edit inline, delete, react ---------------------------
 
-  function post(url, body) {
+  function postRaw(url, body) {
     return fetch(url, {
       method: "POST",
       headers: Object.assign({ "Content-Type": "application/x-www-form-urlencoded" }, FETCH_HEADER),
       body: body,
       credentials: "same-origin"
-    }).then(answered);
+    });
+  }
+
+  function post(url, body) {
+    return postRaw(url, body).then(answered);
   }
 
   // A message partial from the server replaces the one on the page (its receipts stay).

@@ -1321,8 +1321,11 @@ async fn e2e_a_message_written_after_the_session_ended_waits_through_the_login()
         b.goto(&env.url(&here)).await?;
         a.delete_cookie("parley").await?;
         let t = a.find(Locator::Css("form.composer textarea")).await?;
-        t.send_keys("written after the session ended\u{E007}")
-            .await?;
+        // The first key sends a typing signal, answered 401: that must not take the page away
+        // while ann is still typing (the rest of her text would be lost).
+        t.send_keys("written after").await?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        t.send_keys(" the session ended\u{E007}").await?;
         wait_path(a, "/login").await?;
         fill(a, "#username", "ann").await?;
         fill(a, "#password", &password_for("ann")).await?;
