@@ -295,12 +295,10 @@
     clearTimeout(readTimer);
     readTimer = setTimeout(function () {
       lastReadPosted = id;
-      fetch("/conversations/" + cid + "/read", {
-        method: "POST",
-        headers: Object.assign({ "Content-Type": "application/x-www-form-urlencoded" }, FETCH_HEADER),
-        body: "message_id=" + id,
-        credentials: "same-origin"
-      }).then(answered).catch(function () { lastReadPosted = 0; });
+      // Sent in the background, perhaps while its user types: a 401 (the session ended) is left
+      // to their next send, as for the typing signal, so a reload does not cut their typing.
+      postRaw("/conversations/" + cid + "/read", "message_id=" + id)
+        .catch(function () { lastReadPosted = 0; });
     }, 300);
   }
 
