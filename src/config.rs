@@ -390,6 +390,19 @@ pub struct Config {
         global = true
     )]
     pub log_poll_ms: u64,
+
+    /// SQLite: the most positions of the event log a reconnecting stream is replayed across;
+    /// further behind, its page reloads instead (replay reads every event in the range). Tests
+    /// lower it.
+    #[arg(
+        long,
+        env = "PARLEY_REPLAY_SPAN",
+        default_value_t = 20_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        hide = true,
+        global = true
+    )]
+    pub replay_span: u64,
 }
 
 impl Config {

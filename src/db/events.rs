@@ -215,6 +215,12 @@ pub async fn after(c: &mut Conn<'_>, cursor: i64, limit: i64) -> sqlx::Result<Ve
 
 /// The events `user` may see in `(cursor, through]`, in id order (replay on reconnect): those
 /// naming them, and those of conversations they are in, since they joined.
+///
+/// On SQLite the log has no index by conversation (each post wrote a leaf of one: about a quarter
+/// of a commit's pages under load, docs/performance.md, thirteenth session), so the range is read
+/// in id order and each event checked against `members`. Ids there are dense (the writer's
+/// counter), so the caller keeps the range short ([`replay_span_ok`]). PostgreSQL's ids are sparse:
+/// it finds a conversation's events through its index.
 pub async fn for_user_after(
     c: &mut Conn<'_>,
     user: i64,
@@ -223,15 +229,26 @@ pub async fn for_user_after(
     limit: i64,
 ) -> sqlx::Result<Vec<EventRow>> {
     let named = format!("%,{user},%");
-    run!(c, e => sqlx::query_as(
-        "SELECT id, payload, audience, conversation_id FROM events \
-         WHERE audience <> '' AND id > $2 AND id <= $3 AND audience LIKE $4 \
-         UNION \
-         SELECT e.id, e.payload, e.audience, e.conversation_id FROM members m \
-         JOIN events e ON e.conversation_id = m.conversation_id \
-         WHERE m.user_id = $1 AND e.id > $2 AND e.id <= $3 AND e.id >= m.joined_event \
-         ORDER BY 1 LIMIT $5",
-    )
+    let sql = match c {
+        Conn::Sqlite(_) => {
+            "SELECT e.id, e.payload, e.audience, e.conversation_id FROM events e \
+             WHERE e.id > $2 AND e.id <= $3 \
+             AND ((e.audience <> '' AND e.audience LIKE $4) \
+               OR EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = e.conversation_id \
+                 AND m.user_id = $1 AND e.id >= m.joined_event)) \
+             ORDER BY e.id LIMIT $5"
+        }
+        Conn::Pg(_) => {
+            "SELECT id, payload, audience, conversation_id FROM events \
+             WHERE audience <> '' AND id > $2 AND id <= $3 AND audience LIKE $4 \
+             UNION \
+             SELECT e.id, e.payload, e.audience, e.conversation_id FROM members m \
+             JOIN events e ON e.conversation_id = m.conversation_id \
+             WHERE m.user_id = $1 AND e.id > $2 AND e.id <= $3 AND e.id >= m.joined_event \
+             ORDER BY 1 LIMIT $5"
+        }
+    };
+    run!(c, e => sqlx::query_as(sql)
     .bind(user)
     .bind(cursor)
     .bind(through)
@@ -239,6 +256,19 @@ pub async fn for_user_after(
     .bind(limit)
     .fetch_all(e)
     .await)
+}
+
+/// Whether a replay of `(cursor, through]` is short enough to read: on SQLite, at most `span`
+/// positions of the log (each is a row [`for_user_after`] reads); further behind, the client
+/// reloads its page instead, which costs less. Always on PostgreSQL, whose replay reads only
+/// the user's events.
+pub fn replay_span_ok(c: &Conn<'_>, cursor: i64, through: i64, span: u64) -> bool {
+    match c {
+        Conn::Sqlite(_) => {
+            through.saturating_sub(cursor) <= i64::try_from(span).unwrap_or(i64::MAX)
+        }
+        Conn::Pg(_) => true,
+    }
 }
 
 /// What a stream needs to start, read at one point of the log.

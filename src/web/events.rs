@@ -182,10 +182,14 @@ async fn stream(
             None
         } else {
             let mut rc = state.db.read().await?;
-            let rows =
-                db::events::for_user_after(&mut rc.conn(), me, after, through, MAX_REPLAY + 1)
-                    .await?;
-            (rows.len() as i64 <= MAX_REPLAY).then_some(rows)
+            let mut c = rc.conn();
+            if db::events::replay_span_ok(&c, after, through, state.config.replay_span) {
+                let rows =
+                    db::events::for_user_after(&mut c, me, after, through, MAX_REPLAY + 1).await?;
+                (rows.len() as i64 <= MAX_REPLAY).then_some(rows)
+            } else {
+                None
+            }
         };
         match rows {
             Some(rows) => {

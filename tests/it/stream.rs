@@ -185,6 +185,57 @@ async fn a_too_old_or_unknown_position_gets_reload() {
 }
 
 #[tokio::test]
+async fn a_stream_far_behind_in_a_busy_log_reloads_on_sqlite_and_replays_on_postgresql() {
+    // SQLite's replay reads every event in the range (no index by conversation): past
+    // `replay_span` positions the page reloads instead. PostgreSQL finds the user's own events
+    // by index, however long the range.
+    let app = TestApp::spawn_with(|c| c.replay_span = 8).await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    let (carl, dana) = app.friends("carl", "dana").await;
+    let theirs = carl.direct_with(&dana).await;
+    let position = |c: &Client| {
+        let c = c.clone();
+        async move {
+            c.get("/conversations")
+                .await
+                .attr("body", "data-after")
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        }
+    };
+    let far = position(&bob).await;
+    ann.say(conversation, "for bob while away").await;
+    for i in 0..10 {
+        carl.say(theirs, &format!("not for bob {i}")).await;
+    }
+    let mut s = bob.stream_at(&format!("/events?after={far}")).await;
+    let frames = s.drain(Duration::from_millis(500)).await;
+    let reloaded = frames.iter().any(|f| f.event == "reload");
+    let text: String = frames.iter().map(|f| f.data.as_str()).collect();
+    assert!(!text.contains("not for bob"), "{frames:?}");
+    if app.on_postgres() {
+        assert!(!reloaded, "{frames:?}");
+        assert!(text.contains("for bob while away"), "{frames:?}");
+    } else {
+        assert!(reloaded, "{frames:?}");
+        assert!(!text.contains("for bob while away"), "{frames:?}");
+    }
+
+    // A short gap replays on both, amid others' events, and only bob's.
+    let near = position(&bob).await;
+    carl.say(theirs, "not for bob either").await;
+    ann.say(conversation, "soon after").await;
+    let mut s = bob.stream_at(&format!("/events?after={near}")).await;
+    let frames = s.drain(Duration::from_millis(500)).await;
+    let text: String = frames.iter().map(|f| f.data.as_str()).collect();
+    assert!(!frames.iter().any(|f| f.event == "reload"), "{frames:?}");
+    assert!(text.contains("soon after"), "{frames:?}");
+    assert!(!text.contains("not for bob"), "{frames:?}");
+}
+
+#[tokio::test]
 async fn a_connection_whose_queue_is_full_is_closed_with_reload() {
     let app = TestApp::spawn().await;
     let hub = app.state.hub.clone();
