@@ -550,10 +550,7 @@ async fn deactivation_on_one_node_closes_streams_on_another() {
     let other = app.second_node().await;
     let ann = app.user("ann").await;
     let bob = app.user("bob").await;
-    let bob_there = Client {
-        base: other.base.clone(),
-        ..bob.clone()
-    };
+    let bob_there = bob.on(&other);
     let mut s = bob_there.stream().await;
     let r = ann
         .post(&format!("/admin/users/{}/deactivate", bob.id), &[])

@@ -73,10 +73,7 @@ async fn concurrent_posts_land_once_each_in_one_order_with_their_frames() {
         .iter()
         .enumerate()
         .map(|(n, c)| match &node_b {
-            Some(b) if n % 2 == 1 => Client {
-                base: b.base.clone(),
-                ..(*c).clone()
-            },
+            Some(b) if n % 2 == 1 => c.on(b),
             _ => (*c).clone(),
         })
         .collect();

@@ -394,10 +394,7 @@ async fn on_postgresql_presence_crosses_nodes() {
     }
     let node_b = app.second_node().await;
     let (ann, bob) = app.friends("ann", "bob").await;
-    let bob_b = Client {
-        base: node_b.base.clone(),
-        ..bob.clone()
-    };
+    let bob_b = bob.on(&node_b);
     let presence = format!("presence-{}", ann.id);
     let mut b = bob_b.stream().await;
     // Ann connects to node A; Bob, on node B, sees her come online.

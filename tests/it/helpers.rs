@@ -396,6 +396,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// The same browser (same cookies), talking to another node (or a restarted server).
+    pub fn on(&self, node: &TestApp) -> Client {
+        Client {
+            base: node.base.clone(),
+            ..self.clone()
+        }
+    }
+
     pub fn new(base: &str) -> Client {
         Client {
             http: reqwest::Client::builder()

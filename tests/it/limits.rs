@@ -183,10 +183,7 @@ async fn on_postgresql_limits_hold_across_nodes() {
     let node_b = app.second_node_with(set).await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let c = ann.direct_with(&bob).await;
-    let ann_b = crate::helpers::Client {
-        base: node_b.base.clone(),
-        ..ann.clone()
-    };
+    let ann_b = ann.on(&node_b);
     // Messages: a burst of 3 in all, whichever node each goes to.
     let mut statuses = Vec::new();
     for (i, client) in [&ann, &ann_b, &ann, &ann_b].into_iter().enumerate() {
@@ -231,10 +228,7 @@ async fn on_postgresql_a_post_refused_by_the_shared_limit_writes_nothing() {
     let node_b = app.second_node_with(set).await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let c = ann.direct_with(&bob).await;
-    let ann_b = crate::helpers::Client {
-        base: node_b.base.clone(),
-        ..ann.clone()
-    };
+    let ann_b = ann.on(&node_b);
     let path = format!("/conversations/{c}/messages");
     // Each node's own limit allows two; the shared one, two in all.
     assert_eq!(

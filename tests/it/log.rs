@@ -593,10 +593,7 @@ async fn on_postgresql_held_back_events_reach_every_node_soon_after_the_older_tr
     let c = ann.direct_with(&bob).await;
     let m = ann.say(c, "helo").await;
     // Bob's browser talks to node B; Ann's to node A.
-    let bob_b = Client {
-        base: node_b.base.clone(),
-        ..bob.clone()
-    };
+    let bob_b = bob.on(&node_b);
     let mut b = bob_b.stream().await;
     let mut a = ann.stream().await;
     b.drain(Duration::from_millis(300)).await;

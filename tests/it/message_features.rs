@@ -503,10 +503,7 @@ async fn on_postgresql_typing_crosses_nodes() {
     let node_b = app.second_node().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let c = ann.direct_with(&bob).await;
-    let bob_b = crate::helpers::Client {
-        base: node_b.base.clone(),
-        ..bob.clone()
-    };
+    let bob_b = bob.on(&node_b);
     let mut b = bob_b.stream().await;
     ann.post(&format!("/conversations/{c}/typing"), &[]).await;
     let f = b

@@ -5,14 +5,6 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-/// The same browser (same cookies), talking to another node.
-fn on_node(c: &Client, node: &TestApp) -> Client {
-    Client {
-        base: node.base.clone(),
-        ..c.clone()
-    }
-}
-
 #[tokio::test]
 async fn on_postgresql_a_password_change_on_one_node_ends_sessions_cached_on_another_at_once() {
     let app = TestApp::spawn().await;
@@ -28,7 +20,7 @@ async fn on_postgresql_a_password_change_on_one_node_ends_sessions_cached_on_ano
             &[("username", "ann"), ("password", &password_for("ann"))],
         )
         .await;
-    let other_b = on_node(&other, &node_b);
+    let other_b = other.on(&node_b);
     // Node B has the session and the user in memory now.
     for _ in 0..2 {
         assert_eq!(other_b.get("/conversations").await.status, StatusCode::OK);
@@ -50,7 +42,7 @@ async fn on_postgresql_a_password_change_on_one_node_ends_sessions_cached_on_ano
     );
     // The session that changed it stays, on either node.
     assert_eq!(
-        on_node(&ann, &node_b).get("/conversations").await.status,
+        ann.on(&node_b).get("/conversations").await.status,
         StatusCode::OK
     );
 }
@@ -64,7 +56,7 @@ async fn on_postgresql_a_deactivation_on_one_node_is_refused_at_once_on_another(
     let node_b = app.second_node().await;
     let ann = app.user("ann").await; // the first account: the administrator
     let bob = app.user("bob").await;
-    let bob_b = on_node(&bob, &node_b);
+    let bob_b = bob.on(&node_b);
     for _ in 0..2 {
         assert_eq!(bob_b.get("/conversations").await.status, StatusCode::OK);
     }

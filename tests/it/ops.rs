@@ -84,10 +84,7 @@ async fn copy_moves_a_populated_sqlite_instance_to_postgresql_which_then_just_wo
     let new = TestApp::on(target).await;
     assert!(new.on_postgres());
     // A copied session: Ann is still logged in (cookies do not care about the port).
-    let ann2 = Client {
-        base: new.base.clone(),
-        ..ann.clone()
-    };
+    let ann2 = ann.on(&new);
     assert_eq!(ann2.me().await, ann.id);
     // Passwords, conversations, messages, read markers.
     let bob2 = new.login("bob").await;

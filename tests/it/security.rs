@@ -229,14 +229,7 @@ async fn a_page_that_ends_a_session_past_its_lifetime_closes_its_streams_on_ever
         None
     };
     let mut remote = match &node_b {
-        Some(b) => Some(
-            Client {
-                base: b.base.clone(),
-                ..ann.clone()
-            }
-            .stream()
-            .await,
-        ),
+        Some(b) => Some(ann.on(b).stream().await),
         None => None,
     };
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;

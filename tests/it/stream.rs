@@ -457,10 +457,7 @@ async fn on_postgresql_an_event_committed_on_one_node_reaches_streams_on_another
     let (ann, bob) = app.friends("ann", "bob").await;
     let conversation = ann.direct_with(&bob).await;
     // Bob's browser talks to node B (same database, same session store).
-    let bob_b = Client {
-        base: node_b.base.clone(),
-        ..bob.clone()
-    };
+    let bob_b = bob.on(&node_b);
     let mut s = bob_b.stream().await;
     ann.say(conversation, "across nodes").await;
     let f = s
