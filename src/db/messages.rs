@@ -415,14 +415,15 @@ pub struct PostArgs<'a> {
 const PREV_OF_NEW: &str = "FROM messages p WHERE p.conversation_id = $1 AND p.id < messages.id \
      ORDER BY p.id DESC LIMIT 1";
 
-/// The statements of the `index`th post of a call on SQLite, its parameters numbered from
-/// `$first`: three statements, one row. The insert happens only if the author may post there and
+/// The statement of the `index`th post of a call on SQLite, its parameters numbered from
+/// `$first`: one statement, one row. The insert happens only if the author may post there and
 /// the client id is new; its RETURNING row tells the post everything else: its id, its reply
 /// target, the message before it (grouping) and the author's badge. The badge leaves this
 /// conversation out: once the author's read marker moves to their own new message, nothing there
-/// is unread for them (as on PostgreSQL). The two updates after it do their part only when it
-/// inserted (`changes()`). Few statements and rows matter here: the driver hands every
-/// statement's result and every row to the async side one at a time.
+/// is unread for them (as on PostgreSQL). The insert's trigger (`messages_posted`, migration
+/// 0016) moves the conversation's newest message and the author's read marker. Few statements
+/// and rows matter here: the driver hands every statement's result and every row to the async
+/// side one at a time.
 fn sqlite_post_sql(index: usize, first: usize) -> String {
     let sql = format!(
         "{POST_INSERT} WHERE EXISTS (SELECT 1 FROM ({POST_CONTEXT}) WHERE open = 1) \
@@ -433,12 +434,7 @@ fn sqlite_post_sql(index: usize, first: usize) -> String {
            (SELECT COUNT(*) FROM members m JOIN messages x \
              ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
              AND x.author_id <> $2 AND x.kind = 'text' \
-             WHERE m.user_id = $2 AND m.conversation_id <> $1 AND m.notify <> 'mute') AS unread; \
-         UPDATE conversations SET last_message_id = last_insert_rowid(), last_activity_at = $6 \
-           WHERE id = $1 AND changes() = 1; \
-         UPDATE members SET last_read_message_id = last_insert_rowid() \
-           WHERE conversation_id = $1 AND user_id = $2 \
-           AND last_read_message_id < last_insert_rowid() AND changes() = 1"
+             WHERE m.user_id = $2 AND m.conversation_id <> $1 AND m.notify <> 'mute') AS unread"
     );
     if first == 1 {
         return sql;
