@@ -44,6 +44,8 @@ pub struct App {
 pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<(Db, Store)> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await.context("applying migrations")?;
+    db.index_behind(Duration::from_millis(config.search_index_lag_ms))
+        .await;
     let store = Store::new(&db);
     store
         .migrate()

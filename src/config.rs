@@ -403,6 +403,19 @@ pub struct Config {
         global = true
     )]
     pub replay_span: u64,
+
+    /// SQLite: how long (ms) new messages may wait to join the search index when fewer than
+    /// `writer::INDEX_AT` came (a search indexes what is left first, so it never misses them).
+    /// Tests change it.
+    #[arg(
+        long,
+        env = "PARLEY_SEARCH_INDEX_LAG_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..),
+        hide = true,
+        global = true
+    )]
+    pub search_index_lag_ms: u64,
 }
 
 impl Config {

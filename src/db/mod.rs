@@ -350,6 +350,24 @@ impl Db {
         Ok(())
     }
 
+    /// On SQLite, from now on messages left out of the search index by a commit are indexed
+    /// `lag` later by a task beside the writer (see `writer::INDEX_AT`). After the migrations.
+    pub async fn index_behind(&self, lag: Duration) {
+        if let Db::Sqlite { write, .. } = self {
+            write.index_behind(lag).await;
+        }
+    }
+
+    /// Brings the search index up to every committed message. On SQLite new messages join it in
+    /// chunks, behind the log (`writer::INDEX_AT`): a search calls this first, so it finds
+    /// everything committed before it. PostgreSQL indexes each message as it is written.
+    pub async fn catch_up_search(&self) -> sqlx::Result<()> {
+        match self {
+            Db::Sqlite { write, .. } => write.index_now().await,
+            Db::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Starts a write transaction (on SQLite: a use case in the writer's current batch).
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {

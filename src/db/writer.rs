@@ -8,13 +8,14 @@
 //! use cases are in it; every use case is answered only once its batch is durable.
 //!
 //! Event ids come from a counter held here (this process is the only writer of the file);
-//! `log_state.last_id` is written once per batch, just before the commit; so are the batch's new
-//! messages into the search index (one FTS5 segment per commit, not one per savepoint).
+//! `log_state.last_id` is written once per batch, just before the commit. New messages go into
+//! the search index in chunks, behind the log (see [`INDEX_AT`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteOperation;
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
 /// The most use cases one commit covers (bounds the wait of the first of them).
@@ -40,16 +41,26 @@ pub const RESTART_WAL_FRAMES: i64 = 4096;
 /// that writes 16 MiB of WAL a second, a second's wait would reach the backstop.
 pub const CHECKPOINT_SOON: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Puts the batch's new messages into the search index, just before its COMMIT: one FTS5 segment
-/// per commit instead of one per savepoint (see migrations/sqlite/0012). Cheap when there are
-/// none: a seek past the last indexed id. Then merges at most 16 pages of the index's segments,
-/// and only where a level holds 4 or more (FTS5's `usermerge`): automerge is off (0013), since
-/// it merged in bursts of hundreds of pages inside one commit.
+/// New messages go into the search index just before a commit once this many were inserted
+/// since the last time (counted by the update hook); else a while after the commit that left
+/// them out ([`Writer::index_behind`]: 500 ms, `--search-index-lag-ms`), or at once before a
+/// search ([`Writer::index_now`]), so a search still finds every message committed before it.
+/// Indexing at every commit more than doubled what a lone post's commit wrote to the WAL (a new
+/// FTS5 segment and a merge each time) and added to the writer's time per post under load
+/// (docs/performance.md, fourteenth session); in chunks, one segment and one merge cover many
+/// messages.
+pub const INDEX_AT: usize = 128;
+
+/// Puts messages not yet indexed into the search index: one FTS5 segment for all of them (see
+/// migrations/sqlite/0012). Cheap when there are none: a seek past the last indexed id. Then
+/// merges at most 64 pages of the index's segments, and only where a level holds 4 or more
+/// (FTS5's `usermerge`): automerge is off (0013), since it merged in bursts of hundreds of pages
+/// inside one commit.
 const INDEX_NEW_MESSAGES: &str = "\
     INSERT INTO messages_fts (rowid, body, conversation_id, author_id) \
     SELECT id, body, conversation_id, author_id FROM messages \
     WHERE id > (SELECT fts_through FROM log_state WHERE singleton = 1) AND kind = 'text'; \
-    INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', 16); \
+    INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', 64); \
     UPDATE log_state SET fts_through = m FROM (SELECT MAX(id) AS m FROM messages) \
     WHERE singleton = 1 AND fts_through < m";
 
@@ -83,6 +94,12 @@ pub struct WriterState {
     checkpoint: Option<mpsc::Sender<()>>,
     /// Set beside the writer when the WAL has grown long: copy the rest before the next batch.
     restart_wal: Arc<AtomicBool>,
+    /// Messages inserted and not yet in a committed search index (over-counted by rollbacks).
+    unindexed: Arc<AtomicUsize>,
+    /// What `unindexed` was when this batch last indexed: taken off it when the batch commits.
+    indexed: usize,
+    /// Told after a commit that left messages out of the search index ([`Writer::index_behind`]).
+    indexer: Option<mpsc::Sender<()>>,
 }
 
 /// Committed events, straight from the writer, so the Hub need not read them back.
@@ -168,6 +185,8 @@ pub struct Writer {
     pub users: Arc<UserCache>,
     /// Tasks queued for the lease: a batch stays open while someone is waiting.
     waiting: Arc<AtomicUsize>,
+    /// Messages not yet in a committed search index (see [`WriterState::unindexed`]).
+    unindexed: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -203,13 +222,18 @@ impl Writer {
     pub async fn new(mut conn: SqliteConnection, last_event: i64) -> sqlx::Result<Writer> {
         let users = Arc::new(UserCache::default());
         let hook = users.clone();
+        let unindexed = Arc::new(AtomicUsize::new(0));
+        let inserted = unindexed.clone();
         conn.lock_handle().await?.set_update_hook(move |u| {
             if u.table == "users" {
                 hook.touched.store(true, Ordering::SeqCst);
+            } else if u.table == "messages" && u.operation == SqliteOperation::Insert {
+                inserted.fetch_add(1, Ordering::SeqCst);
             }
         });
         Ok(Writer {
             users: users.clone(),
+            unindexed: unindexed.clone(),
             state: Arc::new(Mutex::new(WriterState {
                 conn,
                 open: false,
@@ -223,6 +247,9 @@ impl Writer {
                 users: users.clone(),
                 checkpoint: None,
                 restart_wal: Arc::new(AtomicBool::new(false)),
+                unindexed,
+                indexed: 0,
+                indexer: None,
             })),
             waiting: Arc::new(AtomicUsize::new(0)),
         })
@@ -294,6 +321,69 @@ impl Writer {
             rx,
             lost: g.lost.clone(),
         }
+    }
+
+    /// From now on, messages a commit left out of the search index are indexed `lag` later, by
+    /// a task beside the writer (those a previous run left out, too). Call after the
+    /// migrations: the index must exist. Ends when the writer is dropped.
+    pub async fn index_behind(&self, lag: std::time::Duration) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        {
+            let mut g = self.exclusive().await;
+            let left: bool = sqlx::query_scalar(
+                "SELECT COALESCE((SELECT MAX(id) FROM messages), 0) > fts_through \
+                 FROM log_state WHERE singleton = 1",
+            )
+            .fetch_optional(&mut g.conn)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(true);
+            if left {
+                self.unindexed.fetch_add(1, Ordering::SeqCst);
+                let _ = tx.try_send(());
+            }
+            g.indexer = Some(tx);
+        }
+        // Weak: the task must not keep the writer (and so its own channel) alive.
+        let state = Arc::downgrade(&self.state);
+        let (users, waiting, unindexed) = (
+            self.users.clone(),
+            self.waiting.clone(),
+            self.unindexed.clone(),
+        );
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Commits during the wait share this indexing.
+                tokio::time::sleep(lag).await;
+                while rx.try_recv().is_ok() {}
+                let Some(state) = Weak::upgrade(&state) else {
+                    break;
+                };
+                let writer = Writer {
+                    state,
+                    users: users.clone(),
+                    waiting: waiting.clone(),
+                    unindexed: unindexed.clone(),
+                };
+                if let Err(e) = writer.index_now().await {
+                    tracing::warn!(error = %e, "indexing new messages for search failed");
+                }
+            }
+        });
+    }
+
+    /// Puts every committed message into the search index, if any is missing (before a search:
+    /// it then finds everything committed before it began). Waits for that commit.
+    pub async fn index_now(&self) -> sqlx::Result<()> {
+        if self.unindexed.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let seen = self.unindexed.load(Ordering::SeqCst);
+        exec(&mut tx.state().conn, INDEX_NEW_MESSAGES).await?;
+        tx.log().indexed = seen;
+        tx.commit(true).await
     }
 
     /// Starts a use case in the current batch (or a new one).
@@ -386,6 +476,7 @@ impl WriterState {
 
     async fn fail_batch(&mut self, e: sqlx::Error) {
         self.pending.clear();
+        self.indexed = 0;
         self.users.committed();
         let _ = exec(&mut self.conn, "ROLLBACK").await;
         self.open = false;
@@ -400,11 +491,17 @@ impl WriterState {
         if !self.open {
             return;
         }
-        // The batch's events, the log position and the COMMIT go in one call to the driver's
-        // thread (each call is a hand-off there and back). If a statement fails, those after it
-        // do not run, and the batch is rolled back below.
-        let mut q = sqlx::QueryBuilder::new(INDEX_NEW_MESSAGES);
-        q.push("; ");
+        // The batch's events, the log position, new messages into the search index when enough
+        // have come, and the COMMIT go in one call to the driver's thread (each call is a hand-off
+        // there and back). If a statement fails, those after it do not run, and the batch is
+        // rolled back below.
+        let unindexed = self.unindexed.load(Ordering::SeqCst);
+        let index = unindexed >= INDEX_AT;
+        let mut q = sqlx::QueryBuilder::new("");
+        if index {
+            q.push(INDEX_NEW_MESSAGES);
+            q.push("; ");
+        }
         let chunks = self.pending.chunks(128).count();
         for (i, chunk) in self.pending.chunks(128).enumerate() {
             q.push(
@@ -441,6 +538,17 @@ impl WriterState {
                 self.open = false;
                 self.logged_event = self.last_event;
                 self.users.committed();
+                if index {
+                    self.indexed = unindexed;
+                }
+                // Never below zero, whatever happens (the closure always answers).
+                let indexed = std::mem::take(&mut self.indexed);
+                let before = self
+                    .unindexed
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        Some(n.saturating_sub(indexed))
+                    })
+                    .unwrap_or(0);
                 if !self.pending.is_empty() {
                     let events = self.pending.drain(..).map(|e| e.row).collect();
                     if let Some(feed) = &self.feed
@@ -455,6 +563,12 @@ impl WriterState {
                 if let Some(c) = &self.checkpoint {
                     // Full: a checkpoint is already due.
                     let _ = c.try_send(());
+                }
+                if before > indexed
+                    && let Some(i) = &self.indexer
+                {
+                    // Full: indexing is already due.
+                    let _ = i.try_send(());
                 }
             }
             Err(e) => {

@@ -72,6 +72,7 @@ async fn index(
         return Ok(render(StatusCode::OK, &page));
     }
     let found = {
+        state.db.catch_up_search().await?;
         let mut rc = state.db.read().await?;
         db::search::run(&mut rc.conn(), me.id(), &query, before, PAGE_SIZE + 1).await?
     };

@@ -247,7 +247,12 @@ impl TestApp {
     }
 
     /// Stops the app (gracefully) and starts a new one on the same database.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::restart`], with settings of its own.
+    pub async fn restart_with(mut self, f: impl FnOnce(&mut Config)) -> TestApp {
         self.shutdown().await;
         let db = std::mem::replace(
             &mut self.db,
@@ -256,7 +261,7 @@ impl TestApp {
                 _dir: None,
             },
         );
-        Self::start(db, |_| {}).await
+        Self::start(db, f).await
     }
 
     /// Graceful shutdown; panics if it takes more than 5 s.

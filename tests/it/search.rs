@@ -307,6 +307,7 @@ async fn a_search_index_from_before_0012_keeps_working_after_it() {
         .id
         .unwrap();
     tx.commit().await.unwrap();
+    db.catch_up_search().await.unwrap();
     assert!(matches("apple").await.is_empty());
     assert_eq!(matches("cherry").await, [1]);
     assert!(matches("banana").await.is_empty());
@@ -436,13 +437,30 @@ async fn results_come_twenty_to_a_page_newest_first() {
     assert!(!second.has("a[rel=next]"));
 }
 
-/// On SQLite the index's segments are merged a little at every commit (migrations/sqlite/0013),
-/// not by FTS5's automerge in bursts: after many commits of one message each, the index holds
-/// few segments (3 here; FTS5's crisis merge alone left 15), is in step with the
-/// messages, and finds the first message, the last and one between.
+/// On SQLite, what is indexed (`log_state.fts_through`) and the newest message.
+async fn index_position(db: &db::Db) -> (i64, i64) {
+    let mut r = db.read().await.unwrap();
+    let db::Conn::Sqlite(c) = r.conn() else {
+        unreachable!("the search index checked here is SQLite's")
+    };
+    sqlx::query_as(
+        "SELECT fts_through, (SELECT COALESCE(MAX(id), 0) FROM messages) \
+         FROM log_state WHERE singleton = 1",
+    )
+    .fetch_one(&mut *c)
+    .await
+    .unwrap()
+}
+
+/// On SQLite new messages join the search index behind the log: a chunk at the commit that
+/// brings `INDEX_AT` (128) of them, the rest a while later (here a minute: not during this
+/// test) or at once before a search, which so finds every message committed before it. After
+/// 150 commits of one message each the index holds few segments (FTS5's crisis merge alone left
+/// 15 when each commit made one), is in step with the messages, and finds the first message,
+/// the last and one between.
 #[tokio::test]
-async fn on_sqlite_the_search_index_is_merged_at_every_commit() {
-    let app = TestApp::spawn().await;
+async fn on_sqlite_new_messages_join_the_search_index_in_chunks_and_before_a_search() {
+    let app = TestApp::spawn_with(|c| c.search_index_lag_ms = 60_000).await;
     let db = app.state.db.clone();
     if !matches!(db, db::Db::Sqlite { .. }) {
         return; // PostgreSQL's index is a column of its own, kept by PostgreSQL
@@ -450,10 +468,19 @@ async fn on_sqlite_the_search_index_is_merged_at_every_commit() {
     let (ann, bob) = app.friends("ann", "bob").await;
     let d = ann.direct_with(&bob).await;
     let mut ids = Vec::new();
-    // One after another: each is its own batch, so its own commit and its own new segment.
+    // One after another: each is its own batch, so its own commit.
     for k in 0..150 {
         ids.push(ann.say(d, &format!("quince{k} plum")).await);
     }
+    let (through, newest) = index_position(&db).await;
+    assert_eq!(newest, ids[149]);
+    assert!(
+        through >= ids[0] && through < ids[149],
+        "a chunk is indexed, the newest are not yet: through {through}, newest {newest}"
+    );
+    // The search indexes the rest first.
+    assert_eq!(found(&search(&bob, "quince149").await), vec![ids[149]]);
+    assert_eq!(index_position(&db).await, (ids[149], ids[149]));
     let (automerge, segments) = {
         let mut tx = db.begin().await.unwrap();
         let db::Conn::Sqlite(conn) = tx.conn() else {
@@ -473,7 +500,7 @@ async fn on_sqlite_the_search_index_is_merged_at_every_commit() {
         (automerge, segments)
     };
     assert_eq!(automerge, 0, "FTS5's automerge is off");
-    assert!(segments <= 8, "{segments} segments after 150 commits");
+    assert!(segments <= 4, "{segments} segments after 150 commits");
     assert_index_in_step(&db).await;
     for k in [0, 77, 149] {
         assert_eq!(
@@ -481,4 +508,64 @@ async fn on_sqlite_the_search_index_is_merged_at_every_commit() {
             vec![ids[k]]
         );
     }
+    // Edited and deleted before they were indexed: found by their new text only, or not at all.
+    let edited = ann.say(d, "medlar first").await;
+    let gone = ann.say(d, "medlar gone").await;
+    let r = ann
+        .post(
+            &format!("/conversations/{d}/messages/{edited}"),
+            &[("body", "sloe second")],
+        )
+        .await;
+    assert!(
+        r.status.is_redirection() || r.status.is_success(),
+        "edit: {}",
+        r.status
+    );
+    let r = ann
+        .post(&format!("/conversations/{d}/messages/{gone}/delete"), &[])
+        .await;
+    assert!(
+        r.status.is_redirection() || r.status.is_success(),
+        "delete: {}",
+        r.status
+    );
+    assert!(index_position(&db).await.0 < edited, "not indexed yet");
+    assert!(found(&search(&bob, "medlar").await).is_empty());
+    assert_eq!(found(&search(&bob, "sloe").await), vec![edited]);
+    assert_index_in_step(&db).await;
+}
+
+/// On SQLite, messages a stopped server left out of the search index join it after the next
+/// start, and those a commit leaves out join it a while later (here 50 ms), without any search.
+#[tokio::test]
+async fn on_sqlite_messages_left_out_of_the_index_join_it_later_and_after_a_restart() {
+    let app = TestApp::spawn_with(|c| c.search_index_lag_ms = 60_000).await;
+    if app.on_postgres() {
+        return; // PostgreSQL's index is a column of its own, kept by PostgreSQL
+    }
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let d = ann.direct_with(&bob).await;
+    let first = ann.say(d, "rowan one").await;
+    assert!(index_position(&app.state.db).await.0 < first);
+    let caught_up = |db: db::Db, want: i64| async move {
+        for _ in 0..250 {
+            if index_position(&db).await == (want, want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "the index never reached message {want}: {:?}",
+            index_position(&db).await
+        );
+    };
+    let app = app.restart_with(|c| c.search_index_lag_ms = 50).await;
+    caught_up(app.state.db.clone(), first).await;
+    let second = ann.on(&app).say(d, "rowan two").await;
+    caught_up(app.state.db.clone(), second).await;
+    assert_eq!(
+        found(&search(&bob.on(&app), "rowan").await),
+        vec![second, first]
+    );
 }
