@@ -5,7 +5,7 @@
 //!     PARLEY_BENCH_DATABASE_URL=postgres://user@host/postgres cargo bench --bench search  # + PostgreSQL
 //!
 //! The database is built in a temporary directory by bulk inserts (each commit fills the FTS5
-//! index as the app's writes do): 2,000 users, 6,000 direct conversations and 1,000
+//! index as the app's writes do, in chunks): 2,000 users, 6,000 direct conversations and 1,000
 //! groups of 3-30 members; ten "heavy" users are in every group as well. Message text is drawn
 //! from a Zipf-distributed vocabulary of 20,000 words (a few hundred real English ones first), so
 //! "the" is in most messages, "harbour" in about 0.3% of them, and most words are rare. `PARLEY_BENCH_MESSAGES` changes
@@ -257,6 +257,8 @@ async fn build(db: &Db, messages: i64) -> anyhow::Result<World> {
         eprint!("\r  {written} messages ({:.0?})", started.elapsed());
     }
     eprintln!();
+    // What the last commits left out of the SQLite index goes in, as before any app search.
+    db.catch_up_search().await?;
     Ok(World { members, words })
 }
 
