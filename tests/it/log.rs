@@ -675,3 +675,82 @@ async fn on_postgresql_a_stream_started_while_its_joining_is_held_back_gets_noth
         "{seen:?}"
     );
 }
+
+/// A SQLite event log from before migration 0017 (its id beside the rowid, with an index of its
+/// own) keeps every event, id and field when the id becomes the rowid, and the log goes on from
+/// its newest id.
+#[tokio::test]
+async fn an_event_log_from_before_0017_keeps_its_events_when_its_id_becomes_the_rowid() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite();
+    {
+        let opts = db
+            .url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 16)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO events (id, kind, payload, audience, created_at, conversation_id) VALUES \
+               (5, 'FriendAdded', '{\"a\":1}', ',1,2,', 10, NULL), \
+               (9, 'ConversationCreated', '{\"b\":2}', '', 20, 3); \
+             UPDATE log_state SET last_id = 9",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let app = TestApp::on(db).await;
+    let rows = {
+        let mut rc = app.state.db.read().await.unwrap();
+        let Conn::Sqlite(c) = rc.conn() else {
+            unreachable!("SQLite")
+        };
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' \
+             ORDER BY name",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .unwrap();
+        assert_eq!(indexes, ["events_created"], "the id is the rowid");
+        db::events::after(&mut Conn::Sqlite(c), 0, 10)
+            .await
+            .unwrap()
+    };
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.id,
+                r.payload.as_str(),
+                r.audience.as_str(),
+                r.conversation_id,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (5, "{\"a\":1}", ",1,2,", None),
+            (9, "{\"b\":2}", "", Some(3))
+        ]
+    );
+    // New events follow the newest.
+    let (ann, bob) = app.friends("ann", "bob").await;
+    ann.say(ann.direct_with(&bob).await, "after the rebuild")
+        .await;
+    let mut rc = app.state.db.read().await.unwrap();
+    let newer = db::events::after(&mut rc.conn(), 9, 100).await.unwrap();
+    assert!(!newer.is_empty() && newer.iter().all(|r| r.id > 9));
+}
