@@ -70,6 +70,28 @@ impl TestDb {
         }
     }
 
+    /// A connection to this SQLite database with the migrations up to `version` applied (to set
+    /// up what an older release left behind, before the app upgrades it).
+    pub async fn sqlite_migrated_to(&self, version: i64) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let opts = self
+            .url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&mut conn).await.unwrap();
+        conn
+    }
+
     /// A SQLite database at a file of an existing directory (a restored backup).
     pub fn sqlite_at(dir: tempfile::TempDir, file: &str) -> TestDb {
         let url = format!("sqlite://{}", dir.path().join(file).display());

@@ -684,21 +684,7 @@ async fn an_event_log_from_before_0017_keeps_its_events_when_its_id_becomes_the_
     use sqlx::Connection;
     let db = TestDb::sqlite();
     {
-        let opts = db
-            .url
-            .parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .unwrap()
-            .create_if_missing(true);
-        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-        let mut old = sqlx::migrate!("migrations/sqlite");
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version <= 16)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        old.run(&mut conn).await.unwrap();
+        let mut conn = db.sqlite_migrated_to(16).await;
         sqlx::query(
             "INSERT INTO events (id, kind, payload, audience, created_at, conversation_id) VALUES \
                (5, 'FriendAdded', '{\"a\":1}', ',1,2,', 10, NULL), \

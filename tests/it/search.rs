@@ -247,22 +247,8 @@ async fn assert_index_in_step(db: &db::Db) {
 async fn a_search_index_from_before_0012_keeps_working_after_it() {
     use sqlx::Connection;
     let db = TestDb::sqlite();
-    let url = db.url.clone();
     {
-        let opts = url
-            .parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .unwrap()
-            .create_if_missing(true);
-        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-        let mut old = sqlx::migrate!("migrations/sqlite");
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version <= 11)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        old.run(&mut conn).await.unwrap();
+        let mut conn = db.sqlite_migrated_to(11).await;
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'ann', 'x', 0); \
              INSERT INTO conversations (id, kind, title, owner_id, last_activity_at, created_at) \
