@@ -685,12 +685,18 @@ async fn an_event_log_from_before_0017_keeps_its_events_when_its_id_becomes_the_
     let db = TestDb::sqlite();
     {
         let mut conn = db.sqlite_migrated_to(16).await;
+        // Recent: the app prunes events past its retention as it starts.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         sqlx::query(
             "INSERT INTO events (id, kind, payload, audience, created_at, conversation_id) VALUES \
-               (5, 'FriendAdded', '{\"a\":1}', ',1,2,', 10, NULL), \
-               (9, 'ConversationCreated', '{\"b\":2}', '', 20, 3); \
+               (5, 'FriendAdded', '{\"a\":1}', ',1,2,', $1, NULL), \
+               (9, 'ConversationCreated', '{\"b\":2}', '', $1, 3); \
              UPDATE log_state SET last_id = 9",
         )
+        .bind(now)
         .execute(&mut conn)
         .await
         .unwrap();
