@@ -325,13 +325,22 @@ pub async fn stream_start(rc: &mut ReadConn, user: i64) -> sqlx::Result<StreamSt
     }
 }
 
-/// Deletes events older than `cutoff_ms`; returns how many.
+/// Deletes the events older than `cutoff_ms` that come before the first newer one; returns how
+/// many.
+///
+/// Ids follow time, so walking them from the oldest to the first event at or after the cutoff
+/// visits only the rows about to be deleted, and needs no index on `created_at`. Should the clock
+/// have stepped back, an old event after a newer one waits for a later prune: nothing at or after
+/// the cutoff is ever deleted.
 pub async fn prune(c: &mut Conn<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
     let through: Option<i64> = run!(c, e => sqlx::query_scalar(
-        "SELECT MAX(id) FROM events WHERE created_at < $1",
+        "SELECT id FROM events WHERE id < COALESCE( \
+             (SELECT id FROM events WHERE created_at >= $1 ORDER BY id LIMIT 1), \
+             9223372036854775807) \
+         ORDER BY id DESC LIMIT 1",
     )
     .bind(cutoff_ms)
-    .fetch_one(&mut *e)
+    .fetch_optional(&mut *e)
     .await)?;
     let Some(through) = through else {
         return Ok(0);

@@ -715,7 +715,10 @@ async fn an_event_log_from_before_0017_keeps_its_events_when_its_id_becomes_the_
         .fetch_all(&mut *c)
         .await
         .unwrap();
-        assert_eq!(indexes, ["events_created"], "the id is the rowid");
+        assert!(
+            indexes.is_empty(),
+            "the id is the rowid, and pruning needs no index (0018): {indexes:?}"
+        );
         db::events::after(&mut Conn::Sqlite(c), 0, 10)
             .await
             .unwrap()
@@ -745,4 +748,75 @@ async fn an_event_log_from_before_0017_keeps_its_events_when_its_id_becomes_the_
     let mut rc = app.state.db.read().await.unwrap();
     let newer = db::events::after(&mut rc.conn(), 9, 100).await.unwrap();
     assert!(!newer.is_empty() && newer.iter().all(|r| r.id > 9));
+}
+
+/// Pruning deletes the events before the first one at or after the cutoff, moves
+/// `pruned_through` to the last of them, and never deletes an event at or after the cutoff, even
+/// one that comes after an older one (a clock that stepped back).
+#[tokio::test]
+async fn pruning_deletes_the_events_before_the_first_recent_one_and_nothing_recent() {
+    // Arrange: a log of a dozen events, then their times rewritten. Everything is younger than
+    // the retention, so the app's own pruning leaves it alone.
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    for i in 0..6 {
+        ann.say(conversation, &format!("note {i}")).await;
+    }
+    let ids: Vec<i64> = {
+        let mut rc = app.state.db.read().await.unwrap();
+        db::events::after(&mut rc.conn(), 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert!(ids.len() >= 8, "{ids:?}");
+    let now = db::now_ms();
+    let (old, recent) = (now - 3_600_000, now - 60_000);
+    let cutoff = now - 1_800_000;
+    // The first four are old, the fifth recent, the sixth old again, the rest recent.
+    let first_recent = ids[4];
+    let stepped_back = ids[5];
+    crate::admin::exec_sql(
+        &app,
+        &format!(
+            "UPDATE events SET created_at = CASE \
+               WHEN id < {first_recent} OR id = {stepped_back} THEN {old} ELSE {recent} END"
+        ),
+    )
+    .await;
+    let before = {
+        let mut rc = app.state.db.read().await.unwrap();
+        db::events::pruned_through(&mut rc.conn()).await.unwrap()
+    };
+    assert!(before < ids[0]);
+    // Act
+    let pruned = parley::app::prune(&app.state.db, cutoff).await.unwrap();
+    // Assert
+    assert_eq!(pruned, 4);
+    let mut rc = app.state.db.read().await.unwrap();
+    let left: Vec<i64> = db::events::after(&mut rc.conn(), 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, ids[4..], "the old event after a recent one waits");
+    assert_eq!(
+        db::events::pruned_through(&mut rc.conn()).await.unwrap(),
+        ids[3]
+    );
+    drop(rc);
+    // Nothing more to prune at the same cutoff; past the newest, the rest goes.
+    assert_eq!(parley::app::prune(&app.state.db, cutoff).await.unwrap(), 0);
+    assert!(parley::app::prune(&app.state.db, i64::MAX).await.unwrap() >= ids.len() as u64 - 4);
+    let mut rc = app.state.db.read().await.unwrap();
+    assert!(
+        db::events::after(&mut rc.conn(), 0, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
