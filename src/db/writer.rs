@@ -23,9 +23,13 @@ pub const MAX_BATCH: usize = 256;
 
 /// How often, at most, the WAL is checkpointed beside the writer. A page written again and again
 /// (a conversation's row, an index's upper pages) is copied into the database file once per
-/// checkpoint: once a second instead of every 100 ms cut the server's CPU per message by ~10 %
-/// under load (docs/performance.md, tenth session).
-pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
+/// checkpoint, so every 100 ms cost ~10 % more CPU per message under load than once a second
+/// (tenth session). But each checkpoint ends with a sync of the database file on the disk the
+/// commits sync their WAL to, and the paced tail came in bursts a second apart, with the
+/// checkpoints. Every 250 ms each copies and syncs less at once: the paced p99 was lower in six
+/// pairs of six, with no fewer messages a second, once commits wrote less (docs/performance.md,
+/// fifteenth session).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The writer's own checkpoint threshold (pages): only a backstop (see
 /// [`Writer::checkpoint_beside`]). 16,384 pages of 4 KiB: a 64 MiB WAL.
