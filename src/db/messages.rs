@@ -579,9 +579,10 @@ pub async fn post(
     Ok(out)
 }
 
-/// After a post: the conversation's newest message and activity move to it, the author's read
-/// marker too; returns the author's unread messages over all conversations (their badge). One
-/// round trip on either backend.
+/// After a post on PostgreSQL: the conversation's newest message and activity move to it, the
+/// author's read marker too; returns the author's unread messages over their other
+/// conversations (their badge). One statement. On SQLite the `messages_posted` trigger and the
+/// post's own statement ([`post_many`]) do all of this.
 pub async fn after_post(
     c: &mut Conn<'_>,
     conversation: i64,
@@ -589,43 +590,28 @@ pub async fn after_post(
     message: i64,
     now: i64,
 ) -> sqlx::Result<i64> {
-    const TOUCH: &str =
-        "UPDATE conversations SET last_message_id = $1, last_activity_at = $2 WHERE id = $3";
-    const READ: &str = "UPDATE members SET last_read_message_id = $1 \
-         WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1";
-    const UNREAD: &str = "SELECT COUNT(*) FROM members m JOIN messages x \
+    let Conn::Pg(e) = c else {
+        return Err(sqlx::Error::Protocol(
+            "after_post is for PostgreSQL; on SQLite the post does it".into(),
+        ));
+    };
+    // The updates as CTEs; the count reads the snapshot before them, so it leaves this
+    // conversation out (after the post the author has nothing unread there).
+    sqlx::query_scalar(
+        "WITH t AS (UPDATE conversations SET last_message_id = $1, last_activity_at = $2 \
+         WHERE id = $3), r AS (UPDATE members SET last_read_message_id = $1 \
+         WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1) \
+         SELECT COUNT(*) FROM members m JOIN messages x \
          ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-         AND x.author_id <> $4 AND x.kind = 'text' WHERE m.user_id = $4 AND m.notify <> 'mute'";
-    match c {
-        Conn::Sqlite(e) => {
-            sqlx::query_scalar(&format!("{TOUCH}; {READ}; {UNREAD}"))
-                .bind(message)
-                .bind(now)
-                .bind(conversation)
-                .bind(author)
-                .fetch_one(&mut **e)
-                .await
-        }
-        Conn::Pg(e) => {
-            // One statement: the updates as CTEs; the count reads the snapshot before them, so it
-            // leaves this conversation out (after the post the author has nothing unread there).
-            sqlx::query_scalar(
-                "WITH t AS (UPDATE conversations SET last_message_id = $1, last_activity_at = $2 \
-                 WHERE id = $3), r AS (UPDATE members SET last_read_message_id = $1 \
-                 WHERE conversation_id = $3 AND user_id = $4 AND last_read_message_id < $1) \
-                 SELECT COUNT(*) FROM members m JOIN messages x \
-                 ON x.conversation_id = m.conversation_id AND x.id > m.last_read_message_id \
-                 AND x.author_id <> $4 AND x.kind = 'text' \
-                 WHERE m.user_id = $4 AND m.conversation_id <> $3 AND m.notify <> 'mute'",
-            )
-            .bind(message)
-            .bind(now)
-            .bind(conversation)
-            .bind(author)
-            .fetch_one(&mut **e)
-            .await
-        }
-    }
+         AND x.author_id <> $4 AND x.kind = 'text' \
+         WHERE m.user_id = $4 AND m.conversation_id <> $3 AND m.notify <> 'mute'",
+    )
+    .bind(message)
+    .bind(now)
+    .bind(conversation)
+    .bind(author)
+    .fetch_one(&mut **e)
+    .await
 }
 
 /// Up to `limit` messages newer than `after`, oldest first (a newer page, a permalink's context).
