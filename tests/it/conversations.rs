@@ -33,8 +33,10 @@ async fn a_group_is_created_with_friends_and_shows_in_their_lists_live() {
         })
         .await;
     assert!(f.data.contains("Trip planning") && f.data.contains(&format!("conversation-{id}")));
-    e.assert_none(Duration::from_millis(300), "anything", |_| true)
-        .await;
+    e.assert_none(Duration::from_millis(300), "anything", |f| {
+        !about_my_account(f)
+    })
+    .await;
     let page = ann.get(&format!("/conversations/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(
@@ -191,12 +193,15 @@ async fn any_member_adds_their_friends_and_everyone_sees_it_live() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let f = b.expect_target("replace", &format!("members-{id}")).await;
     assert!(f.data.contains(&format!("member-{id}-{}", carl.id)));
+    let row = format!("id=\"conversation-{id}\"");
     c.expect(LIVE, "row for the new member", |f| {
-        f.target().as_deref() == Some("conversation-list")
+        f.target().as_deref() == Some("conversation-list") && f.data.contains(&row)
     })
     .await;
-    e.assert_none(Duration::from_millis(300), "anything", |_| true)
-        .await;
+    e.assert_none(Duration::from_millis(300), "anything", |f| {
+        !about_my_account(f)
+    })
+    .await;
     let page = carl.get(&format!("/conversations/{id}")).await;
     assert_eq!(
         page.count("article.message:not(.note)"),
@@ -363,8 +368,10 @@ async fn only_the_owner_deletes_and_members_looking_at_it_are_told() {
         .expect_target("replace", &format!("conversation-view-{id}"))
         .await;
     assert!(f.data.contains("deleted"));
-    e.assert_none(Duration::from_millis(300), "anything", |_| true)
-        .await;
+    e.assert_none(Duration::from_millis(300), "anything", |f| {
+        !about_my_account(f)
+    })
+    .await;
     assert_eq!(
         bob.get(&format!("/conversations/{id}")).await.status,
         StatusCode::NOT_FOUND

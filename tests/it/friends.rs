@@ -335,8 +335,10 @@ async fn request_answers_and_friendships_arrive_live_for_the_parties_only() {
         f.event == "remove" && f.target() == Some(format!("friend-{}", ann.id))
     })
     .await;
-    c.assert_none(Duration::from_millis(300), "anything", |_| true)
-        .await;
+    c.assert_none(Duration::from_millis(300), "anything", |f| {
+        !about_my_account(f)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -611,6 +611,14 @@ impl Frame {
     }
 }
 
+/// A frame about the reader's own account (their header's admin link, their admin pages), which
+/// their registration sends them. On PostgreSQL a stream opened soon after may still get it (the
+/// Hub hears of commits a moment later, and a stream starts where the Hub is), so checks that a
+/// user gets nothing of others' doings leave it out.
+pub fn about_my_account(f: &Frame) -> bool {
+    matches!(f.target().as_deref(), Some("admin-link" | "admin-page"))
+}
+
 fn attr_of_root(html: &str, name: &str) -> Option<String> {
     let frag = Html::parse_fragment(html);
     let root = frag
@@ -763,6 +771,16 @@ impl Stream {
             f.event == action && f.target().as_deref() == Some(target)
         })
         .await
+    }
+
+    /// Whether the stream ends within `wait`, whatever frames still come before its end (on
+    /// PostgreSQL one opened soon after a change may still get that change's frames).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.ended && tokio::time::Instant::now() < deadline {
+            self.next(Duration::from_millis(200)).await;
+        }
+        self.ended
     }
 
     /// Asserts that no frame matching `pred` arrives within `wait`.

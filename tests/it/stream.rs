@@ -68,7 +68,9 @@ async fn an_event_reaches_every_tab_of_its_users_and_nobody_else() {
     })
     .await;
     carl1
-        .assert_none(Duration::from_millis(300), "anything", |_| true)
+        .assert_none(Duration::from_millis(300), "anything", |f| {
+            !about_my_account(f)
+        })
         .await;
 }
 
@@ -374,7 +376,13 @@ async fn a_large_fan_out_reaches_every_stream_once_and_in_order() {
     }
     for s in &mut open {
         for id in base + 1..=base + count {
-            let f = s.next(LIVE).await.expect("every frame arrives");
+            // On PostgreSQL ann's registration may still reach a stream opened just after it.
+            let f = loop {
+                let f = s.next(LIVE).await.expect("every frame arrives");
+                if f.id.is_none_or(|i| i > base) {
+                    break f;
+                }
+            };
             assert_eq!(f.id, Some(id), "in log order, none lost or repeated");
             assert!(f.data.contains(&body(id)), "frame {id} arrives whole");
         }
@@ -429,8 +437,7 @@ async fn streams_end_promptly_at_shutdown() {
     let mut s = ann.stream().await;
     let started = std::time::Instant::now();
     app.shutdown().await;
-    s.next(Duration::from_secs(2)).await;
-    assert!(s.ended);
+    assert!(s.ends_within(Duration::from_secs(2)).await);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -440,8 +447,7 @@ async fn logout_closes_that_sessions_streams() {
     let ann = app.user("ann").await;
     let mut s = ann.stream().await;
     ann.post("/logout", &[]).await;
-    s.next(LIVE).await;
-    assert!(s.ended);
+    assert!(s.ends_within(LIVE).await);
 }
 
 #[tokio::test]
