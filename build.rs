@@ -33,7 +33,10 @@ fn main() {
     // PARLEY_LINK_ORDER=0 links in the default order (to compare).
     let wanted = !std::env::var("PARLEY_LINK_ORDER").is_ok_and(|v| v == "0");
     if release && wanted && Path::new(ORDER).exists() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(ORDER);
+        // Read when the script runs, not when it was compiled: a build script compiled for one
+        // checkout can be reused for another that shares the target directory.
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let path = Path::new(&dir).join(ORDER);
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
             path.display()
