@@ -18,9 +18,12 @@
 //! latency targets, printed beside them (docs/performance.md, "the machine's floor").
 //!
 //! Fan-out is timed from the POST to the moment the frame's bytes land in each reader's socket
-//! (the kernel's receive timestamp): the server's delivery. The line under it times the same
-//! frames as this process reads them, which adds its own scheduling of 200 readers on the
-//! server's two cores.
+//! (the kernel's receive timestamp): the server's delivery. The 200 streams are read by one
+//! thread between posts, not as frames come: 200 members of a real group are on 200 other
+//! machines, and readers woken by every frame took this machine's second core from the server
+//! while it was still writing (docs/performance.md, sixteenth session).
+//! `PARLEY_BENCH_EAGER_READERS=1` reads each stream in a task of its own as frames come, as
+//! before, and adds a line timing the frames as this process read them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1089,16 +1092,22 @@ async fn send_paced(
 
 /// One poster sends `count` group messages at `rate`/s (open loop); returns the time from each
 /// POST until the last of the members' streams had it, and how many never reached all of them.
-async fn fanout(
+/// Who posts to which group, where.
+struct Posting<'a> {
     addr: SocketAddr,
-    poster: &str,
+    poster: &'a str,
     group: i64,
+}
+
+async fn fanout(
+    to: &Posting<'_>,
     rate: f64,
     count: usize,
     base: usize,
     rx: &mut mpsc::UnboundedReceiver<(usize, usize, Arrival)>,
     readers: Option<&ScheduledReaders>,
 ) -> (FanFigures, FanFigures, usize) {
+    let (addr, poster, group) = (to.addr, to.poster, to.group);
     let (conn_tx, conn_rx) = async_channel();
     for _ in 0..8 {
         conn_tx.send(Http::new(addr, poster)).await.unwrap();
@@ -1183,6 +1192,7 @@ async fn fanout(
 struct Spread {
     all: Vec<Duration>,
     first: Vec<Duration>,
+    spread: Vec<Duration>,
 }
 
 /// p50 and p99 to the last stream, the worst, and p50 to the first stream.
@@ -1192,12 +1202,16 @@ struct FanFigures {
     p99: Duration,
     max: Duration,
     first: Duration,
+    /// p99 to the first stream, and of the time from the first stream to the last.
+    first_p99: Duration,
+    spread_p99: Duration,
 }
 
 impl Spread {
     fn add(&mut self, sent: Instant, (first, last): (Instant, Instant)) {
         self.all.push(last.saturating_duration_since(sent));
         self.first.push(first.saturating_duration_since(sent));
+        self.spread.push(last.saturating_duration_since(first));
     }
 
     fn figures(mut self) -> FanFigures {
@@ -1206,6 +1220,8 @@ impl Spread {
             p99: pct(&mut self.all, 0.99),
             max: self.all.iter().max().copied().unwrap_or_default(),
             first: pct(&mut self.first, 0.5),
+            first_p99: pct(&mut self.first, 0.99),
+            spread_p99: pct(&mut self.spread, 0.99),
         }
     }
 }
@@ -1218,6 +1234,15 @@ impl FanFigures {
             ms(self.p99),
             ms(self.max),
             ms(self.first)
+        )
+    }
+
+    /// Where the tail is: before the first stream (the request and its commit) or after it.
+    fn tail(&self) -> String {
+        format!(
+            "first stream p99 {:.2} ms; first to last stream p99 {:.2} ms",
+            ms(self.first_p99),
+            ms(self.spread_p99)
         )
     }
 }
@@ -1476,21 +1501,26 @@ async fn run(backend: Backend) -> Report {
         let scheduled =
             (!eager).then(|| ScheduledReaders::start(raw, tx.clone()).expect("readers"));
         let readers = scheduled.as_ref();
+        let posting = Posting {
+            addr,
+            poster: &cookies[1],
+            group,
+        };
         tokio::time::sleep(Duration::from_millis(500)).await;
         // A warm-up, with a thread beside it that measures how late this machine wakes a
         // sleeper under this load; not during the measured run, whose figures it would disturb.
         let meter = WakeMeter::start();
         let t = Instant::now();
-        let _ = fanout(addr, &cookies[1], group, 20.0, 40, 0, &mut rx, readers).await;
+        let _ = fanout(&posting, 20.0, 40, 0, &mut rx, readers).await;
         let woke = meter.finish(t.elapsed().as_secs_f64());
-        let (landed, read, lost) =
-            fanout(addr, &cookies[1], group, 20.0, 200, 1000, &mut rx, readers).await;
+        let (landed, read, lost) = fanout(&posting, 20.0, 200, 1000, &mut rx, readers).await;
         rep.add(
             "fan-out to 200 streams at 20 msg/s: p50 / p99 (max)",
             format!("{}, lost {lost}", landed.show()),
             "p99 ≤ 3 ms, none lost",
             Some(landed.p99 <= Duration::from_millis(3) && lost == 0),
         );
+        rep.add("  where the tail is", landed.tail(), "", None);
         if eager {
             rep.add(
                 "  the same, read by this load generator",
@@ -1500,8 +1530,8 @@ async fn run(backend: Backend) -> Report {
             );
         } else {
             rep.add(
-                "  read between posts (PARLEY_BENCH_EAGER_READERS=1: as they arrive)",
-                String::new(),
+                "  streams read",
+                "between posts (PARLEY_BENCH_EAGER_READERS=1: as frames come)".into(),
                 "",
                 None,
             );
@@ -1513,17 +1543,7 @@ async fn run(backend: Backend) -> Report {
             None,
         );
         let cpu_start = cpu_ticks(server.pid());
-        let (landed, read, lost) = fanout(
-            addr,
-            &cookies[1],
-            group,
-            200.0,
-            1000,
-            2000,
-            &mut rx,
-            readers,
-        )
-        .await;
+        let (landed, read, lost) = fanout(&posting, 200.0, 1000, 2000, &mut rx, readers).await;
         // Ticks of 10 ms over 1,000 messages: ms per message, and µs per stream.
         let cpu_ms = (cpu_ticks(server.pid()) - cpu_start) as f64 * 10.0 / 1000.0;
         rep.add(
