@@ -72,12 +72,74 @@ impl<T> Drop for Finished<'_, T> {
 /// The helper thread, started at the first large fan-out (none on a single core).
 pub struct Helper<T> {
     tx: OnceLock<Option<SyncSender<Arc<Writes<T>>>>>,
+    apart: Arc<Apart>,
 }
 
 impl<T> Default for Helper<T> {
     fn default() -> Self {
         Helper {
             tx: OnceLock::new(),
+            apart: Arc::default(),
+        }
+    }
+}
+
+/// Keeps the helper off the reader's CPU. Woken by the reader, the helper was at times placed on
+/// the reader's own CPU (the scheduler's affine wake-up) and took turns with it there, while the
+/// other CPU idled: those fan-outs took as long as the reader alone (the tail of the time from
+/// the first stream to the last). Before offering a job the reader allows the helper every CPU
+/// but its own; the mask changes only when the reader has moved.
+#[derive(Default)]
+struct Apart {
+    /// The helper's thread id (0 until it started).
+    #[cfg(target_os = "linux")]
+    tid: std::sync::atomic::AtomicI32,
+    /// The CPUs the helper may use at all (its mask when it started).
+    #[cfg(target_os = "linux")]
+    allowed: OnceLock<nix::sched::CpuSet>,
+    /// The CPU the helper is kept off (`usize::MAX`: none yet).
+    #[cfg(target_os = "linux")]
+    off: AtomicUsize,
+}
+
+impl Apart {
+    /// On the helper thread, as it starts.
+    fn started(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use nix::sched::sched_getaffinity;
+            use nix::unistd::{Pid, gettid};
+            self.off.store(usize::MAX, Ordering::Relaxed);
+            if let Ok(set) = sched_getaffinity(Pid::from_raw(0)) {
+                let _ = self.allowed.set(set);
+                self.tid.store(gettid().as_raw(), Ordering::Release);
+            }
+        }
+    }
+
+    /// On the reader, before it offers a job: keep the helper off this CPU.
+    fn keep_off_mine(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use nix::sched::{CpuSet, sched_getcpu, sched_setaffinity};
+            use nix::unistd::Pid;
+            let tid = self.tid.load(Ordering::Acquire);
+            let (Some(allowed), Ok(mine)) = (self.allowed.get(), sched_getcpu()) else {
+                return;
+            };
+            if tid == 0 || self.off.swap(mine, Ordering::Relaxed) == mine {
+                return;
+            }
+            let mut others = *allowed;
+            if others.unset(mine).is_err() {
+                return;
+            }
+            let any = (0..CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false));
+            // Alone on its CPUs (or not allowed to change them): leave it where it may go.
+            let set = if any { &others } else { allowed };
+            if sched_setaffinity(Pid::from_raw(tid), set).is_err() {
+                self.off.store(usize::MAX, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -91,12 +153,14 @@ impl<T: Write> Helper<T> {
                 }
                 // One job waits at most: a helper still busy with the last one is no help.
                 let (tx, rx) = sync_channel::<Arc<Writes<T>>>(1);
+                let apart = self.apart.clone();
                 let spawned = std::thread::Builder::new()
                     .name("parley-fanout".into())
                     // It only calls `write`: a small stack will do.
                     .stack_size(256 * 1024)
                     // Ends when the Hub (the sender) is gone.
                     .spawn(move || {
+                        apart.started();
                         while let Ok(job) = rx.recv() {
                             job.work(true);
                         }
@@ -126,9 +190,10 @@ impl<T: Write> Helper<T> {
             delivered: AtomicU64::new(0),
             reader: std::thread::current(),
         });
-        let helped = self
-            .sender()
-            .is_some_and(|tx| tx.try_send(job.clone()).is_ok());
+        let helped = self.sender().is_some_and(|tx| {
+            self.apart.keep_off_mine();
+            tx.try_send(job.clone()).is_ok()
+        });
         job.work(false);
         if helped {
             // Every write is claimed; the helper may still be in its last one (a few µs), or
@@ -266,6 +331,44 @@ mod tests {
         assert_eq!(delivered, SHARE_FROM as u64 - u64::from(cores > 1));
         // From then on the reader writes alone (a helper would panic again).
         assert_eq!(helper.write_all(booms()), SHARE_FROM as u64);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_helper_is_kept_off_the_readers_cpu() {
+        use nix::sched::{CpuSet, sched_getaffinity};
+        use nix::unistd::Pid;
+        let apart = Arc::new(Apart::default());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let a = apart.clone();
+        let helper = std::thread::spawn(move || {
+            a.started();
+            let _ = rx.recv();
+        });
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while apart.tid.load(Ordering::Acquire) == 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let tid = Pid::from_raw(apart.tid.load(Ordering::Acquire));
+        let allowed = *apart.allowed.get().expect("the helper's CPUs");
+        let cpus = |set: &CpuSet| {
+            (0..CpuSet::count())
+                .filter(|c| set.is_set(*c).unwrap_or(false))
+                .collect::<Vec<_>>()
+        };
+        apart.keep_off_mine();
+        let off = apart.off.load(Ordering::Relaxed);
+        let now = cpus(&sched_getaffinity(tid).expect("the helper's mask"));
+        if cpus(&allowed).len() > 1 {
+            // Every CPU it had, but the one the reader was on.
+            let want: Vec<usize> = cpus(&allowed).into_iter().filter(|c| *c != off).collect();
+            assert_eq!(now, want, "kept off CPU {off}");
+        } else {
+            // One CPU only: it stays there.
+            assert_eq!(now, cpus(&allowed));
+        }
+        let _ = tx.send(());
+        helper.join().expect("the helper thread");
     }
 
     #[test]
