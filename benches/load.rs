@@ -18,12 +18,13 @@
 //! latency targets, printed beside them (docs/performance.md, "the machine's floor").
 //!
 //! Fan-out is timed from the POST to the moment the frame's bytes land in each reader's socket
-//! (the kernel's receive timestamp): the server's delivery. The 200 streams are read by one
-//! thread between posts, not as frames come: 200 members of a real group are on 200 other
+//! (the kernel's receive timestamp): the server's delivery. At 20 msg/s the 200 streams are read
+//! by one thread between posts, not as frames come: 200 members of a real group are on 200 other
 //! machines, and readers woken by every frame took this machine's second core from the server
-//! while it was still writing (docs/performance.md, sixteenth session).
-//! `PARLEY_BENCH_EAGER_READERS=1` reads each stream in a task of its own as frames come, as
-//! before, and adds a line timing the frames as this process read them.
+//! while it was still writing. At 200 msg/s no moment between posts is quiet, and each stream is
+//! read by a task of its own as frames come, with a line timing the frames as this process read
+//! them (docs/performance.md, sixteenth session; `PARLEY_BENCH_READERS=between|eager` reads
+//! every fan-out one way).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -798,6 +799,89 @@ impl ScheduledReaders {
     }
 }
 
+/// Whether the fan-out's streams are read between posts at `rate` posts a second (else as
+/// frames come). Between posts where the server is done with a post well before the next: at
+/// 20 msg/s a post takes ~2.5 ms of the 50 between two. At 200 msg/s (5 ms apart) no moment is
+/// quiet, and 200 reads in one burst land in the middle of the next post's work; reading as
+/// frames come spreads them instead (docs/performance.md, sixteenth session).
+/// `PARLEY_BENCH_READERS=between` or `=eager` reads every fan-out one way.
+fn between_posts(rate: f64) -> bool {
+    match std::env::var("PARLEY_BENCH_READERS").as_deref() {
+        Ok("between") => true,
+        Ok("eager") => false,
+        _ => rate <= 50.0,
+    }
+}
+
+/// The fan-out's 200 streams and how they are read.
+enum Readers {
+    /// A task per stream, reading as frames come.
+    Eager(Vec<tokio::task::JoinHandle<()>>),
+    /// One thread, reading between posts.
+    Between(ScheduledReaders),
+}
+
+impl Readers {
+    async fn open(addr: SocketAddr, cookies: &[String], tx: &Seen, between: bool) -> Readers {
+        if between {
+            let mut raw = Vec::new();
+            for c in cookies {
+                raw.push(stream_handshake(addr, c).await.expect("stream"));
+            }
+            Readers::Between(ScheduledReaders::start(raw, tx.clone()).expect("readers"))
+        } else {
+            let mut tasks = Vec::new();
+            for (i, c) in cookies.iter().enumerate() {
+                tasks.push(
+                    open_stream(addr, c, Some((i, tx.clone())))
+                        .await
+                        .expect("stream"),
+                );
+            }
+            Readers::Eager(tasks)
+        }
+    }
+
+    fn between(&self) -> bool {
+        matches!(self, Readers::Between(_))
+    }
+
+    fn scheduled(&self) -> Option<&ScheduledReaders> {
+        match self {
+            Readers::Between(r) => Some(r),
+            Readers::Eager(_) => None,
+        }
+    }
+
+    /// Says how the streams were read (and, read as frames come, when this process read them).
+    fn describe(&self, rep: &mut Report, read: &FanFigures) {
+        match self {
+            Readers::Between(_) => rep.add("  streams read", "between posts".into(), "", None),
+            Readers::Eager(_) => {
+                rep.add("  streams read", "as frames come".into(), "", None);
+                rep.add(
+                    "  the same, read by this load generator",
+                    read.show(),
+                    "",
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Closes the streams.
+    fn close(self) {
+        match self {
+            Readers::Between(r) => r.finish(),
+            Readers::Eager(tasks) => {
+                for t in tasks {
+                    t.abort();
+                }
+            }
+        }
+    }
+}
+
 /// How late this machine wakes a thread that sleeps 0.5 ms at a time: the floor under every
 /// latency figure here. A virtual machine's host can hold a vCPU for milliseconds, and no server
 /// delivers faster than the machine wakes it up.
@@ -1483,37 +1567,21 @@ async fn run(backend: Backend) -> Report {
     // Fan-out to the group: every member's stream open.
     if phase("fanout") {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        // Readers as bytes arrive (tokio tasks), or on a schedule between posts (the default).
-        let eager = std::env::var("PARLEY_BENCH_EAGER_READERS").as_deref() == Ok("1");
-        let mut streams = Vec::new();
-        let mut raw = Vec::new();
-        for i in 0..GROUP {
-            if eager {
-                streams.push(
-                    open_stream(addr, &cookies[i], Some((i, tx.clone())))
-                        .await
-                        .expect("stream"),
-                );
-            } else {
-                raw.push(stream_handshake(addr, &cookies[i]).await.expect("stream"));
-            }
-        }
-        let scheduled =
-            (!eager).then(|| ScheduledReaders::start(raw, tx.clone()).expect("readers"));
-        let readers = scheduled.as_ref();
         let posting = Posting {
             addr,
             poster: &cookies[1],
             group,
         };
+        let readers = Readers::open(addr, &cookies[..GROUP], &tx, between_posts(20.0)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // A warm-up, with a thread beside it that measures how late this machine wakes a
         // sleeper under this load; not during the measured run, whose figures it would disturb.
         let meter = WakeMeter::start();
         let t = Instant::now();
-        let _ = fanout(&posting, 20.0, 40, 0, &mut rx, readers).await;
+        let _ = fanout(&posting, 20.0, 40, 0, &mut rx, readers.scheduled()).await;
         let woke = meter.finish(t.elapsed().as_secs_f64());
-        let (landed, read, lost) = fanout(&posting, 20.0, 200, 1000, &mut rx, readers).await;
+        let (landed, read, lost) =
+            fanout(&posting, 20.0, 200, 1000, &mut rx, readers.scheduled()).await;
         rep.add(
             "fan-out to 200 streams at 20 msg/s: p50 / p99 (max)",
             format!("{}, lost {lost}", landed.show()),
@@ -1521,29 +1589,27 @@ async fn run(backend: Backend) -> Report {
             Some(landed.p99 <= Duration::from_millis(3) && lost == 0),
         );
         rep.add("  where the tail is", landed.tail(), "", None);
-        if eager {
-            rep.add(
-                "  the same, read by this load generator",
-                read.show(),
-                "",
-                None,
-            );
-        } else {
-            rep.add(
-                "  streams read",
-                "between posts (PARLEY_BENCH_EAGER_READERS=1: as frames come)".into(),
-                "",
-                None,
-            );
-        }
+        readers.describe(&mut rep, &read);
         rep.add(
             "  in a warm-up, a thread sleeping 0.5 ms woke p99 / p99.9 / max",
             woke,
             "",
             None,
         );
+        let readers = if between_posts(200.0) == readers.between() {
+            readers
+        } else {
+            // The same members' streams, read the other way: the old ones closed first, and a
+            // warm-up so the server has dropped them before the measured run.
+            readers.close();
+            let r = Readers::open(addr, &cookies[..GROUP], &tx, between_posts(200.0)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = fanout(&posting, 20.0, 20, 1500, &mut rx, r.scheduled()).await;
+            r
+        };
         let cpu_start = cpu_ticks(server.pid());
-        let (landed, read, lost) = fanout(&posting, 200.0, 1000, 2000, &mut rx, readers).await;
+        let (landed, read, lost) =
+            fanout(&posting, 200.0, 1000, 2000, &mut rx, readers.scheduled()).await;
         // Ticks of 10 ms over 1,000 messages: ms per message, and µs per stream.
         let cpu_ms = (cpu_ticks(server.pid()) - cpu_start) as f64 * 10.0 / 1000.0;
         rep.add(
@@ -1552,26 +1618,14 @@ async fn run(backend: Backend) -> Report {
             "p99 ≤ 20 ms, none lost",
             Some(landed.p99 <= Duration::from_millis(20) && lost == 0),
         );
-        if eager {
-            rep.add(
-                "  the same, read by this load generator",
-                read.show(),
-                "",
-                None,
-            );
-        }
+        readers.describe(&mut rep, &read);
         rep.add(
             "  server CPU per message (per stream)",
             format!("{cpu_ms:.2} ms ({:.1} µs)", cpu_ms * 1000.0 / GROUP as f64),
             "",
             None,
         );
-        for s in streams {
-            s.abort();
-        }
-        if let Some(r) = scheduled {
-            r.finish();
-        }
+        readers.close();
         drop(rx);
     }
     if !phase("streams") {
