@@ -560,41 +560,41 @@ fn stamp_arrivals(s: &TcpStream) -> io::Result<()> {
     setsockopt(s, ReceiveTimestampns, &true).map_err(io::Error::from)
 }
 
+/// One `recvmsg` on `fd` with `flags`: the bytes read, and the kernel's receive stamp of the last
+/// packet read, as a point on the monotonic clock (None without a stamp).
+fn recv_stamped(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    flags: nix::sys::socket::MsgFlags,
+) -> io::Result<(usize, Option<Instant>)> {
+    use nix::sys::socket::{ControlMessageOwned, recvmsg};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut control), flags)?;
+    let mut stamp = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmTimestampns(t) = c {
+            stamp =
+                Some(std::time::UNIX_EPOCH + Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32));
+        }
+    }
+    // The stamp is wall-clock time: turn its age into a point on the monotonic clock.
+    let (wall, mono) = (std::time::SystemTime::now(), Instant::now());
+    let landed = stamp.map(|t| mono - wall.duration_since(t).unwrap_or_default());
+    Ok((msg.bytes, landed))
+}
+
 /// Reads like `read`, with the kernel's receive stamp of the last packet read (as an `Instant`).
 async fn read_stamped(s: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     use std::os::fd::AsRawFd;
     loop {
         s.readable().await?;
         let r = s.try_io(tokio::io::Interest::READABLE, || {
-            let mut iov = [io::IoSliceMut::new(&mut *buf)];
-            let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
-            let msg = recvmsg::<()>(
-                s.as_raw_fd(),
-                &mut iov,
-                Some(&mut control),
-                MsgFlags::empty(),
-            )?;
-            let mut stamp = None;
-            for c in msg.cmsgs()? {
-                if let ControlMessageOwned::ScmTimestampns(t) = c {
-                    stamp = Some(
-                        std::time::UNIX_EPOCH
-                            + Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
-                    );
-                }
-            }
-            Ok((msg.bytes, stamp))
+            recv_stamped(s.as_raw_fd(), buf, nix::sys::socket::MsgFlags::empty())
         });
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-            Ok((n, stamp)) => {
-                // The stamp is wall-clock time: turn its age into a point on the monotonic clock.
-                let (wall, mono) = (std::time::SystemTime::now(), Instant::now());
-                let landed = stamp.map(|t| mono - wall.duration_since(t).unwrap_or_default());
-                return Ok((n, landed));
-            }
+            r => return r,
         }
     }
 }
@@ -737,7 +737,7 @@ impl ScheduledReaders {
         let stop = Arc::new(AtomicBool::new(false));
         let (c, st) = (cadence.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+            use nix::sys::socket::MsgFlags;
             use std::os::fd::AsRawFd;
             let mut tmp = vec![0u8; 65536];
             while !st.load(Ordering::Relaxed) {
@@ -745,31 +745,13 @@ impl ScheduledReaders {
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
                 for (who, s, buf, seen) in socks.iter_mut() {
                     loop {
-                        let mut iov = [io::IoSliceMut::new(&mut tmp)];
-                        let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
-                        let msg = match recvmsg::<()>(
-                            s.as_raw_fd(),
-                            &mut iov,
-                            Some(&mut control),
-                            MsgFlags::MSG_DONTWAIT,
-                        ) {
-                            Ok(m) if m.bytes > 0 => m,
-                            _ => break,
-                        };
-                        let n = msg.bytes;
-                        let mut stamp = None;
-                        for cm in msg.cmsgs().into_iter().flatten() {
-                            if let ControlMessageOwned::ScmTimestampns(t) = cm {
-                                stamp = Some(
-                                    std::time::UNIX_EPOCH
-                                        + Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
-                                );
-                            }
-                        }
-                        let (wall, read) = (std::time::SystemTime::now(), Instant::now());
-                        let landed = stamp
-                            .map(|t| read - wall.duration_since(t).unwrap_or_default())
-                            .unwrap_or(read);
+                        let (n, stamp) =
+                            match recv_stamped(s.as_raw_fd(), &mut tmp, MsgFlags::MSG_DONTWAIT) {
+                                Ok((n, stamp)) if n > 0 => (n, stamp),
+                                _ => break,
+                            };
+                        let read = Instant::now();
+                        let landed = stamp.unwrap_or(read);
                         buf.extend_from_slice(&tmp[..n]);
                         let now = Arrival { landed, read };
                         scan_tokens(buf, seen, |k| {
