@@ -91,12 +91,9 @@ impl<T> Default for Helper<T> {
 /// but its own; the mask changes only when the reader has moved.
 #[derive(Default)]
 struct Apart {
-    /// The helper's thread id (0 until it started).
+    /// The helper's thread id and the CPUs it may use at all (its mask when it started).
     #[cfg(target_os = "linux")]
-    tid: std::sync::atomic::AtomicI32,
-    /// The CPUs the helper may use at all (its mask when it started).
-    #[cfg(target_os = "linux")]
-    allowed: OnceLock<nix::sched::CpuSet>,
+    helper: OnceLock<(nix::unistd::Pid, nix::sched::CpuSet)>,
     /// The CPU the helper is kept off (`usize::MAX`: none yet).
     #[cfg(target_os = "linux")]
     off: AtomicUsize,
@@ -111,8 +108,7 @@ impl Apart {
             use nix::unistd::{Pid, gettid};
             self.off.store(usize::MAX, Ordering::Relaxed);
             if let Ok(set) = sched_getaffinity(Pid::from_raw(0)) {
-                let _ = self.allowed.set(set);
-                self.tid.store(gettid().as_raw(), Ordering::Release);
+                let _ = self.helper.set((gettid(), set));
             }
         }
     }
@@ -122,22 +118,23 @@ impl Apart {
         #[cfg(target_os = "linux")]
         {
             use nix::sched::{CpuSet, sched_getcpu, sched_setaffinity};
-            use nix::unistd::Pid;
-            let tid = self.tid.load(Ordering::Acquire);
-            let (Some(allowed), Ok(mine)) = (self.allowed.get(), sched_getcpu()) else {
+            let (Some((tid, allowed)), Ok(mine)) = (self.helper.get(), sched_getcpu()) else {
                 return;
             };
-            if tid == 0 || self.off.swap(mine, Ordering::Relaxed) == mine {
+            if self.off.swap(mine, Ordering::Relaxed) == mine {
                 return;
             }
             let mut others = *allowed;
             if others.unset(mine).is_err() {
                 return;
             }
-            let any = (0..CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false));
             // Alone on its CPUs (or not allowed to change them): leave it where it may go.
-            let set = if any { &others } else { allowed };
-            if sched_setaffinity(Pid::from_raw(tid), set).is_err() {
+            let set = if others == CpuSet::new() {
+                allowed
+            } else {
+                &others
+            };
+            if sched_setaffinity(*tid, set).is_err() {
                 self.off.store(usize::MAX, Ordering::Relaxed);
             }
         }
@@ -337,7 +334,6 @@ mod tests {
     #[test]
     fn the_helper_is_kept_off_the_readers_cpu() {
         use nix::sched::{CpuSet, sched_getaffinity};
-        use nix::unistd::Pid;
         let apart = Arc::new(Apart::default());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let a = apart.clone();
@@ -346,11 +342,10 @@ mod tests {
             let _ = rx.recv();
         });
         let until = std::time::Instant::now() + Duration::from_secs(5);
-        while apart.tid.load(Ordering::Acquire) == 0 && std::time::Instant::now() < until {
+        while apart.helper.get().is_none() && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let tid = Pid::from_raw(apart.tid.load(Ordering::Acquire));
-        let allowed = *apart.allowed.get().expect("the helper's CPUs");
+        let (tid, allowed) = *apart.helper.get().expect("the helper's CPUs");
         let cpus = |set: &CpuSet| {
             (0..CpuSet::count())
                 .filter(|c| set.is_set(*c).unwrap_or(false))
