@@ -309,7 +309,23 @@ impl Db {
         match self {
             Db::Sqlite { write, .. } => {
                 let mut g = write.exclusive().await;
-                sqlx::migrate!("migrations/sqlite").run(&mut g.conn).await?;
+                // Each migration commits without syncing the WAL (a fresh database has 18, and
+                // their syncs were most of its start). Safe, as on PostgreSQL below: in WAL mode
+                // a commit not yet synced can be lost but never leaves the file inconsistent; a
+                // migration and its `_sqlx_migrations` row are lost together and applied again at
+                // the next start; and the first commit after this one is FULL, which syncs the
+                // WAL through every earlier commit. Checkpoints (another connection, FULL) sync
+                // the WAL before copying from it.
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut g.conn)
+                    .await?;
+                let applied = sqlx::migrate!("migrations/sqlite").run(&mut g.conn).await;
+                // Back to FULL whatever happened: every later commit on this connection is one
+                // that a user may be told is durable.
+                sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut g.conn)
+                    .await?;
+                applied?;
                 // A batch's savepoints stay open until its COMMIT, so their statement journal
                 // outgrew SQLite's in-memory 64 KiB and went to a temporary file, a write per
                 // page: in memory it is up to a few MiB for the length of one batch. Only after
@@ -323,6 +339,9 @@ impl Db {
                 .fetch_one(&mut g.conn)
                 .await?;
                 g.set_last_event(last);
+                drop(g);
+                // The writer must be back to FULL before anyone is told a write is durable.
+                self.check_pragmas().await?;
             }
             Db::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
@@ -428,4 +447,36 @@ impl Db {
 pub fn now_ms() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migrations commit without syncing (`synchronous = NORMAL`); the writer must be FULL again
+    /// afterwards, or acknowledged messages could be lost in a power cut.
+    #[tokio::test]
+    async fn after_the_migrations_the_writer_syncs_every_commit_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let Db::Sqlite { write, .. } = &db else {
+            panic!("a sqlite:// URL opens SQLite");
+        };
+        let mut g = write.exclusive().await;
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut g.conn)
+            .await
+            .expect("read the pragma");
+        assert_eq!(sync, 2, "FULL");
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&mut g.conn)
+            .await
+            .expect("count migrations");
+        assert_eq!(
+            applied as usize,
+            sqlx::migrate!("migrations/sqlite").iter().count()
+        );
+    }
 }
