@@ -313,8 +313,8 @@ impl Db {
                 // their syncs were most of its start). Safe, as on PostgreSQL below: in WAL mode
                 // a commit not yet synced can be lost but never leaves the file inconsistent; a
                 // migration and its `_sqlx_migrations` row are lost together and applied again at
-                // the next start; and the first commit after this one is FULL, which syncs the
-                // WAL through every earlier commit. Checkpoints (another connection, FULL) sync
+                // the next start; and the first commit after them is FULL, which syncs the WAL
+                // through every earlier commit. Checkpoints (another connection, FULL) sync
                 // the WAL before copying from it.
                 sqlx::query("PRAGMA synchronous = NORMAL")
                     .execute(&mut g.conn)
