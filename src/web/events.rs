@@ -126,13 +126,14 @@ async fn stream(
     let Some(Extension(takeover)) = takeover else {
         return Err(anyhow::anyhow!("GET /events needs Parley's server loop").into());
     };
+    // The header wins when it holds a position; one that does not parse (no browser sends such
+    // a thing) falls back to `?after=` rather than cancelling the replay.
+    let position = |s: &str| s.trim().parse::<i64>().ok().filter(|n| *n >= 0);
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.after)
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .filter(|n| *n >= 0);
+        .and_then(position)
+        .or_else(|| q.after.as_deref().and_then(position));
 
     // Register with a snapshot read at a known log position; the Hub brings it up to date.
     let mut tries = 0;

@@ -160,6 +160,80 @@ async fn the_last_event_id_header_wins_and_resumes() {
     assert!(text.contains("while away"));
 }
 
+/// Reads a stream until `needle` shows or `LIVE` passes; the text read.
+async fn read_until(r: reqwest::Response, needle: &str) -> String {
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + LIVE;
+    while !text.contains(needle) && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_millis(200), body.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_valid_last_event_id_beats_after_and_an_invalid_one_falls_back_to_it() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let conversation = ann.direct_with(&bob).await;
+    let after: i64 = bob
+        .get("/conversations")
+        .await
+        .attr("body", "data-after")
+        .unwrap()
+        .parse()
+        .unwrap();
+    ann.say(conversation, "while away").await;
+    let now: i64 = bob
+        .get("/conversations")
+        .await
+        .attr("body", "data-after")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(now > after);
+    let stream = |header: &str, query: i64| {
+        bob.http
+            .get(format!("{}/events?after={query}", app.base))
+            .header("Last-Event-ID", header.to_owned())
+            .send()
+    };
+    // The header's older position wins over the query's newer one: the message is replayed.
+    let text = read_until(stream(&after.to_string(), now).await.unwrap(), "while away").await;
+    assert!(text.contains("while away"), "{text}");
+    // A header that is no position does not cancel the query's.
+    for junk in ["garbage", "-5", ""] {
+        let text = read_until(stream(junk, after).await.unwrap(), "while away").await;
+        assert!(
+            text.contains("while away"),
+            "Last-Event-ID {junk:?}: {text}"
+        );
+    }
+    // And a query that is no position either replays nothing (a fresh start, not an error).
+    let r = bob
+        .http
+        .get(format!("{}/events?after=abc", app.base))
+        .header("Last-Event-ID", "garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < until {
+        if let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_millis(100), body.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    assert!(text.contains("retry:"), "{text}");
+    assert!(!text.contains("while away"), "{text}");
+}
+
 #[tokio::test]
 async fn a_too_old_or_unknown_position_gets_reload() {
     let app = TestApp::spawn().await;
