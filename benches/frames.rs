@@ -70,6 +70,7 @@ fn main() {
                 attachments: Vec::new(),
             },
             author_total_unread: 0,
+            author_gone: false,
         };
         let (c, _) = bytes_to_all(&created, &ids);
         let (m, _) = bytes_to_all(&message, &ids);

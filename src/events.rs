@@ -236,6 +236,11 @@ pub enum Event {
         user: AdminUserData,
         /// Newly registered (added to the admin list rather than replaced in it).
         created: bool,
+        /// The admins then: only they get the admin list's row (the user, unless one of them,
+        /// gets their header link alone). None in events logged before it was recorded: the
+        /// whole audience then.
+        #[serde(default)]
+        admins: Option<Vec<i64>>,
     },
     /// An admin did something (audience: the admins).
     AdminLogged {
@@ -333,6 +338,10 @@ pub enum Event {
         /// to their own message, so this conversation counts none).
         #[serde(default)]
         author_total_unread: i64,
+        /// The author is no longer a member (the note of their leaving): no read marker or count
+        /// of theirs moves.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        author_gone: bool,
     },
     /// A group got a new title.
     ConversationRenamed {
@@ -362,6 +371,13 @@ pub enum Event {
         is_last: bool,
         /// The conversation's newest activity (ms).
         last_activity_at: i64,
+        /// Members for whom it is unread and whom the edit newly names (their row's `@` count
+        /// rises by one).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentioned: Vec<i64>,
+        /// Members for whom it is unread and whom it no longer names (theirs drops by one).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unmentioned: Vec<i64>,
     },
     /// A message was deleted.
     MessageDeleted {
@@ -391,6 +407,9 @@ pub enum Event {
         /// Of those, the ones who muted the conversation: their header badge does not count it.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unread_muted: Vec<i64>,
+        /// Of those, the ones it named: their row's `@` count drops by one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unread_mentioned: Vec<i64>,
     },
     /// Someone reacted to a message, or took a reaction back.
     ReactionsChanged {
@@ -531,6 +550,7 @@ mod tests {
                 last_activity_at: 3,
                 unread_for: Vec::new(),
                 unread_muted: Vec::new(),
+                unread_mentioned: Vec::new(),
             };
             let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
             let Event::MessageDeleted { new_last: got, .. } = back else {

@@ -706,6 +706,16 @@
       if (target && el) showTyping(target, el);
       return;
     }
+    var mentionsDelta = wrapper.getAttribute("data-delta-mentions");
+    if (mentionsDelta) {
+      // A message that named me, unread, was deleted or edited: the row's "@" follows.
+      if (target) {
+        var named = Number(target.getAttribute("data-mentions") || "0") + Number(mentionsDelta);
+        target.setAttribute("data-mentions", String(Math.max(0, named)));
+        setCount(target, count(target));
+      }
+      return;
+    }
     var delta = wrapper.getAttribute("data-delta");
     if (delta) {
       setCount(target, count(target) + Number(delta));

@@ -188,13 +188,15 @@ async fn follow_up(tx: &mut Tx, entry: &AuditRow) -> AppResult<()> {
 
 /// Tells the admins (and the user) how the user now looks on the admin pages.
 async fn user_updated(tx: &mut Tx, row: AdminUserRow, created: bool) -> AppResult<()> {
-    let mut audience = db::admin::admin_ids(&mut tx.conn()).await?;
+    let admins = db::admin::admin_ids(&mut tx.conn()).await?;
+    let mut audience = admins.clone();
     audience.push(row.id);
     record(
         tx,
         Event::AdminUserUpdated {
             user: admin_user_data(row),
             created,
+            admins: Some(admins),
         },
         audience,
     )

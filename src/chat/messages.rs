@@ -292,6 +292,7 @@ pub async fn post(
         Event::MessageAdded {
             message: message.clone(),
             author_total_unread,
+            author_gone: false,
         },
         // A conversation event: its audience is the conversation's members.
         Vec::new(),
@@ -342,6 +343,7 @@ async fn post_plain_pg(
     let event = Event::MessageAdded {
         message: message.clone(),
         author_total_unread: SENTINEL_UNREAD,
+        author_gone: false,
     };
     let json = serde_json::to_string(&event).map_err(anyhow::Error::from)?;
     let prev_json = serde_json::to_string(&message.prev).map_err(anyhow::Error::from)?;
@@ -489,8 +491,30 @@ pub async fn edit(
         return Err(AppError::Forbidden(ONLY_AUTHOR_EDITS));
     }
     let now = db::now_ms();
+    let before: Vec<i64> = db::messages::mentions_of(&mut tx.conn(), &[id])
+        .await?
+        .into_iter()
+        .map(|n| n.user_id)
+        .collect();
     db::messages::update_body(&mut tx.conn(), id, body.as_str(), now).await?;
-    set_mentions(&mut tx, conversation_id, id, body.as_str(), false).await?;
+    let after: Vec<i64> = set_mentions(&mut tx, conversation_id, id, body.as_str(), false)
+        .await?
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    // Those who have not read it and are newly named, or no longer, see their `@` count move.
+    let (mut mentioned, mut unmentioned) = (Vec::new(), Vec::new());
+    if before != after {
+        for (user, _) in
+            db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?
+        {
+            match (before.contains(&user), after.contains(&user)) {
+                (false, true) => mentioned.push(user),
+                (true, false) => unmentioned.push(user),
+                _ => {}
+            }
+        }
+    }
     let message = load(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -506,6 +530,8 @@ pub async fn edit(
             replies,
             is_last: m.last_message_id == Some(id),
             last_activity_at: conversation.last_activity_at,
+            mentioned,
+            unmentioned,
         },
         members,
     )
@@ -534,6 +560,12 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
     let unread = db::conversations::unread_for(&mut tx.conn(), conversation_id, &row).await?;
     let unread_for = unread.iter().map(|(u, _)| *u).collect();
     let unread_muted = unread.iter().filter(|(_, m)| *m).map(|(u, _)| *u).collect();
+    let named = db::messages::mentions_of(&mut tx.conn(), &[id]).await?;
+    let unread_mentioned = unread
+        .iter()
+        .map(|(u, _)| *u)
+        .filter(|u| named.iter().any(|n| n.user_id == *u))
+        .collect();
     let replies = db::messages::replies_to(&mut tx.conn(), id).await?;
     let files = db::attachments::keys_of_message(&mut tx.conn(), id).await?;
     db::messages::delete(&mut tx.conn(), id).await?;
@@ -568,6 +600,7 @@ pub async fn delete(cx: &Ctx<'_>, me: &UserRef, conversation_id: i64, id: i64) -
             last_activity_at: conversation.last_activity_at,
             unread_for,
             unread_muted,
+            unread_mentioned,
         },
         members,
     )
@@ -622,7 +655,9 @@ pub async fn note(
     let id =
         db::messages::insert_note(&mut tx.conn(), conversation_id, actor.id, text, now).await?;
     db::conversations::touch(&mut tx.conn(), conversation_id, id, now).await?;
-    db::conversations::mark_read(&mut tx.conn(), conversation_id, actor.id, id).await?;
+    // Moves nothing when the actor is no longer a member (the note of their leaving).
+    let author_gone =
+        !db::conversations::mark_read(&mut tx.conn(), conversation_id, actor.id, id).await?;
     let message = load(&mut tx.conn(), conversation_id, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("inserted note vanished"))?;
@@ -632,6 +667,7 @@ pub async fn note(
         Event::MessageAdded {
             message,
             author_total_unread,
+            author_gone,
         },
         audience,
     )

@@ -218,6 +218,7 @@ async fn run(db: Db, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
             let event = Event::MessageAdded {
                 message: message.clone(),
                 author_total_unread: *author_total_unread,
+                author_gone: false,
             };
             // On SQLite this only queues the event for the batch's commit.
             recorded = super::record(&mut tx, event, Vec::new()).await;

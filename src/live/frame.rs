@@ -89,6 +89,8 @@ struct FrameWrapper<'a> {
     target: &'a str,
     /// A signed count change the target applies to its own number (badges).
     delta: Option<i64>,
+    /// A signed change of the target's mention count (a row's `@`).
+    mentions_delta: Option<i64>,
     html: &'a str,
 }
 
@@ -106,9 +108,27 @@ impl Frame {
         html: &str,
         delta: Option<i64>,
     ) -> Frame {
+        Frame::wrap(action, target, audience, html, delta, None)
+    }
+
+    /// A frame that changes the mention count of a conversation row's unread counter by
+    /// `delta` (its unread count stays).
+    pub fn mentions_delta(target: String, audience: Audience, delta: i64) -> Frame {
+        Frame::wrap(Action::Replace, target, audience, "", None, Some(delta))
+    }
+
+    fn wrap(
+        action: Action,
+        target: String,
+        audience: Audience,
+        html: &str,
+        delta: Option<i64>,
+        mentions_delta: Option<i64>,
+    ) -> Frame {
         let wrapped = render_fragment(&FrameWrapper {
             target: &target,
             delta,
+            mentions_delta,
             html,
         });
         Frame {

@@ -22,6 +22,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::PrevMessage;
 use crate::files::{Doomed, Stored};
 use crate::state::AppState;
+use crate::views::markup;
 use crate::views::partials::one_line;
 use crate::views::{
     ComposerView, ConversationPage, ConversationRowView, ConversationsPage, MembersView,
@@ -424,7 +425,11 @@ async fn show_page(
     if let Some(r) = reply {
         composer.reply = Some((
             r.id,
-            format!("{}: {}", r.author.name(), one_line(&r.body, 80)),
+            format!(
+                "{}: {}",
+                r.author.name(),
+                one_line(&markup::plain(&r.body), 80)
+            ),
         ));
     }
     Ok(render(

@@ -312,6 +312,78 @@ async fn the_instance_keeps_an_admin_and_admins_cannot_deactivate_themselves() {
     assert_eq!(admins(&app).await, vec![bob.id]);
 }
 
+/// Frames read until one matches `pred` (included) or `LIVE` passes.
+async fn frames_until(s: &mut Stream, pred: impl Fn(&Frame) -> bool) -> Vec<Frame> {
+    let deadline = tokio::time::Instant::now() + LIVE;
+    let mut out = Vec::new();
+    while let Some(f) = s
+        .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        let done = pred(&f);
+        out.push(f);
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+fn is_admin_row(f: &Frame) -> bool {
+    f.target().is_some_and(|t| t.starts_with("admin-user"))
+}
+
+#[tokio::test]
+async fn the_admin_lists_rows_reach_admins_only() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    // Bob's sign-up, replayed: his header link, not the admins' new row.
+    let mut replay = bob.stream_at("/events?after=0").await;
+    let frames = frames_until(&mut replay, |f| f.target().as_deref() == Some("admin-link")).await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.target().as_deref() == Some("admin-link")),
+        "{frames:?}"
+    );
+    replay
+        .assert_none(Duration::from_millis(300), "an admin row", is_admin_row)
+        .await;
+    assert!(!frames.iter().any(is_admin_row), "{frames:?}");
+    // Promoted, he is an admin and gets his row with the others.
+    let mut bob_stream = bob.stream().await;
+    let mut ann_stream = ann.stream().await;
+    let row = dom_admin_user(bob.id);
+    let promote = format!("/admin/users/{}/promote", bob.id);
+    assert_eq!(ann.post(&promote, &[]).await.status, StatusCode::SEE_OTHER);
+    bob_stream
+        .expect(LIVE, "his row, as an admin", |f| {
+            f.target().as_deref() == Some(row.as_str())
+        })
+        .await;
+    // Demoted, his change brings him his link and the reload, not the row; ann gets the row.
+    let demote = format!("/admin/users/{}/demote", bob.id);
+    assert_eq!(ann.post(&demote, &[]).await.status, StatusCode::SEE_OTHER);
+    let frames = frames_until(&mut bob_stream, |f| {
+        f.event == "reload" && f.target().as_deref() == Some("admin-page")
+    })
+    .await;
+    assert!(
+        frames.iter().any(|f| f.event == "reload"),
+        "the reload came: {frames:?}"
+    );
+    assert!(!frames.iter().any(is_admin_row), "{frames:?}");
+    bob_stream
+        .assert_none(Duration::from_millis(300), "an admin row", is_admin_row)
+        .await;
+    ann_stream
+        .expect(LIVE, "bob's row, demoted", |f| {
+            f.target().as_deref() == Some(row.as_str()) && !f.content().contains("/demote")
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn a_reset_link_works_once_and_expires() {
     // Arrange

@@ -470,6 +470,40 @@ async fn e2e_unread_badge_rises_and_clears() {
     env.finish(r).await;
 }
 
+/// A row's `@` (unread messages that name me) follows an edit that names me or stops naming me,
+/// and a delete, as a fresh load counts it.
+#[tokio::test]
+async fn e2e_the_rows_at_follows_edits_and_deletes() {
+    let Some(env) = E2e::start("rows_at_follows_edits_and_deletes", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, _b) = ann_and_bob_as_friends(&env).await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        let c = bob.direct_with(&ann).await;
+        a.goto(&env.url("/conversations")).await?;
+        let at =
+            format!("return document.getElementById('unread-{c}').getAttribute('data-mentions')");
+        let m = bob.say(c, "hi @ann").await;
+        wait_js_str(a, &at, "1", SHOW).await?;
+        let path = format!("/conversations/{c}/messages/{m}");
+        bob.post(&path, &[("body", "hi")]).await;
+        wait_js_str(a, &at, "0", SHOW).await?;
+        bob.post(&path, &[("body", "hi again @ann")]).await;
+        wait_js_str(a, &at, "1", SHOW).await?;
+        let label =
+            format!("return document.getElementById('unread-{c}').getAttribute('aria-label')");
+        wait_js_str(a, &label, "1 unread, you are mentioned", SHOW).await?;
+        bob.post(&format!("{path}/delete"), &[]).await;
+        wait_js_str(a, &at, "0", SHOW).await?;
+        wait_js_str(a, &label, "0 unread", SHOW).await?;
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
 /// A muted conversation counts in its own row, never in the header, the tab title or the icon:
 /// on a page with the conversation list and on one without, and live when (un)muting.
 #[tokio::test]

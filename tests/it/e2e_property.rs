@@ -394,6 +394,10 @@ impl<'a> World<'a> {
                 // Now and then a tall message (it must still be followed at the bottom).
                 let body = if self.rng.random_bool(0.2) {
                     format!("tall {n}\n\nline\nline\nline\nline\nline\nline")
+                } else if self.rng.random_bool(0.25) {
+                    // Naming someone (a member or not) marks their row with `@` until read.
+                    let k = self.rng.random_range(0..self.people.len());
+                    format!("msg {n} for @{}", self.people[k].name)
                 } else {
                     format!("msg {n} from {me}")
                 };
@@ -418,6 +422,13 @@ impl<'a> World<'a> {
                     return Ok(format!("{me}: no message to {action} in {c}"));
                 };
                 let n = self.rng.random_range(0..1000);
+                // An edit may name someone, or stop naming them (their row's `@` follows).
+                let named = if self.rng.random_bool(0.5) {
+                    let k = self.rng.random_range(0..self.people.len());
+                    format!(" @{}", self.people[k].name)
+                } else {
+                    String::new()
+                };
                 let r = match action {
                     "reply" => {
                         http.post_fetch(
@@ -432,7 +443,7 @@ impl<'a> World<'a> {
                     "edit" => {
                         http.post(
                             &format!("/conversations/{c}/messages/{m}"),
-                            &[("body", &format!("edited {n} _by_ {me}"))],
+                            &[("body", &format!("edited {n} _by_ {me}{named}"))],
                         )
                         .await
                     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{LIVE, TestApp, about_my_account, befriend};
+use crate::helpers::{Client, Frame, LIVE, TestApp, about_my_account, befriend};
 
 #[tokio::test]
 async fn the_author_edits_a_message_and_members_see_it_live_with_receipts_and_reactions_kept() {
@@ -276,18 +276,19 @@ async fn a_reply_quotes_its_original_and_must_answer_this_conversation() {
     crate::helpers::befriend(&ann, &carl).await;
     let c = ann.direct_with(&bob).await;
     let other = ann.direct_with(&carl).await;
-    let m = ann.say(c, "lunch at noon?").await;
+    let m = ann.say(c, "lunch at **noon**?").await;
     let elsewhere = ann.say(other, "secret").await;
-    // Without JS the reply link opens the conversation with the composer answering it.
+    // Without JS the reply link opens the conversation with the composer answering it (its
+    // words, as live.js shows them, without the Markdown).
     let page = bob.get(&format!("/conversations/{c}?reply={m}")).await;
     assert_eq!(
         page.attr("input[name=reply_to]", "value").as_deref(),
         Some(m.to_string().as_str())
     );
+    let label = page.text(".replying-to").unwrap_or_default();
     assert!(
-        page.text(".replying-to")
-            .unwrap_or_default()
-            .contains("lunch at noon?")
+        label.ends_with(": lunch at noon?") && !label.contains('*'),
+        "{label}"
     );
     let r = bob
         .post(
@@ -770,4 +771,129 @@ async fn a_muted_conversation_stays_out_of_the_header_badge() {
         }
     }
     assert_eq!(badge(&ann.get("/friends").await), "0");
+}
+
+/// The `@` count of my row in conversation `g`, as a fresh load of the list shows it.
+async fn row_mentions(c: &Client, g: i64) -> Option<String> {
+    c.get("/conversations")
+        .await
+        .attr(&format!("#unread-{g}"), "data-mentions")
+}
+
+fn mentions_delta(g: i64, delta: &str) -> impl Fn(&Frame) -> bool {
+    let target = format!("unread-{g}");
+    let attr = format!("data-delta-mentions=\"{delta}\"");
+    move |f: &Frame| f.target().as_deref() == Some(target.as_str()) && f.data.contains(&attr)
+}
+
+#[tokio::test]
+async fn the_rows_at_follows_deletes_and_edits_of_unread_messages_that_name_me() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    crate::helpers::befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob, &carl]).await;
+    let mut b = bob.stream().await;
+    let mut c = carl.stream().await;
+    let mut a = ann.stream().await;
+    // Deleted while bob has it unread: his `@` goes with it.
+    let m = ann.say(g, "hey @bob look").await;
+    assert_eq!(row_mentions(&bob, g).await.as_deref(), Some("1"));
+    let r = ann
+        .post(&format!("/conversations/{g}/messages/{m}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    b.expect(LIVE, "bob's @ drops", mentions_delta(g, "-1"))
+        .await;
+    assert_eq!(row_mentions(&bob, g).await.as_deref(), Some("0"));
+    // Edited to name him, then not: his `@` rises and drops.
+    let m = ann.say(g, "ping").await;
+    let edit = |body: &'static str| {
+        let path = format!("/conversations/{g}/messages/{m}");
+        let ann = &ann;
+        async move { ann.post(&path, &[("body", body)]).await.status }
+    };
+    assert_eq!(edit("ping @bob").await, StatusCode::SEE_OTHER);
+    b.expect(LIVE, "bob's @ rises", mentions_delta(g, "1"))
+        .await;
+    assert_eq!(row_mentions(&bob, g).await.as_deref(), Some("1"));
+    assert_eq!(edit("ping again @bob").await, StatusCode::SEE_OTHER);
+    assert_eq!(edit("ping").await, StatusCode::SEE_OTHER);
+    b.expect(LIVE, "bob's @ drops", mentions_delta(g, "-1"))
+        .await;
+    assert_eq!(row_mentions(&bob, g).await.as_deref(), Some("0"));
+    // Once he has read it, naming him changes no count.
+    bob.post(
+        &format!("/conversations/{g}/read"),
+        &[("message_id", &m.to_string())],
+    )
+    .await;
+    assert_eq!(edit("ping @bob").await, StatusCode::SEE_OTHER);
+    b.expect(LIVE, "the edit", |f| {
+        f.target().as_deref() == Some(format!("message-{m}").as_str())
+            && f.content().contains("ping")
+            && f.content().contains("data-mention")
+    })
+    .await;
+    b.assert_none(Duration::from_millis(300), "an @ change", |f| {
+        f.data.contains("data-delta-mentions")
+    })
+    .await;
+    assert_eq!(row_mentions(&bob, g).await.as_deref(), Some("0"));
+    // Nobody else's `@` moved: carl was never named, ann wrote it.
+    for (who, s) in [("carl", &mut c), ("ann", &mut a)] {
+        s.assert_none(Duration::from_millis(200), who, |f| {
+            f.data.contains("data-delta-mentions")
+        })
+        .await;
+    }
+    assert_eq!(row_mentions(&carl, g).await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn a_member_who_leaves_leaves_no_read_marker_behind() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = app.friends("ann", "bob").await;
+    let carl = app.user("carl").await;
+    crate::helpers::befriend(&ann, &carl).await;
+    let g = ann.group("Trip", &[&bob, &carl]).await;
+    let m = bob.say(g, "hello").await;
+    carl.post(
+        &format!("/conversations/{g}/read"),
+        &[("message_id", &m.to_string())],
+    )
+    .await;
+    let marker = format!("reader-{g}-{}", carl.id);
+    let page = bob.get(&format!("/conversations/{g}")).await;
+    assert!(page.has(&format!("#{marker}")), "carl's receipt shows");
+    let mut b = bob.stream().await;
+    let r = carl.post(&format!("/conversations/{g}/leave"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let mut frames = Vec::new();
+    loop {
+        let f = b
+            .next(LIVE)
+            .await
+            .expect("the note of carl's leaving within LIVE");
+        let note = f.event == "append" && f.content().contains("left the group");
+        frames.push(f);
+        if note {
+            break;
+        }
+    }
+    frames.extend(b.drain(Duration::from_millis(300)).await);
+    // His receipt leaves bob's page, and nothing puts it back.
+    let last = frames
+        .iter()
+        .rev()
+        .find(|f| f.content().contains(&marker) || f.target().as_deref() == Some(marker.as_str()));
+    assert!(
+        last.is_some_and(|f| f.event == "remove"),
+        "carl's receipt is removed last: {frames:?}"
+    );
+    let page = bob.get(&format!("/conversations/{g}")).await;
+    assert!(
+        !page.has(&format!("#{marker}")),
+        "and a fresh load has none"
+    );
 }

@@ -9,9 +9,10 @@ use crate::views::admin::{
 };
 use crate::views::{dom, render_fragment};
 
-/// A user's row on the admin pages (a new account joins the unfiltered first page); the user's
-/// own header link follows their admin flag, and their open admin pages reload when they lose it.
-pub fn user_updated(user: &AdminUserData, created: bool, all: Audience) -> Vec<Frame> {
+/// A user's row on the admin pages of `admins` (a new account joins the unfiltered first page);
+/// the user's own header link follows their admin flag, and their open admin pages reload when
+/// they lose it.
+pub fn user_updated(user: &AdminUserData, created: bool, admins: Audience) -> Vec<Frame> {
     let row = render_fragment(&AdminUserPartial {
         row: AdminUserView::new(user),
     });
@@ -20,11 +21,11 @@ pub fn user_updated(user: &AdminUserData, created: bool, all: Audience) -> Vec<F
         Frame::new(
             Action::Prepend,
             dom::containers::ADMIN_USERS.to_owned(),
-            all,
+            admins,
             &row,
         )
     } else {
-        Frame::new(Action::Replace, dom::admin_user(user.user.id), all, &row)
+        Frame::new(Action::Replace, dom::admin_user(user.user.id), admins, &row)
     }];
     let admin = user.is_admin && user.deactivated_at.is_none();
     frames.push(Frame::new(

@@ -105,6 +105,7 @@ pub fn edited(
     replies: &[i64],
     is_last: bool,
     activity: i64,
+    (mentioned, unmentioned): (&[i64], &[i64]),
     all: Audience,
 ) -> Vec<Frame> {
     let mut frames = vec![message(m, Action::Replace, dom::message(m.id), all.clone())];
@@ -112,7 +113,20 @@ pub fn edited(
     if is_last {
         frames.push(preview(m.conversation_id, Some(m), activity, all));
     }
+    frames.extend(mentions_moved(m.conversation_id, mentioned, 1));
+    frames.extend(mentions_moved(m.conversation_id, unmentioned, -1));
     frames
+}
+
+/// The `@` count of the rows of `users` (who have the message unread) changes by `delta`.
+fn mentions_moved(conversation_id: i64, users: &[i64], delta: i64) -> Option<Frame> {
+    (!users.is_empty()).then(|| {
+        Frame::mentions_delta(
+            dom::unread(conversation_id),
+            audience(users.iter().copied()),
+            delta,
+        )
+    })
 }
 
 /// A deleted message leaves every page; the next one regroups, replies say "message deleted",
@@ -126,7 +140,7 @@ pub fn deleted(
     replies: &[i64],
     new_last: Option<&Option<MessageData>>,
     activity: i64,
-    (unread_for, unread_muted): (&[i64], &[i64]),
+    (unread_for, unread_muted, unread_mentioned): (&[i64], &[i64], &[i64]),
     all: Audience,
 ) -> Vec<Frame> {
     let mut frames = vec![Frame::new(
@@ -151,6 +165,7 @@ pub fn deleted(
             Some(-1),
         ));
     }
+    frames.extend(mentions_moved(conversation_id, unread_mentioned, -1));
     // A muted conversation's row counts, the header badge does not.
     let badged: Vec<i64> = unread_for
         .iter()
@@ -176,14 +191,19 @@ pub fn reactions_changed(m: &MessageData, all: Audience) -> Vec<Frame> {
 
 /// A new message joins the open lists, the rows' previews, and moves its author's read marker
 /// (so the author's own counts of that conversation drop to nothing).
-pub fn added(m: &MessageData, author_total_unread: i64, all: Audience) -> Vec<Frame> {
+pub fn added(
+    m: &MessageData,
+    author_total_unread: i64,
+    author_gone: bool,
+    all: Audience,
+) -> Vec<Frame> {
     let cid = m.conversation_id;
     let preview = PreviewView::of(
         cid,
         Some((&m.author, m.body.as_str(), m.note)),
         m.created_at,
     );
-    vec![
+    let mut frames = vec![
         message(m, Action::Append, dom::messages(cid), all.clone()),
         Frame::new(
             Action::Replace,
@@ -191,11 +211,16 @@ pub fn added(m: &MessageData, author_total_unread: i64, all: Audience) -> Vec<Fr
             all.clone(),
             &render_fragment(&PreviewPartial { preview }),
         ),
+    ];
+    if !author_gone {
         // The author has read what they wrote; their marker on their own message shows nothing.
-        reader(cid, &m.author, m.id, true, all),
-        unread_count(cid, (0, 0), audience([m.author.id])),
-        badge("badge-unread", author_total_unread, m.author.id),
-    ]
+        frames.extend([
+            reader(cid, &m.author, m.id, true, all),
+            unread_count(cid, (0, 0), audience([m.author.id])),
+            badge("badge-unread", author_total_unread, m.author.id),
+        ]);
+    }
+    frames
 }
 
 /// A read marker moves for everyone; the reader's own unread counts follow.

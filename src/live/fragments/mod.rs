@@ -25,7 +25,14 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
         Event::SessionEnded { .. }
         | Event::PasswordChanged { .. }
         | Event::UserDeactivated { .. } => Vec::new(),
-        Event::AdminUserUpdated { user, created } => admin::user_updated(user, *created, all),
+        Event::AdminUserUpdated {
+            user,
+            created,
+            admins,
+        } => {
+            let rows = admins.as_ref().map_or(all, |a| audience(a.iter().copied()));
+            admin::user_updated(user, *created, rows)
+        }
         Event::AdminLogged { entry } => admin::logged(entry, all),
         Event::InviteUpdated { invite, created } => admin::invite_updated(invite, *created, all),
         Event::ProfileUpdated { user } => users::profile_updated(user, all),
@@ -75,7 +82,8 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
         Event::MessageAdded {
             message,
             author_total_unread,
-        } => messages::added(message, *author_total_unread, all),
+            author_gone,
+        } => messages::added(message, *author_total_unread, *author_gone, all),
         Event::MessagesRead {
             conversation_id,
             reader,
@@ -96,7 +104,16 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
             replies,
             is_last,
             last_activity_at,
-        } => messages::edited(message, replies, *is_last, *last_activity_at, all),
+            mentioned,
+            unmentioned,
+        } => messages::edited(
+            message,
+            replies,
+            *is_last,
+            *last_activity_at,
+            (mentioned, unmentioned),
+            all,
+        ),
         Event::MessageDeleted {
             conversation_id,
             message_id,
@@ -106,6 +123,7 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
             last_activity_at,
             unread_for,
             unread_muted,
+            unread_mentioned,
         } => messages::deleted(
             *conversation_id,
             *message_id,
@@ -113,7 +131,7 @@ pub fn frames_for(event: &Event, online: Online<'_>) -> Vec<Frame> {
             replies,
             new_last.as_ref(),
             *last_activity_at,
-            (unread_for, unread_muted),
+            (unread_for, unread_muted, unread_mentioned),
             all,
         ),
         Event::ReactionsChanged { message } => messages::reactions_changed(message, all),
