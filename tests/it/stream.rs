@@ -133,13 +133,7 @@ async fn the_last_event_id_header_wins_and_resumes() {
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let conversation = ann.direct_with(&bob).await;
-    let after: i64 = bob
-        .get("/conversations")
-        .await
-        .attr("body", "data-after")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let after = log_position(&bob).await;
     ann.say(conversation, "while away").await;
     let r = bob
         .http
@@ -148,16 +142,17 @@ async fn the_last_event_id_header_wins_and_resumes() {
         .send()
         .await
         .unwrap();
-    let mut body = r.bytes_stream();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + LIVE;
-    while !text.contains("while away") && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_millis(200), body.next()).await
-        {
-            text.push_str(&String::from_utf8_lossy(&b));
-        }
-    }
-    assert!(text.contains("while away"));
+    assert!(read_until(r, "while away").await.contains("while away"));
+}
+
+/// The log position a page of mine starts its stream from.
+async fn log_position(c: &Client) -> i64 {
+    c.get("/conversations")
+        .await
+        .attr("body", "data-after")
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Reads a stream until `needle` shows or `LIVE` passes; the text read.
@@ -179,21 +174,9 @@ async fn a_valid_last_event_id_beats_after_and_an_invalid_one_falls_back_to_it()
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let conversation = ann.direct_with(&bob).await;
-    let after: i64 = bob
-        .get("/conversations")
-        .await
-        .attr("body", "data-after")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let after = log_position(&bob).await;
     ann.say(conversation, "while away").await;
-    let now: i64 = bob
-        .get("/conversations")
-        .await
-        .attr("body", "data-after")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let now = log_position(&bob).await;
     assert!(now > after);
     let stream = |header: &str, query: i64| {
         bob.http
