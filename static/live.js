@@ -135,6 +135,8 @@
       if (el.matches(".mention")) el.classList.toggle("is-me", el.getAttribute("data-mention") === me);
       if (el.matches(".reaction")) el.classList.toggle("mine", hasId(el.getAttribute("data-users"), me));
       if (el.matches(".preview-author")) el.classList.toggle("is-me", el.getAttribute("data-author") === me);
+      // What one may not do to oneself (an admin deactivating their own account: refused).
+      if (el.matches("[data-not-self]")) el.hidden = el.getAttribute("data-not-self") === me;
       if (el.matches("[data-author-only], [data-author-or-owner]")) {
         var m = el.closest("article.message");
         var mine = !!m && m.getAttribute("data-author") === me;

@@ -504,6 +504,42 @@ async fn e2e_the_rows_at_follows_edits_and_deletes() {
     env.finish(r).await;
 }
 
+/// An admin's own row offers no "Deactivate" (refused for oneself); everyone else's does, also
+/// in a row that arrives live.
+#[tokio::test]
+async fn e2e_an_admin_is_not_offered_deactivating_themselves() {
+    let Some(env) = E2e::start("admin_not_offered_self_deactivation", 1, true).await else {
+        return;
+    };
+    let r = async {
+        let a = &env.browsers[0];
+        register(&env, a, "ann").await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = env.app.user("bob").await;
+        a.goto(&env.url("/admin/users")).await?;
+        let shown = |id: i64| {
+            format!(
+                "var f = document.querySelector('#admin-user-{id} form[action$=\"/deactivate\"]'); \
+                 return f ? String(!f.hidden) : 'none'"
+            )
+        };
+        wait_js_str(a, &shown(ann.id), "false", SHOW).await?;
+        wait_js_str(a, &shown(bob.id), "true", SHOW).await?;
+        let cat = env.app.user("cat").await;
+        wait_js_str(a, &shown(cat.id), "true", SHOW).await?;
+        // Refused anyway, without JavaScript too.
+        let r = ann
+            .post(&format!("/admin/users/{}/deactivate", ann.id), &[])
+            .await;
+        if r.status != reqwest::StatusCode::CONFLICT {
+            bail!("deactivating oneself: {}", r.status);
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
 /// A muted conversation counts in its own row, never in the header, the tab title or the icon:
 /// on a page with the conversation list and on one without, and live when (un)muting.
 #[tokio::test]
