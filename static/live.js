@@ -108,6 +108,18 @@
     return prefs("muted").indexOf(cid) >= 0;
   }
 
+  // The "Notify me of" menu of an open conversation follows my settings changed elsewhere (another
+  // tab), as a fresh load shows them; not while I am choosing in it.
+  function syncNotifyForms() {
+    document.querySelectorAll("form.notify-form select[name=level]").forEach(function (sel) {
+      if (document.activeElement === sel) return;
+      var cid = (sel.id || "").replace("notify-", "");
+      var level = isMuted(cid) ? "mute" : prefs("mentions").indexOf(cid) >= 0 ? "mentions" : "all";
+      Array.prototype.forEach.call(sel.options, function (o) { o.defaultSelected = o.value === level; });
+      sel.value = level;
+    });
+  }
+
   function forgetPrefs(cid) {
     var p = byId("notify-prefs");
     if (!p) return;
@@ -755,6 +767,7 @@
       decorate(el);
       if (el.id === "notify-prefs") {
         document.querySelectorAll("li.conv-row").forEach(function (r) { decorate(r); });
+        syncNotifyForms();
       }
       if (el.matches(".members")) {
         // A new owner: who may delete which message changes with it.

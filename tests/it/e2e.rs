@@ -621,6 +621,34 @@ async fn e2e_a_muted_conversation_stays_out_of_the_tab_title() {
     env.finish(r).await;
 }
 
+/// The "Notify me of" menu of an open conversation follows a change made in another tab.
+#[tokio::test]
+async fn e2e_the_notify_menu_follows_another_tab() {
+    let Some(env) = E2e::start("notify_menu_follows_another_tab", 2, true).await else {
+        return;
+    };
+    let r = async {
+        let (a, _b) = ann_and_bob_as_friends(&env).await?;
+        let ann = http_session(&env, "ann").await?;
+        let bob = http_session(&env, "bob").await?;
+        let g = bob.group("Plans", &[&ann]).await;
+        a.goto(&env.url(&format!("/conversations/{g}"))).await?;
+        let menu = format!("return document.getElementById('notify-{g}').value");
+        wait_js_str(a, &menu, "all", SHOW).await?;
+        for level in ["mentions", "mute", "all"] {
+            ann.post(
+                &format!("/conversations/{g}/notifications"),
+                &[("level", level)],
+            )
+            .await;
+            wait_js_str(a, &menu, level, SHOW).await?;
+        }
+        Ok(())
+    }
+    .await;
+    env.finish(r).await;
+}
+
 #[tokio::test]
 async fn e2e_presence_follows_the_last_tab() {
     let Some(env) = E2e::start("presence_follows_the_last_tab", 2, true).await else {
