@@ -188,6 +188,8 @@ pub mod containers {
     pub const SEARCH_RESULTS: &str = "search-results";
     /// The admin user list's unfiltered first page (new accounts are added to it live).
     pub const ADMIN_USERS: &str = "admin-users";
+    /// The number of accounts on the unfiltered users pages.
+    pub const ADMIN_USER_COUNT: &str = "admin-user-count";
     /// The admin log, newest first.
     pub const AUDIT: &str = "admin-audit";
     /// My invite links (`/invites`).

@@ -461,6 +461,10 @@ async fn the_user_list_searches_and_pages() {
     assert!(!r.has("#admin-users"), "a search has its own list id");
     let r = ann.get("/admin/users").await;
     assert_eq!(r.count("#admin-users li.admin-user"), 4);
+    assert_eq!(
+        r.attr("#admin-user-count", "data-count").as_deref(),
+        Some("4")
+    );
     let r = ann.get("/admin/users?page=2").await;
     assert_eq!(r.count("li.admin-user"), 0);
     let r = ann.get("/admin/users?q=%25").await;
@@ -476,6 +480,16 @@ async fn the_user_list_searches_and_pages() {
             && f.content().contains(&row)
     })
     .await;
+    // And the count of accounts with it, as a fresh load counts them.
+    s.expect(LIVE, "one account more", |f| {
+        f.target().as_deref() == Some("admin-user-count") && f.data.contains("data-delta=\"1\"")
+    })
+    .await;
+    let r = ann.get("/admin/users").await;
+    assert_eq!(
+        r.attr("#admin-user-count", "data-count").as_deref(),
+        Some("5")
+    );
 }
 
 fn parley_cmd(db_url: &str) -> tokio::process::Command {

@@ -17,16 +17,30 @@ pub fn user_updated(user: &AdminUserData, created: bool, admins: Audience) -> Ve
         row: AdminUserView::new(user),
     });
     let own = audience([user.user.id]);
-    let mut frames = vec![if created {
-        Frame::new(
-            Action::Prepend,
-            dom::containers::ADMIN_USERS.to_owned(),
+    let mut frames = if created {
+        vec![
+            Frame::new(
+                Action::Prepend,
+                dom::containers::ADMIN_USERS.to_owned(),
+                admins.clone(),
+                &row,
+            ),
+            Frame::with_delta(
+                Action::Replace,
+                dom::containers::ADMIN_USER_COUNT.to_owned(),
+                admins,
+                "",
+                Some(1),
+            ),
+        ]
+    } else {
+        vec![Frame::new(
+            Action::Replace,
+            dom::admin_user(user.user.id),
             admins,
             &row,
-        )
-    } else {
-        Frame::new(Action::Replace, dom::admin_user(user.user.id), admins, &row)
-    }];
+        )]
+    };
     let admin = user.is_admin && user.deactivated_at.is_none();
     frames.push(Frame::new(
         Action::Replace,
