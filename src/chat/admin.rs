@@ -500,6 +500,34 @@ pub async fn revoke_invite(cx: &Ctx<'_>, me: &UserRef, is_admin: bool, id: i64) 
 /// Why an invite link does not work, in words for its visitor.
 pub const INVITE_GONE: &str =
     "This invite link has expired, was revoked, or has been used up. Ask for a new one.";
+/// Why registering without an invite does not work in invite-only mode.
+const INVITE_ONLY: &str =
+    "This instance takes new accounts by invitation only: you need an invite link.";
+/// Why registering without an invite does not work in closed mode.
+const CLOSED: &str =
+    "Registration is closed on this instance. Ask its administrator for an account.";
+
+/// Why a registration with `invite` (a token) would be refused now, whatever its fields say
+/// (None: it may go ahead). Read before the fields are checked, so a visitor who may not
+/// register at all is told that first; the registering transaction checks again ([`admit`]).
+pub async fn refusal(
+    c: &mut db::Conn<'_>,
+    invite: Option<&str>,
+) -> AppResult<Option<&'static str>> {
+    if db::admin::no_users(c).await? {
+        return Ok(None);
+    }
+    let (valid, mode) = match invite {
+        Some(token) => invite_for(c, token).await?,
+        None => (None, registration(c).await?),
+    };
+    Ok(match (valid, invite, mode) {
+        (Some(_), ..) | (None, None, Registration::Open) => None,
+        (None, Some(_), _) => Some(INVITE_GONE),
+        (None, None, Registration::Invite) => Some(INVITE_ONLY),
+        (None, None, Registration::Closed) => Some(CLOSED),
+    })
+}
 
 /// Whether registering with `invite` (a token) is possible now: the invite (None when the link
 /// does not work) and the mode.
@@ -534,14 +562,8 @@ pub async fn admit(tx: &mut Tx, invite: Option<&str>) -> AppResult<Option<i64>> 
             Registration::Open => Ok(None),
             // The very first account may always be made: someone has to run the instance.
             _ if db::admin::no_users(&mut tx.conn()).await? => Ok(None),
-            Registration::Invite => Err(AppError::invalid(
-                "form",
-                "This instance takes new accounts by invitation only: you need an invite link.",
-            )),
-            Registration::Closed => Err(AppError::invalid(
-                "form",
-                "Registration is closed on this instance. Ask its administrator for an account.",
-            )),
+            Registration::Invite => Err(AppError::invalid("form", INVITE_ONLY)),
+            Registration::Closed => Err(AppError::invalid("form", CLOSED)),
         };
     };
     let Some((_, creator, befriend)) =

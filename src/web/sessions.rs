@@ -274,6 +274,14 @@ async fn create_registration(
         )
         .await;
     }
+    // Someone who may not register at all hears that before anything about their fields.
+    let refused = {
+        let mut rc = state.db.read().await?;
+        chat::admin::refusal(&mut rc.conn(), invite).await?
+    };
+    if let Some(why) = refused {
+        return form_again(StatusCode::FORBIDDEN, FieldErrors::one("form", why)).await;
+    }
     let mut errors = FieldErrors::default();
     let username = errors.check(Username::parse("username", &form.username));
     let password = errors.check(Password::parse_new(

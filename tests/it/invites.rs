@@ -86,6 +86,13 @@ async fn each_registration_mode_for_the_register_page_and_form() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{mode}");
         assert!(r.text("#form-error").unwrap().contains(says));
         assert!(!user_exists(&app, "carl").await, "{mode}: nothing written");
+        // Told first that they may not register, not to fix a password first.
+        let r = app
+            .client()
+            .post("/register", &[("username", "carl"), ("password", "123")])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{mode}, a weak password");
+        assert!(r.text("#form-error").unwrap().contains(says));
     }
     set_mode(&ann, "open").await;
     app.user("carl").await;
