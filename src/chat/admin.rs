@@ -441,7 +441,10 @@ pub async fn create_invite(
 ) -> AppResult<i64> {
     let mut tx = cx.db.begin().await?;
     if !may_invite(registration(&mut tx.conn()).await?, is_admin) {
-        return Err(AppError::NotFound);
+        // The page showed the form before registration closed: say why it no longer works.
+        return Err(AppError::Forbidden(
+            "Registration is closed on this instance: only its administrators make invite links now.",
+        ));
     }
     let now = db::now_ms();
     let token = new_token();

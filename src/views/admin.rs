@@ -147,6 +147,11 @@ impl InviteView {
         }
     }
 
+    /// `invite-qr-{id}` (its own page).
+    pub fn qr_dom_id(&self) -> String {
+        dom::invite_qr(self.id)
+    }
+
     /// `invite-{id}`.
     pub fn dom_id(&self) -> String {
         dom::invite(self.id)

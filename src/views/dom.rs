@@ -151,6 +151,11 @@ pub fn invite(id: i64) -> String {
     format!("invite-{id}")
 }
 
+/// An invite's own page, with its link and QR code: `invite-qr-{id}`.
+pub fn invite_qr(id: i64) -> String {
+    format!("invite-qr-{id}")
+}
+
 /// The admin user list of a search or a later page, which live additions must not reach.
 pub fn admin_users_page(page: i64, searched: bool) -> String {
     if searched {

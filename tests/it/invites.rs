@@ -116,7 +116,7 @@ async fn invite_links_are_single_or_multi_use_expire_and_can_be_revoked() {
     let bob = app.user("bob").await;
     set_mode(&ann, "invite").await;
     // Single use.
-    let (_, once) = invite(&bob, "1", false).await;
+    let (once_id, once) = invite(&bob, "1", false).await;
     let landing = app.client().get(&once).await;
     assert_eq!(landing.status, StatusCode::OK);
     assert!(landing.has("input[name='invite']"));
@@ -160,6 +160,20 @@ async fn invite_links_are_single_or_multi_use_expire_and_can_be_revoked() {
                 && f.content().contains("revoked")
         })
         .await;
+    // Its own page, if open, loads again: it says the link is dead and shows no link or QR code.
+    bob_stream
+        .expect_target("reload", &format!("invite-qr-{id}"))
+        .await;
+    let page = bob.get(&format!("/invites/{id}/qr")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text("#invite-dead").unwrap().contains("revoked"));
+    assert!(!page.has("#invite-url") && !page.has(".qr svg"));
+    let used_up = bob
+        .get(&format!("/invites/{once_id}/qr"))
+        .await
+        .text("#invite-dead")
+        .unwrap_or_default();
+    assert!(used_up.contains("used up"), "{used_up}");
     let (_, r) = register_with(&app, &many, "gus").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(app.client().get(&many).await.status, StatusCode::NOT_FOUND);
@@ -195,11 +209,14 @@ async fn when_registration_is_closed_only_admins_invite() {
     let bob = app.user("bob").await;
     let (_, bobs) = invite(&bob, "", false).await;
     set_mode(&ann, "closed").await;
+    // A form left open from before gets the reason, and nothing is made.
     let r = bob
         .post("/invites", &[("max_uses", "1"), ("expires_hours", "24")])
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("Registration is closed"), "{}", r.body);
     assert!(!bob.get("/invites").await.has("form[action='/invites']"));
+    assert_eq!(bob.get("/invites").await.count("#my-invites li.invite"), 1);
     let (_, r) = register_with(&app, &bobs, "carl").await;
     assert_eq!(
         r.status,

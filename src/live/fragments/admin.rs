@@ -73,12 +73,11 @@ pub fn invite_updated(invite: &InviteData, created: bool, all: Audience) -> Vec<
         invite: InviteView::new(invite, crate::db::now_ms()),
     });
     if !created {
-        return vec![Frame::new(
-            Action::Replace,
-            dom::invite(invite.id),
-            all,
-            &html,
-        )];
+        // Its own page (link and QR code) is loaded again: used up or revoked, it says so.
+        return vec![
+            Frame::new(Action::Replace, dom::invite(invite.id), all.clone(), &html),
+            reload(dom::invite_qr(invite.id), all),
+        ];
     }
     vec![
         Frame::new(
