@@ -493,6 +493,16 @@ impl Client {
         Self::read(rb.send().await.unwrap()).await
     }
 
+    /// The log position a fresh page of mine reflects (`<body data-after>`), where its stream
+    /// starts.
+    pub async fn log_position(&self) -> i64 {
+        self.get("/conversations")
+            .await
+            .attr("body", "data-after")
+            .and_then(|s| s.parse().ok())
+            .expect("data-after")
+    }
+
     /// My user id, from `<body data-me>`.
     pub async fn me(&self) -> i64 {
         let r = self.get("/settings").await;

@@ -202,16 +202,6 @@ async fn conversation_events_are_logged_once_with_their_conversation_and_no_reci
     assert_eq!(gone, None, "no per-recipient table");
 }
 
-/// The position a fresh page of `c` reflects.
-async fn position(c: &Client) -> i64 {
-    c.get("/conversations")
-        .await
-        .attr("body", "data-after")
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn replay_finds_conversation_events_by_membership_at_that_point() {
     let app = TestApp::spawn().await;
@@ -219,7 +209,7 @@ async fn replay_finds_conversation_events_by_membership_at_that_point() {
     let carl = app.user("carl").await;
     befriend(&ann, &carl).await;
     let g = ann.group("Trip", &[&bob]).await;
-    let before = position(&carl).await;
+    let before = carl.log_position().await;
     ann.say(g, "before carl joined").await;
     ann.post(
         &format!("/conversations/{g}/members"),
@@ -227,7 +217,7 @@ async fn replay_finds_conversation_events_by_membership_at_that_point() {
     )
     .await;
     ann.say(g, "after carl joined").await;
-    let bob_mark = position(&bob).await;
+    let bob_mark = bob.log_position().await;
     ann.post(
         &format!("/conversations/{g}/members/{}/remove", bob.id),
         &[],
@@ -642,7 +632,7 @@ async fn on_postgresql_a_stream_started_while_its_joining_is_held_back_gets_noth
     let carl = app.user("carl").await;
     befriend(&ann, &carl).await;
     let g = ann.group("Trip", &[&bob]).await;
-    let before = position(&carl).await;
+    let before = carl.log_position().await;
     let older = hold_back_the_log(&app).await;
     // Both committed, both held back behind the older transaction.
     ann.say(g, "before carl joined").await;

@@ -133,7 +133,7 @@ async fn the_last_event_id_header_wins_and_resumes() {
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let conversation = ann.direct_with(&bob).await;
-    let after = log_position(&bob).await;
+    let after = bob.log_position().await;
     ann.say(conversation, "while away").await;
     let r = bob
         .http
@@ -143,16 +143,6 @@ async fn the_last_event_id_header_wins_and_resumes() {
         .await
         .unwrap();
     assert!(read_until(r, "while away").await.contains("while away"));
-}
-
-/// The log position a page of mine starts its stream from.
-async fn log_position(c: &Client) -> i64 {
-    c.get("/conversations")
-        .await
-        .attr("body", "data-after")
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Reads a stream until `needle` shows or `LIVE` passes; the text read.
@@ -174,9 +164,9 @@ async fn a_valid_last_event_id_beats_after_and_an_invalid_one_falls_back_to_it()
     let app = TestApp::spawn().await;
     let (ann, bob) = app.friends("ann", "bob").await;
     let conversation = ann.direct_with(&bob).await;
-    let after = log_position(&bob).await;
+    let after = bob.log_position().await;
     ann.say(conversation, "while away").await;
-    let now = log_position(&bob).await;
+    let now = bob.log_position().await;
     assert!(now > after);
     let stream = |header: &str, query: i64| {
         bob.http
@@ -231,11 +221,7 @@ async fn a_too_old_or_unknown_position_gets_reload() {
     let mut s = bob.stream_at("/events?after=999999").await;
     s.expect(LIVE, "reload", |f| f.event == "reload").await;
     // A current position is fine.
-    let after = bob
-        .get("/conversations")
-        .await
-        .attr("body", "data-after")
-        .unwrap();
+    let after = bob.log_position().await;
     let mut s = bob.stream_at(&format!("/events?after={after}")).await;
     s.assert_none(Duration::from_millis(300), "reload", |f| {
         f.event == "reload"
@@ -253,18 +239,7 @@ async fn a_stream_far_behind_in_a_busy_log_reloads_on_sqlite_and_replays_on_post
     let conversation = ann.direct_with(&bob).await;
     let (carl, dana) = app.friends("carl", "dana").await;
     let theirs = carl.direct_with(&dana).await;
-    let position = |c: &Client| {
-        let c = c.clone();
-        async move {
-            c.get("/conversations")
-                .await
-                .attr("body", "data-after")
-                .unwrap()
-                .parse::<i64>()
-                .unwrap()
-        }
-    };
-    let far = position(&bob).await;
+    let far = bob.log_position().await;
     ann.say(conversation, "for bob while away").await;
     for i in 0..10 {
         carl.say(theirs, &format!("not for bob {i}")).await;
@@ -283,7 +258,7 @@ async fn a_stream_far_behind_in_a_busy_log_reloads_on_sqlite_and_replays_on_post
     }
 
     // A short gap replays on both, amid others' events, and only bob's.
-    let near = position(&bob).await;
+    let near = bob.log_position().await;
     carl.say(theirs, "not for bob either").await;
     ann.say(conversation, "soon after").await;
     let mut s = bob.stream_at(&format!("/events?after={near}")).await;
